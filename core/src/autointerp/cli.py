@@ -1,0 +1,204 @@
+"""The ``autointerp`` command. Plugins add sub-commands through ``autointerp_register_commands``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from autointerp import __version__
+from autointerp.errors import AutointerpError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(
+    name="autointerp",
+    help="Automated interpretability of language models, built from plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+config_app = typer.Typer(help="Show or validate run configs.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"autointerp {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _plugins() -> Any:
+    from autointerp.plugins import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+# -- plugins -----------------------------------------------------------------------------------
+
+
+@app.command("plugins")
+def plugins_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List installed plugins and their components, with errors for broken ones."""
+    rows = _plugins().rows()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    if not rows:
+        console.print("No autointerp plugins are installed.")
+        return
+    table = Table(show_lines=False)
+    for col in ("name", "kind", "plugin", "distribution", "version", "status"):
+        table.add_column(col)
+    style = {"ok": "green", "error": "red", "disabled": "yellow"}
+    for row in rows:
+        table.add_row(
+            row["name"],
+            (row["kind"] or "-").replace("_", " "),
+            row["plugin"],
+            row["distribution"],
+            row["version"],
+            f"[{style[row['status']]}]{row['status']}[/]",
+        )
+    console.print(table)
+    errors = {(r["plugin"], r["error"]) for r in rows if r["error"]}
+    for plugin, error in sorted(errors):
+        err_console.print(Text.assemble((plugin, "bold"), f": {error}"), soft_wrap=True)
+
+
+# -- config ------------------------------------------------------------------------------------
+
+ConfigFile = Annotated[
+    Path | None, typer.Argument(help="Run config (TOML); omit for the embedded defaults.")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", metavar="FIELD=VALUE", help="Override a field, e.g. explainer.temperature=0.3."),
+]
+
+
+@config_app.command("show")
+def config_show(file: ConfigFile = None, set_: SetOption = None) -> None:
+    """Print the merged config (defaults, FILE and overrides) as TOML."""
+    from autointerp.config import dump_toml, load_config
+
+    config = load_config(file, set_ or [])
+    sys.stdout.write(dump_toml(config.as_table()))
+
+
+@config_app.command("validate")
+def config_validate(file: ConfigFile = None, set_: SetOption = None) -> None:
+    """Check FILE: syntax, fields, and each selected component's options against its plugin."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import plan_run
+
+    config = load_config(file, set_ or [])
+    plan = plan_run(config, _plugins(), source=str(file) if file else "defaults")
+    console.print(f"[green]ok[/]: {file or 'defaults'} selects {len(plan.steps)} components.")
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+@app.command("run")
+def run_command(
+    file: ConfigFile = None,
+    set_: SetOption = None,
+    model: Annotated[str | None, typer.Option(help="Model adapter name.")] = None,
+    source: Annotated[str | None, typer.Option("--source", help="Feature source name.")] = None,
+    explainer: Annotated[str | None, typer.Option(help="Explainer name.")] = None,
+    llm: Annotated[str | None, typer.Option(help="LLM client name.")] = None,
+    scorer: Annotated[
+        list[str] | None, typer.Option("--scorer", help="Scorer name (repeat for several).")
+    ] = None,
+    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
+) -> None:
+    """Run the pipeline: cache activations, explain latents, score explanations."""
+    from autointerp.config import load_config
+    from autointerp.pipeline import plan_run, prepare_run_dir
+
+    overrides = list(set_ or [])
+    if run_dir is not None:
+        overrides.append(f'run_dir="{run_dir.as_posix()}"')
+    selections = {
+        "model": model,
+        "feature_source": source,
+        "explainer": explainer,
+        "llm": llm,
+        "scorers": scorer or None,
+    }
+    config = load_config(file, overrides, {k: v for k, v in selections.items() if v})
+    plan = plan_run(config, _plugins(), source=str(file) if file else "defaults")
+    table = Table(title=f"run '{config.name}'", show_header=True)
+    for col in ("stage", "component", "distribution"):
+        table.add_column(col)
+    for step in plan.steps:
+        table.add_row(step.field, step.component.name, step.component.distribution)
+    console.print(table)
+    run_path = prepare_run_dir(plan)
+    err_console.print(
+        f"[yellow]note[/]: the config is valid and recorded in {run_path / 'config.toml'}, but the "
+        "caching, explaining and scoring stages are not implemented yet: nothing was computed."
+    )
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def build_cli() -> click.Command:
+    """The click command for the app, with every plugin's sub-commands added."""
+    try:
+        _plugins().add_commands(app)
+    except Exception as exc:  # never let plugin trouble stop --version or plugins
+        err_console.print(Text.assemble(("error", "red"), f": loading plugins failed: {exc}"))
+    return typer.main.get_command(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: one-line errors, tracebacks only with ``--debug``."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        build_cli().main(args=args, prog_name="autointerp", standalone_mode=False)
+    except AutointerpError as exc:
+        if debug:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            err_console.print(Text.assemble(("error", "red"), f": {line}"), soft_wrap=True)
+        return 1
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err_console.print("aborted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,304 @@
+"""Run configuration: a TOML file validated by pydantic, with command-line overrides.
+
+A run config selects one component per stage by name; every other key in a component's table is an
+option validated against that component's own config model (see :class:`ComponentConfig`)::
+
+    [explainer]
+    name = "default"
+    temperature = 0.3
+
+Any value can be overridden with ``--set explainer.temperature=0.3`` (the value is read as TOML,
+falling back to a plain string). Errors name the file, the field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from autointerp.errors import ConfigError
+
+DEFAULTS_RESOURCE = "defaults.toml"
+
+
+class ComponentConfig(BaseModel):
+    """Base class of every component's options: unknown fields are errors, instances are frozen."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmptyConfig(ComponentConfig):
+    """Options of a component that takes none."""
+
+
+class Selection(BaseModel):
+    """A component chosen by ``name`` plus its options (validated later, by the component)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, description="registered component name")
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _split_options(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"name": data}
+        if isinstance(data, Mapping) and "options" not in data:
+            rest = {k: v for k, v in data.items() if k != "name"}
+            return {"name": data.get("name"), "options": rest} if "name" in data else data
+        return data
+
+    def as_table(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options}
+
+
+class RunConfig(BaseModel):
+    """Everything a run needs. Stages select components by name; see ``autointerp plugins``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("quickstart", min_length=1, description="run name; default run dir runs/<name>")
+    run_dir: Path | None = Field(None, description="where the cache, store and report go")
+    seed: int = Field(0, description="seed for sampling, shuffling and initialisation")
+    threads: int | None = Field(
+        None, ge=1, description="torch threads for the subject model (default: all cores)"
+    )
+    model: Selection = Field(description="the model adapter and its options")
+    feature_source: Selection = Field(description="SAE, transcoder or neurons turning sites into latents")
+    explainer: Selection = Field(description="the explainer")
+    llm: Selection = Field(description="the LLM client used by the explainer and LLM-based scorers")
+    scorers: list[Selection] = Field(default_factory=list, description="scorers, run in order")
+    executor: Selection | None = Field(None, description="where work runs; default: in process")
+
+    @property
+    def resolved_run_dir(self) -> Path:
+        return self.run_dir if self.run_dir is not None else Path("runs") / self.name
+
+    def as_table(self) -> dict[str, Any]:
+        """The config as plain TOML-able data, in the file's own shape."""
+        out: dict[str, Any] = {"name": self.name, "seed": self.seed}
+        if self.run_dir is not None:
+            out["run_dir"] = str(self.run_dir)
+        if self.threads is not None:
+            out["threads"] = self.threads
+        for key in ("model", "feature_source", "explainer", "llm", "executor"):
+            sel = getattr(self, key)
+            if sel is not None:
+                out[key] = sel.as_table()
+        out["scorers"] = [s.as_table() for s in self.scorers]
+        return out
+
+    def selections(self) -> list[tuple[str, str, Selection]]:
+        """(field path, component kind, selection) for every component the run selects."""
+        out = [
+            ("model", "model_adapter", self.model),
+            ("feature_source", "feature_source", self.feature_source),
+            ("explainer", "explainer", self.explainer),
+            ("llm", "llm_client", self.llm),
+        ]
+        out += [(f"scorers[{i}]", "scorer", s) for i, s in enumerate(self.scorers)]
+        if self.executor is not None:
+            out.append(("executor", "executor", self.executor))
+        return out
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _loc(parts: Iterable[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def format_validation_error(
+    exc: ValidationError, source: str, prefix: str = "", model: type[BaseModel] | None = None
+) -> str:
+    """One line per problem: ``source: field.path: what was expected (got value)``."""
+    lines = []
+    for err in exc.errors():
+        parts = [p for p in err["loc"] if p not in ("options",)]
+        loc = _loc(parts)
+        loc = f"{prefix}.{loc}" if prefix and parts else (prefix or loc)
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+            known = sorted(model.model_fields) if model is not None and len(parts) == 1 else []
+            close = difflib.get_close_matches(str(parts[-1]), known, n=1) if known else []
+            if close:
+                msg += f"; did you mean '{close[0]}'?"
+            elif known:
+                msg += f"; expected one of: {', '.join(known)}"
+        elif err["type"] == "missing":
+            lines.append(f"{source}: {loc}: field required")
+            continue
+        else:
+            msg = err["msg"]
+        lines.append(f"{source}: {loc}: {msg} (got {_short(err.get('input'))})")
+    return "\n".join(lines)
+
+
+def validate_options(model: type[ComponentConfig], options: Mapping[str, Any], *, where: str) -> Any:
+    """Validate a component's options; ``where`` is ``"file: field.path"`` for error messages."""
+    try:
+        return model.model_validate(dict(options))
+    except ValidationError as exc:
+        source, _, prefix = where.rpartition(": ")
+        raise ConfigError(
+            format_validation_error(exc, source or "options", prefix, model)
+        ) from None
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def parse_value(text: str) -> Any:
+    """Read an override value as TOML (``3``, ``0.3``, ``true``, ``[1, 2]``), else as a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    """Apply ``a.b.c=value`` (list items by index: ``scorers.0.n_examples=5``) to raw config data."""
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected FIELD.PATH=VALUE, e.g. explainer.temperature=0.3")
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts[:-1]):
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(
+                    f"--set {key}: '{'.'.join(parts[:i])}' has {len(node)} items; "
+                    f"'{part}' is not a valid index"
+                )
+            node = node[int(part)]
+        else:
+            node = node.setdefault(part, {})
+            if isinstance(node, str):  # `model = "transformers"` shorthand, now getting options
+                node = data_replace(data, parts[: i + 1], {"name": node})
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"--set {key}: '{'.'.join(parts[: i + 1])}' is not a table")
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise ConfigError(f"--set {key}: '{last}' is not a valid index")
+        node[int(last)] = parse_value(raw.strip())
+    else:
+        node[last] = parse_value(raw.strip())
+
+
+def data_replace(data: dict[str, Any], path: Sequence[str], value: Any) -> Any:
+    node: Any = data
+    for part in path[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    if isinstance(node, list):
+        node[int(path[-1])] = value
+    else:
+        node[path[-1]] = value
+    return value
+
+
+def default_data() -> dict[str, Any]:
+    """The embedded defaults (the quickstart run) as raw TOML data."""
+    text = files("autointerp").joinpath(DEFAULTS_RESOURCE).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def load_config(
+    path: Path | None = None,
+    overrides: Sequence[str] = (),
+    selections: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Read ``path`` (or the embedded defaults), apply selections and ``--set`` overrides, validate.
+
+    A file is laid over the defaults table by table: a file that only sets ``[explainer]`` keeps
+    the default model, source, LLM and scorers. ``selections`` maps a stage to a component name
+    (``{"explainer": "default", "scorers": ["detection"]}``); choosing a new name drops the
+    previous component's options, which belonged to the other component.
+    """
+    data = default_data()
+    source = str(path) if path is not None else "defaults"
+    if path is not None:
+        data.update(read_toml(path))
+    for key, value in (selections or {}).items():
+        if key == "scorers":
+            data[key] = [{"name": v} for v in value]
+        elif value is not None:
+            current = data.get(key)
+            same = isinstance(current, dict) and current.get("name") == value
+            data[key] = current if same else {"name": value}
+    for assignment in overrides:
+        apply_override(data, assignment)
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, source, model=RunConfig)) from None
+
+
+def dump_toml(data: Mapping[str, Any]) -> str:
+    """Write plain config data (scalars, lists, tables, lists of tables) as TOML."""
+    lines: list[str] = []
+    tables: list[tuple[str, Mapping[str, Any]]] = []
+    arrays: list[tuple[str, list[Mapping[str, Any]]]] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(v, Mapping) for v in value):
+            arrays.append((key, value))
+        else:
+            lines.append(f"{_key(key)} = {_value(value)}")
+    for key, table in tables:
+        lines += ["", f"[{_key(key)}]", *(f"{_key(k)} = {_value(v)}" for k, v in table.items())]
+    for key, items in arrays:
+        for item in items:
+            lines += ["", f"[[{_key(key)}]]", *(f"{_key(k)} = {_value(v)}" for k, v in item.items())]
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _value(key)
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        escaped = str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
+    if value is None:
+        raise ConfigError("TOML has no null: remove the field instead of setting it to None")
+    return _value(str(value))

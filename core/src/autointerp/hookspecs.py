@@ -1,0 +1,95 @@
+"""Every hook an autointerp plugin may implement.
+
+A plugin is a module named by an entry point in the ``autointerp`` group. It implements any of the
+hooks below with ``autointerp.hookimpl``. Registration hooks are called once, when the plugin manager
+loads plugins (for every command, including ``autointerp plugins``): they must be cheap. Register a
+component by name and by a *factory path* (``"package.module:Class"``) so that heavy imports (torch,
+transformers, SDKs) happen only when a run builds that component.
+
+Each ``register`` callback takes::
+
+    register(name, factory, config=None, description="")
+
+- ``name``: unique within the component kind (two plugins with one name are an error naming both).
+- ``factory``: ``"module:attr"`` (imported lazily) or a callable; called as ``factory(config)``
+  with the validated config instance and must return the component.
+- ``config``: a subclass of :class:`autointerp.config.ComponentConfig` (extra fields forbidden,
+  frozen) holding the component's options with defaults and field docs; omit for no options.
+- ``description``: one line shown by ``autointerp plugins``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from autointerp.plugins import Register
+
+hookspec = pluggy.HookspecMarker("autointerp")
+hookimpl = pluggy.HookimplMarker("autointerp")
+
+
+@hookspec
+def autointerp_register_model_adapters(register: Register) -> None:
+    """Register model adapters: a model family behind the adapter contract (tokenizer, sites,
+    forward with captures and interventions, unembedding, RNN ``step``).
+
+    Called once at plugin load. Returns nothing; call ``register`` for each adapter.
+    """
+
+
+@hookspec
+def autointerp_register_feature_sources(register: Register) -> None:
+    """Register feature sources: turn a site's activations into sparse latent activations
+    (SAEs, transcoders, top-k neurons).
+
+    Called once at plugin load. Returns nothing; call ``register`` for each source.
+    """
+
+
+@hookspec
+def autointerp_register_explainers(register: Register) -> None:
+    """Register explainers: turn a latent's examples into a natural-language explanation,
+    usually through an LLM client.
+
+    Called once at plugin load. Returns nothing; call ``register`` for each explainer.
+    """
+
+
+@hookspec
+def autointerp_register_scorers(register: Register) -> None:
+    """Register scorers: rate how well an explanation predicts a latent's behaviour
+    (detection, fuzzing, simulation, surprisal, embedding, intervention ...).
+
+    Called once at plugin load. Returns nothing; call ``register`` for each scorer.
+    """
+
+
+@hookspec
+def autointerp_register_llm_clients(register: Register) -> None:
+    """Register LLM clients: chat completion endpoints (hosted APIs, OpenAI-compatible servers,
+    an offline local model) used by explainers and scorers.
+
+    Called once at plugin load. Returns nothing; call ``register`` for each client.
+    """
+
+
+@hookspec
+def autointerp_register_executors(register: Register) -> None:
+    """Register executors: where work units ((site, latent range) shards) run — in process,
+    a local pool, a Ray cluster.
+
+    Called once at plugin load. Returns nothing; call ``register`` for each executor.
+    """
+
+
+@hookspec
+def autointerp_register_commands(cli: Any) -> None:
+    """Add sub-commands to the ``autointerp`` command line.
+
+    ``cli`` is the root :class:`typer.Typer` app: use ``@cli.command()`` or ``cli.add_typer(...)``.
+    Called once when the CLI starts, before arguments are parsed. Import heavy modules inside the
+    command functions, not at module level. Returns nothing.
+    """

@@ -1,0 +1,356 @@
+"""The plugin manager: loads entry points, records each plugin's errors, resolves components by name.
+
+Standard plugins and third-party plugins load the same way: every entry point of the ``autointerp``
+group names a module of hook implementations. Importing or registering a plugin never raises here;
+a failure is recorded on that plugin and raised only when a run asks for something it might provide.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Literal, Protocol
+
+import pluggy
+
+from autointerp import hookspecs
+from autointerp.config import ComponentConfig, EmptyConfig, validate_options
+from autointerp.errors import PluginError, UnknownComponentError
+from autointerp.types import COMPONENT_KINDS, kind_label
+
+ENTRY_POINT_GROUP = "autointerp"
+DISABLE_ENV = "AUTOINTERP_DISABLE_PLUGINS"
+
+#: registration hook name for each component kind
+REGISTRATION_HOOKS: dict[str, str] = {kind: f"autointerp_register_{kind}s" for kind in COMPONENT_KINDS}
+COMMANDS_HOOK = "autointerp_register_commands"
+_SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("autointerp_"))
+
+Status = Literal["ok", "error", "disabled"]
+
+
+class Register(Protocol):
+    """The callback a registration hook receives."""
+
+    def __call__(
+        self,
+        name: str,
+        factory: str | Callable[[Any], Any],
+        config: type[ComponentConfig] | None = None,
+        description: str = "",
+    ) -> None: ...
+
+
+@dataclass(frozen=True)
+class Component:
+    """A registered component: enough to list it, validate its options and build it lazily."""
+
+    kind: str
+    name: str
+    factory: str | Callable[[Any], Any]
+    config: type[ComponentConfig]
+    description: str
+    plugin: str
+    distribution: str
+    version: str
+
+    def validate(self, options: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
+        """Validate ``options`` against this component's config model (raises ConfigError)."""
+        return validate_options(self.config, options or {}, where=where or self.name)
+
+    def load_factory(self) -> Callable[[Any], Any]:
+        if callable(self.factory):
+            return self.factory
+        module_name, _, attr = self.factory.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split(".") if attr else ():
+                obj = getattr(obj, part)
+        except Exception as exc:  # import errors of heavy dependencies surface here, at build time
+            raise PluginError(
+                f"cannot build {kind_label(self.kind)} '{self.name}' from plugin '{self.plugin}' "
+                f"({self.distribution}): {type(exc).__name__}: {exc}"
+            ) from exc
+        return obj
+
+    def build(self, options: Mapping[str, Any] | ComponentConfig | None = None) -> Any:
+        """Validate the options and call the factory with the config instance."""
+        config = options if isinstance(options, ComponentConfig) else self.validate(options)
+        return self.load_factory()(config)
+
+
+@dataclass
+class PluginInfo:
+    """What is known about one plugin: where it came from and whether it loaded."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    status: Status = "ok"
+    error: str | None = None
+    traceback: str | None = None
+    hooks: list[str] = field(default_factory=list)
+    components: list[Component] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        self.status = "error"
+        self.error = self.error + "; " + message if self.error else message
+
+
+def disabled_from_env() -> frozenset[str]:
+    raw = os.environ.get(DISABLE_ENV, "")
+    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}".strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class PluginManager:
+    """Loads plugins and answers "which component is called X?".
+
+    ``entry_points=False`` gives an empty manager (tests register plugin objects directly).
+    ``disabled`` names plugins (entry-point or distribution names) to skip; defaults to
+    ``$AUTOINTERP_DISABLE_PLUGINS``.
+    """
+
+    def __init__(self, *, entry_points: bool = True, disabled: Iterable[str] | None = None) -> None:
+        self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
+        self.pm.add_hookspecs(hookspecs)
+        self.disabled = frozenset(disabled) if disabled is not None else disabled_from_env()
+        self.plugins: dict[str, PluginInfo] = {}
+        self._components: dict[str, dict[str, list[Component]]] = {k: {} for k in COMPONENT_KINDS}
+        if entry_points:
+            self.load_entry_points()
+
+    # -- loading -------------------------------------------------------------------------------
+
+    def load_entry_points(self) -> None:
+        """Import and register every ``autointerp`` entry point, recording failures per plugin."""
+        seen: set[str] = set()
+        for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in seen or ep.name in self.plugins:
+                continue  # the same distribution visible twice on sys.path
+            seen.add(ep.name)
+            self._load_entry_point(ep)
+
+    def _load_entry_point(self, ep: EntryPoint) -> None:
+        dist = ep.dist.name if ep.dist else "?"
+        version = ep.dist.version if ep.dist else ""
+        info = PluginInfo(name=ep.name, distribution=dist, version=version, module=ep.value)
+        self.plugins[ep.name] = info
+        if ep.name in self.disabled or dist in self.disabled:
+            info.status = "disabled"
+            info.error = f"disabled by {DISABLE_ENV}"
+            return
+        try:
+            module = ep.load()
+        except BaseException as exc:  # a plugin's import must never take the CLI down
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            info.fail(f"import failed: {_one_line(exc)}")
+            info.traceback = traceback.format_exc()
+            return
+        self._register(module, info)
+
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        *,
+        distribution: str = "(in process)",
+        version: str = "",
+    ) -> PluginInfo:
+        """Register a plugin object (a module or any object with hook implementations)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        if name in self.plugins:
+            raise PluginError(f"a plugin named '{name}' is already registered")
+        info = PluginInfo(name=name, distribution=distribution, version=version, module=name)
+        self.plugins[name] = info
+        self._register(plugin, info)
+        return info
+
+    def unregister(self, name: str) -> None:
+        """Remove a plugin and every component it registered."""
+        info = self.plugins.pop(name)
+        if self.pm.has_plugin(name):
+            self.pm.unregister(name=name)
+        for by_name in self._components.values():
+            for comp_name in list(by_name):
+                by_name[comp_name] = [c for c in by_name[comp_name] if c.plugin != info.name]
+                if not by_name[comp_name]:
+                    del by_name[comp_name]
+
+    def _register(self, plugin: object, info: PluginInfo) -> None:
+        unknown = [
+            n for n in dir(plugin) if n.startswith("autointerp_") and n not in _SPEC_NAMES
+        ]
+        for hook in unknown:
+            close = difflib.get_close_matches(hook, _SPEC_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            info.fail(f"unknown hook '{hook}'{hint}")
+        try:
+            self.pm.register(plugin, name=info.name)
+        except Exception as exc:
+            info.fail(f"registration failed: {_one_line(exc)}")
+            return
+        info.hooks = sorted(
+            caller.name for caller in self.pm.get_hookcallers(plugin) or () if caller.name
+        )
+        for kind, hook_name in REGISTRATION_HOOKS.items():
+            self._call_plugin_hook(info, hook_name, register=self._registrar(kind, info))
+
+    def _call_plugin_hook(self, info: PluginInfo, hook_name: str, **kwargs: Any) -> None:
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in caller.get_hookimpls():
+            if impl.plugin_name != info.name:
+                continue
+            try:
+                impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+            except Exception as exc:
+                info.fail(f"{hook_name} failed: {_one_line(exc)}")
+
+    def _registrar(self, kind: str, info: PluginInfo) -> Register:
+        def register(
+            name: str,
+            factory: str | Callable[[Any], Any],
+            config: type[ComponentConfig] | None = None,
+            description: str = "",
+        ) -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"{kind_label(kind)} names must be non-empty strings, got {name!r}")
+            if config is not None and not (
+                isinstance(config, type) and issubclass(config, ComponentConfig)
+            ):
+                raise PluginError(
+                    f"{kind_label(kind)} '{name}': config must subclass "
+                    f"autointerp.config.ComponentConfig, got {config!r}"
+                )
+            comp = Component(
+                kind=kind,
+                name=name,
+                factory=factory,
+                config=config or EmptyConfig,
+                description=description,
+                plugin=info.name,
+                distribution=info.distribution,
+                version=info.version,
+            )
+            self._components[kind].setdefault(name, []).append(comp)
+            info.components.append(comp)
+
+        return register
+
+    def add_commands(self, cli: Any) -> None:
+        """Let every loaded plugin add its sub-commands to ``cli`` (failures are recorded)."""
+        for info in self.plugins.values():
+            if info.status != "disabled":
+                self._call_plugin_hook(info, COMMANDS_HOOK, cli=cli)
+
+    # -- lookup --------------------------------------------------------------------------------
+
+    def components(self, kind: str | None = None) -> list[Component]:
+        """Every registered component (of one kind), duplicates included, sorted by kind and name."""
+        kinds = [kind] if kind else list(COMPONENT_KINDS)
+        return [c for k in kinds for name in sorted(self._components[k]) for c in self._components[k][name]]
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._components[kind])
+
+    def duplicates(self) -> list[list[Component]]:
+        """Groups of components of one kind registered under one name by several plugins."""
+        return [
+            comps for k in COMPONENT_KINDS for comps in self._components[k].values() if len(comps) > 1
+        ]
+
+    def broken(self) -> list[PluginInfo]:
+        return [p for p in self.plugins.values() if p.status == "error"]
+
+    def get(self, kind: str, name: str) -> Component:
+        """The component ``name`` of ``kind``, or an error that says what to do instead."""
+        if kind not in self._components:
+            raise ValueError(f"unknown component kind {kind!r}; expected one of {COMPONENT_KINDS}")
+        found = self._components[kind].get(name)
+        if found and len(found) == 1:
+            return found[0]
+        label = kind_label(kind)
+        if found:
+            owners = " and ".join(f"{c.distribution} (plugin '{c.plugin}')" for c in found)
+            raise PluginError(
+                f"two plugins register the {label} '{name}': {owners}; uninstall one or set "
+                f"{DISABLE_ENV}={found[-1].plugin}"
+            )
+        available = self.names(kind)
+        message = f"no {label} named '{name}'"
+        close = difflib.get_close_matches(name, available, n=1, cutoff=0.5)
+        if close:
+            message += f"; did you mean '{close[0]}'?"
+        else:
+            message += "."
+        message += f" Available: {', '.join(available)}." if available else f" No {label}s are installed."
+        broken = [p.name for p in self.broken()]
+        disabled = [p.name for p in self.plugins.values() if p.status == "disabled"]
+        if broken:
+            message += f" Plugins that failed to load (see `autointerp plugins`): {', '.join(broken)}."
+        if disabled:
+            message += f" Disabled plugins: {', '.join(disabled)}."
+        raise UnknownComponentError(message)
+
+    def build(self, kind: str, name: str, options: Mapping[str, Any] | None = None) -> Any:
+        """Look up, validate options and build a component in one step."""
+        return self.get(kind, name).build(options)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per component, plus one per plugin that provides none (broken, disabled, CLI-only)."""
+        dup_keys = {(c.kind, c.name) for group in self.duplicates() for c in group}
+        rows: list[dict[str, Any]] = []
+        for info in sorted(self.plugins.values(), key=lambda p: p.name):
+            base = {
+                "plugin": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "status": info.status,
+                "error": info.error,
+            }
+            for comp in info.components:
+                row = {"name": comp.name, "kind": comp.kind, **base, "description": comp.description}
+                if (comp.kind, comp.name) in dup_keys and row["status"] == "ok":
+                    others = [
+                        c.distribution
+                        for c in self._components[comp.kind][comp.name]
+                        if c.plugin != comp.plugin
+                    ]
+                    row["status"] = "error"
+                    row["error"] = f"name clash with {', '.join(others)}"
+                rows.append(row)
+            if not info.components:
+                kind = "commands" if COMMANDS_HOOK in info.hooks else None
+                rows.append({"name": info.name, "kind": kind, **base, "description": ""})
+        return rows
+
+
+_current: PluginManager | None = None
+
+
+def get_plugin_manager() -> PluginManager:
+    """The process-wide plugin manager, loaded from entry points on first use."""
+    global _current
+    if _current is None:
+        _current = PluginManager()
+    return _current
+
+
+def set_plugin_manager(manager: PluginManager | None) -> PluginManager | None:
+    """Swap the process-wide manager (tests do this); returns the previous one."""
+    global _current
+    previous, _current = _current, manager
+    return previous

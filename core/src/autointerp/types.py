@@ -1,0 +1,133 @@
+"""Data types shared by every stage of the pipeline.
+
+Defined once here and passed along unchanged: a stage never reaches into another stage's internals.
+Nothing in this module imports torch, so listing plugins stays cheap.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: The kinds of component a plugin can register, in pipeline order.
+ComponentKind = Literal[
+    "model_adapter", "feature_source", "explainer", "scorer", "llm_client", "executor"
+]
+COMPONENT_KINDS: tuple[ComponentKind, ...] = (
+    "model_adapter",
+    "feature_source",
+    "explainer",
+    "scorer",
+    "llm_client",
+    "executor",
+)
+
+
+def kind_label(kind: str) -> str:
+    """Human wording of a component kind: ``"model_adapter"`` -> ``"model adapter"``."""
+    return kind.replace("llm_", "LLM_").replace("_", " ")
+
+
+@dataclass(frozen=True)
+class Site:
+    """A named place in a model whose activations can be captured or intervened on.
+
+    ``name`` follows ``<kind>.<layer>``: ``resid_pre.3``, ``resid_post.3``, ``mlp_out.3``,
+    ``attn_out.3``, and for RNNs ``ssm_state.3``, ``conv_state.3``, ``wkv_state.3`` ...
+    ``shape`` is the per-token (or per-sequence, for states) shape, ``module_path`` the module hooked.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    module_path: str
+
+    @property
+    def kind(self) -> str:
+        return self.name.rsplit(".", 1)[0]
+
+    @property
+    def layer(self) -> int:
+        return int(self.name.rsplit(".", 1)[1])
+
+
+@dataclass(frozen=True, order=True)
+class LatentRef:
+    """One latent: its feature source key (e.g. ``"sae/resid_post.6"``) and its index there."""
+
+    source: str
+    index: int
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.index}"
+
+
+@dataclass(frozen=True)
+class Example:
+    """A window of tokens with the latent's activation on each token."""
+
+    tokens: tuple[int, ...]
+    str_tokens: tuple[str, ...]
+    activations: tuple[float, ...]
+    #: how the example was drawn: "top", "quantile:3", "random", "similar" ...
+    kind: str = "top"
+
+    @property
+    def max_activation(self) -> float:
+        return max(self.activations, default=0.0)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.str_tokens)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """An explainer's natural-language description of a latent."""
+
+    latent: LatentRef
+    text: str
+    explainer: str
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A scorer's verdict on one example: what it predicted and what was true."""
+
+    example_id: int
+    predicted: float | None  # None: the LLM's answer could not be parsed (counted, never scored)
+    actual: float
+    probability: float | None = None
+
+
+@dataclass(frozen=True)
+class Score:
+    """One scorer's result for one explanation: the headline value, metrics, per-example predictions.
+
+    ``value`` is None when every prediction failed; ``n_failures`` counts the excluded examples.
+    """
+
+    latent: LatentRef
+    scorer: str
+    explainer: str
+    value: float | None
+    metrics: dict[str, float] = field(default_factory=dict)
+    predictions: tuple[Prediction, ...] = ()
+    n_failures: int = 0
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class LLMCall:
+    """One request to an LLM and its response, as kept in the results store's ledger and cache."""
+
+    request_hash: str
+    client: str
+    model: str
+    request: dict[str, Any]
+    response: dict[str, Any]
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
