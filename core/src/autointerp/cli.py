@@ -96,7 +96,12 @@ ConfigFile = Annotated[
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", "-s", metavar="FIELD=VALUE", help="Override a field, e.g. explainer.temperature=0.3."),
+    typer.Option(
+        "--set",
+        "-s",
+        metavar="FIELD=VALUE",
+        help="Override a field, e.g. explainer.temperature=0.3.",
+    ),
 ]
 
 
@@ -134,7 +139,9 @@ def run_command(
     scorer: Annotated[
         list[str] | None, typer.Option("--scorer", help="Scorer name (repeat for several).")
     ] = None,
-    run_dir: Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option(help="Run directory (default runs/<name>).")
+    ] = None,
 ) -> None:
     """Run the pipeline: cache activations, explain latents, score explanations."""
     from autointerp.config import load_config

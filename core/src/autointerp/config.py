@@ -64,14 +64,18 @@ class RunConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field("quickstart", min_length=1, description="run name; default run dir runs/<name>")
+    name: str = Field(
+        "quickstart", min_length=1, description="run name; default run dir runs/<name>"
+    )
     run_dir: Path | None = Field(None, description="where the cache, store and report go")
     seed: int = Field(0, description="seed for sampling, shuffling and initialisation")
     threads: int | None = Field(
         None, ge=1, description="torch threads for the subject model (default: all cores)"
     )
     model: Selection = Field(description="the model adapter and its options")
-    feature_source: Selection = Field(description="SAE, transcoder or neurons turning sites into latents")
+    feature_source: Selection = Field(
+        description="SAE, transcoder or neurons turning sites into latents"
+    )
     explainer: Selection = Field(description="the explainer")
     llm: Selection = Field(description="the LLM client used by the explainer and LLM-based scorers")
     scorers: list[Selection] = Field(default_factory=list, description="scorers, run in order")
@@ -150,7 +154,9 @@ def format_validation_error(
     return "\n".join(lines)
 
 
-def validate_options(model: type[ComponentConfig], options: Mapping[str, Any], *, where: str) -> Any:
+def validate_options(
+    model: type[ComponentConfig], options: Mapping[str, Any], *, where: str
+) -> Any:
     """Validate a component's options; ``where`` is ``"file: field.path"`` for error messages."""
     try:
         return model.model_validate(dict(options))
@@ -176,7 +182,9 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
     """Apply ``a.b.c=value`` (list items by index: ``scorers.0.n_examples=5``) to raw config data."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {assignment!r}: expected FIELD.PATH=VALUE, e.g. explainer.temperature=0.3")
+        raise ConfigError(
+            f"--set {assignment!r}: expected FIELD.PATH=VALUE, e.g. explainer.temperature=0.3"
+        )
     parts = key.strip().split(".")
     node: Any = data
     for i, part in enumerate(parts[:-1]):
@@ -279,7 +287,11 @@ def dump_toml(data: Mapping[str, Any]) -> str:
         lines += ["", f"[{_key(key)}]", *(f"{_key(k)} = {_value(v)}" for k, v in table.items())]
     for key, items in arrays:
         for item in items:
-            lines += ["", f"[[{_key(key)}]]", *(f"{_key(k)} = {_value(v)}" for k, v in item.items())]
+            lines += [
+                "",
+                f"[[{_key(key)}]]",
+                *(f"{_key(k)} = {_value(v)}" for k, v in item.items()),
+            ]
     return "\n".join(lines).lstrip("\n") + "\n"
 
 

@@ -27,7 +27,9 @@ ENTRY_POINT_GROUP = "autointerp"
 DISABLE_ENV = "AUTOINTERP_DISABLE_PLUGINS"
 
 #: registration hook name for each component kind
-REGISTRATION_HOOKS: dict[str, str] = {kind: f"autointerp_register_{kind}s" for kind in COMPONENT_KINDS}
+REGISTRATION_HOOKS: dict[str, str] = {
+    kind: f"autointerp_register_{kind}s" for kind in COMPONENT_KINDS
+}
 COMMANDS_HOOK = "autointerp_register_commands"
 _SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("autointerp_"))
 
@@ -189,9 +191,7 @@ class PluginManager:
                     del by_name[comp_name]
 
     def _register(self, plugin: object, info: PluginInfo) -> None:
-        unknown = [
-            n for n in dir(plugin) if n.startswith("autointerp_") and n not in _SPEC_NAMES
-        ]
+        unknown = [n for n in dir(plugin) if n.startswith("autointerp_") and n not in _SPEC_NAMES]
         for hook in unknown:
             close = difflib.get_close_matches(hook, _SPEC_NAMES, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
@@ -225,7 +225,9 @@ class PluginManager:
             description: str = "",
         ) -> None:
             if not isinstance(name, str) or not name:
-                raise PluginError(f"{kind_label(kind)} names must be non-empty strings, got {name!r}")
+                raise PluginError(
+                    f"{kind_label(kind)} names must be non-empty strings, got {name!r}"
+                )
             if config is not None and not (
                 isinstance(config, type) and issubclass(config, ComponentConfig)
             ):
@@ -259,7 +261,12 @@ class PluginManager:
     def components(self, kind: str | None = None) -> list[Component]:
         """Every registered component (of one kind), duplicates included, sorted by kind and name."""
         kinds = [kind] if kind else list(COMPONENT_KINDS)
-        return [c for k in kinds for name in sorted(self._components[k]) for c in self._components[k][name]]
+        return [
+            c
+            for k in kinds
+            for name in sorted(self._components[k])
+            for c in self._components[k][name]
+        ]
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
@@ -267,7 +274,10 @@ class PluginManager:
     def duplicates(self) -> list[list[Component]]:
         """Groups of components of one kind registered under one name by several plugins."""
         return [
-            comps for k in COMPONENT_KINDS for comps in self._components[k].values() if len(comps) > 1
+            comps
+            for k in COMPONENT_KINDS
+            for comps in self._components[k].values()
+            if len(comps) > 1
         ]
 
     def broken(self) -> list[PluginInfo]:
@@ -294,11 +304,15 @@ class PluginManager:
             message += f"; did you mean '{close[0]}'?"
         else:
             message += "."
-        message += f" Available: {', '.join(available)}." if available else f" No {label}s are installed."
+        message += (
+            f" Available: {', '.join(available)}." if available else f" No {label}s are installed."
+        )
         broken = [p.name for p in self.broken()]
         disabled = [p.name for p in self.plugins.values() if p.status == "disabled"]
         if broken:
-            message += f" Plugins that failed to load (see `autointerp plugins`): {', '.join(broken)}."
+            message += (
+                f" Plugins that failed to load (see `autointerp plugins`): {', '.join(broken)}."
+            )
         if disabled:
             message += f" Disabled plugins: {', '.join(disabled)}."
         raise UnknownComponentError(message)
@@ -322,7 +336,12 @@ class PluginManager:
                 "error": info.error,
             }
             for comp in info.components:
-                row = {"name": comp.name, "kind": comp.kind, **base, "description": comp.description}
+                row = {
+                    "name": comp.name,
+                    "kind": comp.kind,
+                    **base,
+                    "description": comp.description,
+                }
                 if (comp.kind, comp.name) in dup_keys and row["status"] == "ok":
                     others = [
                         c.distribution
