@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -175,7 +174,7 @@ def run_command(
 # -- entry point -------------------------------------------------------------------------------
 
 
-def build_cli() -> click.Command:
+def build_cli() -> Any:
     """The click command for the app, with every plugin's sub-commands added."""
     try:
         _plugins().add_commands(app)
@@ -187,23 +186,17 @@ def build_cli() -> click.Command:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one-line errors, tracebacks only with ``--debug``."""
     args = sys.argv[1:] if argv is None else argv
-    debug = "--debug" in args
     try:
-        build_cli().main(args=args, prog_name="autointerp", standalone_mode=False)
+        # standalone mode: click reports its own usage errors and exits through SystemExit
+        build_cli().main(args=args, prog_name="autointerp", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AutointerpError as exc:
-        if debug:
+        if "--debug" in args:
             raise
         for line in str(exc).splitlines() or [type(exc).__name__]:
             err_console.print(Text.assemble(("error", "red"), f": {line}"), soft_wrap=True)
         return 1
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        err_console.print("aborted")
-        return 130
     return 0
 
 

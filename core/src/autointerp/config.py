@@ -179,7 +179,7 @@ def parse_value(text: str) -> Any:
 
 
 def apply_override(data: dict[str, Any], assignment: str) -> None:
-    """Apply ``a.b.c=value`` (list items by index: ``scorers.0.n_examples=5``) to raw config data."""
+    """Apply ``a.b.c=value`` to raw config data; list items by index (``scorers.0.n=5``)."""
     key, sep, raw = assignment.partition("=")
     if not sep or not key.strip():
         raise ConfigError(

@@ -8,7 +8,7 @@ class AutointerpError(Exception):
 
 
 class ConfigError(AutointerpError):
-    """A config file or override is invalid (names the file, the field path and what was expected)."""
+    """A config file or override is invalid: names the file, the field path, what was expected."""
 
 
 class PluginError(AutointerpError):

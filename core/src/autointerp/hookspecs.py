@@ -1,8 +1,8 @@
 """Every hook an autointerp plugin may implement.
 
 A plugin is a module named by an entry point in the ``autointerp`` group. It implements any of the
-hooks below with ``autointerp.hookimpl``. Registration hooks are called once, when the plugin manager
-loads plugins (for every command, including ``autointerp plugins``): they must be cheap. Register a
+hooks below with ``autointerp.hookimpl``. Registration hooks are called once, when the plugin
+manager loads plugins (for every command, even ``autointerp plugins``): keep them cheap. Register a
 component by name and by a *factory path* (``"package.module:Class"``) so that heavy imports (torch,
 transformers, SDKs) happen only when a run builds that component.
 

@@ -1,7 +1,7 @@
 """Run orchestration: resolve the selected components, open the run directory, run the stages.
 
 Planning happens before any compute: every selected component must exist and its options must
-validate, so a typo costs nothing. Stages are added as the caching, explaining and scoring work lands.
+validate, so a typo costs nothing. Stages are added as caching, explaining and scoring land.
 """
 
 from __future__ import annotations

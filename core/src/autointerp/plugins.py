@@ -1,4 +1,4 @@
-"""The plugin manager: loads entry points, records each plugin's errors, resolves components by name.
+"""The plugin manager: loads entry points, records each plugin's errors, finds components by name.
 
 Standard plugins and third-party plugins load the same way: every entry point of the ``autointerp``
 group names a module of hook implementations. Importing or registering a plugin never raises here;
@@ -259,7 +259,7 @@ class PluginManager:
     # -- lookup --------------------------------------------------------------------------------
 
     def components(self, kind: str | None = None) -> list[Component]:
-        """Every registered component (of one kind), duplicates included, sorted by kind and name."""
+        """Every registered component (of one kind), duplicates included, by kind and name."""
         kinds = [kind] if kind else list(COMPONENT_KINDS)
         return [
             c
@@ -324,7 +324,7 @@ class PluginManager:
     # -- reporting -----------------------------------------------------------------------------
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per component, plus one per plugin that provides none (broken, disabled, CLI-only)."""
+        """A row per component, and one per plugin providing none (broken, disabled, CLI-only)."""
         dup_keys = {(c.kind, c.name) for group in self.duplicates() for c in group}
         rows: list[dict[str, Any]] = []
         for info in sorted(self.plugins.values(), key=lambda p: p.name):

@@ -34,7 +34,7 @@ class Site:
 
     ``name`` follows ``<kind>.<layer>``: ``resid_pre.3``, ``resid_post.3``, ``mlp_out.3``,
     ``attn_out.3``, and for RNNs ``ssm_state.3``, ``conv_state.3``, ``wkv_state.3`` ...
-    ``shape`` is the per-token (or per-sequence, for states) shape, ``module_path`` the module hooked.
+    ``shape`` is the per-token (per-sequence, for states) shape; ``module_path`` the module hooked.
     """
 
     name: str
@@ -102,7 +102,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Score:
-    """One scorer's result for one explanation: the headline value, metrics, per-example predictions.
+    """One scorer's result for one explanation: headline value, metrics, per-example predictions.
 
     ``value`` is None when every prediction failed; ``n_failures`` counts the excluded examples.
     """

@@ -1,10 +1,10 @@
 """Pytest fixtures for plugin authors, loaded automatically when autointerp is installed.
 
-- ``autointerp_plugins``: a fresh plugin manager (installed entry points loaded) that is also the one
-  the CLI uses for the duration of the test; ``autointerp_plugins.register(obj)`` adds a plugin.
+- ``autointerp_plugins``: a fresh plugin manager (installed entry points loaded), also the one the
+  CLI uses for the duration of the test; ``autointerp_plugins.register(obj)`` adds a plugin.
 - ``autointerp_run_dir``: an empty run directory.
-- ``autointerp_install_plugin``: install a throw-away plugin distribution (real ``dist-info`` with an
-  entry point) on ``sys.path``; returns the directory, usable as ``PYTHONPATH`` for subprocesses.
+- ``autointerp_install_plugin``: install a throw-away plugin distribution (a real ``dist-info``
+  with an entry point) on ``sys.path``; returns the directory, usable as ``PYTHONPATH``.
 - ``autointerp_cli``: run the ``autointerp`` command in process; returns exit code, stdout, stderr.
 """
 

@@ -1,0 +1,131 @@
+"""Run config: TOML files over the embedded defaults, overrides, and one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autointerp.config import apply_override, dump_toml, load_config, parse_value
+from autointerp.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "my.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_are_the_quickstart() -> None:
+    config = load_config()
+    assert config.name == "quickstart"
+    assert config.resolved_run_dir == Path("runs/quickstart")
+    assert [s.name for s in config.scorers] == ["detection", "fuzzing"]
+
+
+def test_file_replaces_defaults_table_by_table(tmp_path) -> None:
+    path = write(tmp_path, 'name = "mine"\n[explainer]\nname = "contrastive"\ntemperature = 0.7\n')
+    config = load_config(path)
+    assert config.explainer.name == "contrastive"
+    assert config.explainer.options == {"temperature": 0.7}
+    assert config.model.name == "transformers"  # untouched default
+    assert config.resolved_run_dir == Path("runs/mine")
+
+
+def test_set_overrides_parse_values_as_toml(tmp_path) -> None:
+    path = write(tmp_path, '[explainer]\nname = "default"\n')
+    config = load_config(
+        path,
+        [
+            "explainer.temperature=0.3",
+            "explainer.style=terse",
+            "scorers.1.n_examples=7",
+            "model.layers=[1, 2]",
+            "seed=5",
+        ],
+    )
+    assert config.explainer.options == {"temperature": 0.3, "style": "terse"}
+    assert config.scorers[1].options == {"n_examples": 7}
+    assert config.model.options == {"layers": [1, 2]}
+    assert config.seed == 5
+
+
+def test_selection_flags_replace_component_and_drop_its_options(tmp_path) -> None:
+    path = write(tmp_path, '[explainer]\nname = "default"\ntemperature = 0.2\n')
+    kept = load_config(path, selections={"explainer": "default"})
+    assert kept.explainer.options == {"temperature": 0.2}
+    swapped = load_config(path, selections={"explainer": "other", "scorers": ["embedding"]})
+    assert swapped.explainer.options == {}
+    assert [s.name for s in swapped.scorers] == ["embedding"]
+
+
+def test_unknown_top_level_field_names_file_and_suggests(tmp_path) -> None:
+    path = write(tmp_path, "sead = 3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: sead: unknown field; did you mean 'seed'? (got 3)"
+
+
+def test_bad_value_names_field_path_and_expectation(tmp_path) -> None:
+    path = write(tmp_path, 'seed = "many"\nthreads = 0\n')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith(f"{path}: seed: Input should be a valid integer")
+    assert lines[1].startswith(f"{path}: threads: Input should be greater than or equal to 1")
+    assert "'many'" in lines[0]
+
+
+def test_missing_component_name(tmp_path) -> None:
+    path = write(tmp_path, "[explainer]\ntemperature = 0.3\n")
+    with pytest.raises(ConfigError, match=r"my\.toml: explainer\.name: field required"):
+        load_config(path)
+
+
+def test_bad_toml_syntax_gives_line_and_column(tmp_path) -> None:
+    path = write(tmp_path, "[explainer\nname = 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: invalid TOML: ")
+    assert "line 1" in message and "\n" not in message
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: no such config file"):
+        load_config(Path("nope.toml"))
+
+
+@pytest.mark.parametrize(
+    ("assignment", "message"),
+    [
+        ("explainer", "expected FIELD.PATH=VALUE"),
+        ("scorers.9.k=1", "has 2 items; '9' is not a valid index"),
+        ("seed.x=1", "'seed' is not a table"),
+    ],
+)
+def test_bad_overrides(assignment, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [assignment])
+
+
+def test_override_on_string_shorthand_becomes_table() -> None:
+    data = {"model": "transformers"}
+    apply_override(data, "model.dtype=float32")
+    assert data == {"model": {"name": "transformers", "dtype": "float32"}}
+
+
+def test_parse_value() -> None:
+    assert parse_value("3") == 3
+    assert parse_value("true") is True
+    assert parse_value("[1, 2]") == [1, 2]
+    assert parse_value("gpt-4o-mini") == "gpt-4o-mini"
+    assert parse_value('"quoted"') == "quoted"
+
+
+def test_dump_round_trips(tmp_path) -> None:
+    config = load_config(
+        None, ['explainer.prompt="a \\"quoted\\" word"', "model.layers=[3, 4]", "threads=2"]
+    )
+    path = write(tmp_path, dump_toml(config.as_table()))
+    assert load_config(path) == config
