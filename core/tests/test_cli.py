@@ -9,7 +9,11 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from autointerp import __version__, hookimpl
+from autointerp.plugins import PluginManager, set_plugin_manager
+from autointerp.store import Store
 
 BROKEN = "raise ImportError('this plugin is broken on purpose')\n"
 
@@ -56,8 +60,10 @@ def test_version_and_plugins_survive_a_broken_plugin(autointerp_install_plugin) 
 
     table = autointerp("plugins", pythonpath=site)
     assert table.returncode == 0
-    assert "ai_broken_cli" in table.stdout and "error" in table.stdout
-    assert "broken on purpose" in table.stderr
+    assert "error" in table.stdout
+    assert "ai_broken_cli: import failed: ImportError: this plugin is broken on purpose" in (
+        table.stderr
+    )
 
 
 def test_listing_plugins_imports_no_model_library() -> None:
@@ -141,13 +147,25 @@ class EveryKind:
         register("fuzzing", lambda c: c)
 
 
-def test_run_validates_everything_before_work(autointerp_plugins, autointerp_cli, tmp_path) -> None:
-    autointerp_plugins.register(EveryKind(), "every-kind")
+@pytest.fixture
+def only_every_kind():
+    """A manager holding just EveryKind, whatever else is installed."""
+    manager = PluginManager(entry_points=False)
+    manager.register(EveryKind(), "every-kind")
+    previous = set_plugin_manager(manager)
+    yield manager
+    set_plugin_manager(previous)
+
+
+def test_run_validates_everything_before_work(only_every_kind, autointerp_cli, tmp_path) -> None:
     run_dir = tmp_path / "run"
     ok = autointerp_cli("run", "--run-dir", str(run_dir))
     assert ok.exit_code == 0, ok.stderr
     recorded = tomllib.loads((run_dir / "config.toml").read_text())
     assert recorded["run_dir"] == run_dir.as_posix()
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+    assert run.config == recorded and run.status.startswith("stopped")
 
     bad = autointerp_cli("run", "--scorer", "detecton", "--explainer", "nope")
     assert bad.exit_code == 1

@@ -144,7 +144,7 @@ def run_command(
 ) -> None:
     """Run the pipeline: cache activations, explain latents, score explanations."""
     from autointerp.config import load_config
-    from autointerp.pipeline import plan_run, prepare_run_dir
+    from autointerp.pipeline import finish_run, plan_run, prepare_run_dir
 
     overrides = list(set_ or [])
     if run_dir is not None:
@@ -164,7 +164,8 @@ def run_command(
     for step in plan.steps:
         table.add_row(step.field, step.component.name, step.component.distribution)
     console.print(table)
-    run_path = prepare_run_dir(plan)
+    run_path, run_id = prepare_run_dir(plan)
+    finish_run(run_path, run_id, "stopped: pipeline stages not implemented")
     err_console.print(
         f"[yellow]note[/]: the config is valid and recorded in {run_path / 'config.toml'}, but the "
         "caching, explaining and scoring stages are not implemented yet: nothing was computed."

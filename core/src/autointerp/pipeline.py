@@ -13,6 +13,7 @@ from typing import Any
 from autointerp.config import RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.plugins import Component, PluginManager
+from autointerp.store import Store
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,18 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
     return Plan(config=config, steps=tuple(steps))
 
 
-def prepare_run_dir(plan: Plan) -> Path:
-    """Create the run directory and record the resolved config in it (``config.toml``)."""
+def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
+    """Create the run directory, record the resolved config (``config.toml``) and open a run in
+    the results store; returns the directory and the run id."""
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(dump_toml(plan.config.as_table()), encoding="utf-8")
-    return run_dir
+    table = plan.config.as_table()
+    (run_dir / "config.toml").write_text(dump_toml(table), encoding="utf-8")
+    with Store.open(run_dir) as store:
+        run_id = store.start_run(plan.config.name, table)
+    return run_dir, run_id
+
+
+def finish_run(run_dir: Path, run_id: int, status: str) -> None:
+    with Store.open(run_dir) as store:
+        store.finish_run(run_id, status)

@@ -1,0 +1,665 @@
+"""Results store: one SQLite file (WAL mode) per run directory.
+
+Holds runs, per-latent statistics, examples, explanations, scores and every LLM call. Each ``put_*``
+commits on its own, so a killed process loses at most the result it was writing, and a resumed run
+asks ``has_explanation`` / ``explained`` / ``scored`` what is already done. LLM responses are cached
+by request hash and every call, paid or cache hit, gets a ledger row, so ``usage`` tells them apart.
+
+The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes a store from version
+``i`` to ``i + 1``. Opening an older store migrates it forward; a newer one is refused.
+Only the standard library is used; one connection is shared by threads behind a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from autointerp.errors import StoreError
+from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
+
+#: File name of the store inside a run directory.
+STORE_FILENAME = "results.sqlite"
+
+#: ``MIGRATIONS[i]`` holds the statements taking the schema from version ``i`` to ``i + 1``.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: runs, latents, explanations, scores, LLM cache and ledger
+    (
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL,
+            config TEXT NOT NULL,
+            status TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        )""",
+        """CREATE TABLE latents (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            frequency REAL NOT NULL,
+            max_activation REAL NOT NULL,
+            extra TEXT NOT NULL,
+            PRIMARY KEY (run_id, source, idx)
+        )""",
+        """CREATE TABLE explanations (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            explainer TEXT NOT NULL,
+            text TEXT NOT NULL,
+            meta TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, source, idx, explainer)
+        )""",
+        """CREATE TABLE scores (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            explainer TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            value REAL,
+            metrics TEXT NOT NULL,
+            predictions TEXT NOT NULL,
+            n_failures INTEGER NOT NULL,
+            meta TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, source, idx, explainer, scorer)
+        )""",
+        "CREATE INDEX scores_by_scorer ON scores (run_id, scorer)",
+        """CREATE TABLE llm_calls (
+            request_hash TEXT PRIMARY KEY,
+            client TEXT NOT NULL,
+            model TEXT NOT NULL,
+            request TEXT NOT NULL,
+            response TEXT NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            latency_s REAL NOT NULL,
+            created_at REAL NOT NULL
+        )""",
+        """CREATE TABLE llm_ledger (
+            id INTEGER PRIMARY KEY,
+            request_hash TEXT NOT NULL REFERENCES llm_calls(request_hash),
+            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            cached INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            latency_s REAL NOT NULL,
+            at REAL NOT NULL
+        )""",
+        "CREATE INDEX llm_ledger_by_run ON llm_ledger (run_id)",
+    ),
+    # 2: activating examples shown to explainers and scorers
+    (
+        """CREATE TABLE examples (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            rank INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            tokens TEXT NOT NULL,
+            str_tokens TEXT NOT NULL,
+            activations TEXT NOT NULL,
+            PRIMARY KEY (run_id, source, idx, rank)
+        )""",
+    ),
+)
+
+#: The schema version this code writes.
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def request_hash(payload: Mapping[str, Any]) -> str:
+    """Content hash of an LLM request: sha256 hex of its canonical JSON (sorted keys, no spaces)."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run: its config as given, ``status`` ("running", "finished", "failed"...) and times."""
+
+    id: int
+    name: str
+    config: dict[str, Any] = field(compare=False)
+    status: str
+    started_at: float
+    finished_at: float | None
+
+
+@dataclass(frozen=True)
+class LatentStats:
+    """Per-latent statistics over the cached corpus; ``extra`` holds any further fields."""
+
+    latent: LatentRef
+    frequency: float
+    max_activation: float
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """LLM usage totals. Tokens, cost and latency count paid calls only, not cache hits."""
+
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+
+
+def _dumps(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"cannot store {what}: not JSON-serializable ({exc})") from exc
+
+
+class Store:
+    """The results store of one run directory. Use as a context manager or call ``close()``."""
+
+    def __init__(self, path: str | Path) -> None:
+        """Open (creating if needed) the store at ``path`` and migrate it to ``SCHEMA_VERSION``."""
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self._conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
+        try:
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA busy_timeout = 30000")
+            _check_version(self._user_version(), self.path)
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = NORMAL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+            _migrate(self._conn, self.path)
+        except StoreError:
+            self._conn.close()
+            raise
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise StoreError(
+                f"cannot open results store {self.path}: {exc}; "
+                "is it a results.sqlite written by autointerp?"
+            ) from exc
+
+    @classmethod
+    def open(cls, run_dir: str | Path) -> Store:
+        """Open ``run_dir/results.sqlite``, creating the directory and the file if needed."""
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / STORE_FILENAME)
+
+    def close(self) -> None:
+        """Close the connection; calling it twice is harmless."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open file (``SCHEMA_VERSION`` once opened)."""
+        with self._lock:
+            return self._user_version()
+
+    def _user_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One transaction, committed on exit, rolled back on error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except sqlite3.IntegrityError as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(
+                    f"write to {self.path} rejected: {exc}; "
+                    "use a run id returned by start_run on this store"
+                ) from exc
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    # runs
+
+    def start_run(self, name: str, config: Mapping[str, Any]) -> int:
+        """Record a new run with status "running"; returns its id."""
+        config_json = _dumps(dict(config), "run config")
+        with self._write() as conn:
+            cur = conn.execute(
+                "INSERT INTO runs (name, config, status, started_at) VALUES (?, ?, 'running', ?)",
+                (name, config_json, time.time()),
+            )
+            assert cur.lastrowid is not None
+            return cur.lastrowid
+
+    def finish_run(self, run_id: int, status: str = "finished") -> None:
+        """Set a run's final status and finish time."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?",
+                (status, time.time(), run_id),
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"no run {run_id} in {self.path}; list them with Store.runs()")
+
+    def get_run(self, run_id: int) -> RunRecord | None:
+        """The run with this id, or None."""
+        rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return _run(rows[0]) if rows else None
+
+    def runs(self) -> list[RunRecord]:
+        """All runs, oldest first."""
+        return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY id")]
+
+    # latents
+
+    def put_latents(self, run_id: int, source: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Upsert per-latent stats in one transaction.
+
+        Each row needs ``index``, ``frequency`` and ``max_activation``; other keys go to ``extra``.
+        """
+        params = []
+        for row in rows:
+            extra = {
+                k: v for k, v in row.items() if k not in ("index", "frequency", "max_activation")
+            }
+            params.append(
+                (
+                    run_id,
+                    source,
+                    int(row["index"]),
+                    float(row["frequency"]),
+                    float(row["max_activation"]),
+                    _dumps(extra, f"extra stats of {source}:{row['index']}"),
+                )
+            )
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR REPLACE INTO latents "
+                "(run_id, source, idx, frequency, max_activation, extra) VALUES (?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+    def latents(self, run_id: int, source: str | None = None) -> list[LatentStats]:
+        """Stats of a run's latents (of one source if given), ordered by source and index."""
+        sql = "SELECT * FROM latents WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if source is not None:
+            sql += " AND source = ?"
+            params.append(source)
+        return [
+            LatentStats(
+                LatentRef(r["source"], r["idx"]),
+                r["frequency"],
+                r["max_activation"],
+                json.loads(r["extra"]),
+            )
+            for r in self._query(sql + " ORDER BY source, idx", params)
+        ]
+
+    # examples
+
+    def put_examples(self, run_id: int, latent: LatentRef, examples: Sequence[Example]) -> None:
+        """Replace the stored examples of one latent, keeping their order."""
+        params = [
+            (
+                run_id,
+                latent.source,
+                latent.index,
+                rank,
+                ex.kind,
+                json.dumps(list(ex.tokens)),
+                json.dumps(list(ex.str_tokens)),
+                json.dumps(list(ex.activations)),
+            )
+            for rank, ex in enumerate(examples)
+        ]
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM examples WHERE run_id = ? AND source = ? AND idx = ?",
+                (run_id, latent.source, latent.index),
+            )
+            conn.executemany(
+                "INSERT INTO examples (run_id, source, idx, rank, kind, tokens, str_tokens, "
+                "activations) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+
+    def examples(self, run_id: int, latent: LatentRef, kind: str | None = None) -> list[Example]:
+        """The stored examples of one latent (of one kind if given), in the order they were put."""
+        sql = "SELECT * FROM examples WHERE run_id = ? AND source = ? AND idx = ?"
+        params: list[Any] = [run_id, latent.source, latent.index]
+        if kind is not None:
+            sql += " AND kind = ?"
+            params.append(kind)
+        return [
+            Example(
+                tokens=tuple(json.loads(r["tokens"])),
+                str_tokens=tuple(json.loads(r["str_tokens"])),
+                activations=tuple(json.loads(r["activations"])),
+                kind=r["kind"],
+            )
+            for r in self._query(sql + " ORDER BY rank", params)
+        ]
+
+    # explanations
+
+    def put_explanation(self, run_id: int, explanation: Explanation) -> None:
+        """Insert or replace the explanation of (run, latent, explainer)."""
+        e = explanation
+        meta = _dumps(e.meta, f"meta of explanation {e.latent}")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO explanations "
+                "(run_id, source, idx, explainer, text, meta, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, e.latent.source, e.latent.index, e.explainer, e.text, meta, time.time()),
+            )
+
+    def get_explanation(self, run_id: int, latent: LatentRef, explainer: str) -> Explanation | None:
+        """The stored explanation, or None."""
+        rows = self._query(
+            "SELECT * FROM explanations WHERE run_id = ? AND source = ? AND idx = ? "
+            "AND explainer = ?",
+            (run_id, latent.source, latent.index, explainer),
+        )
+        return _explanation(rows[0]) if rows else None
+
+    def has_explanation(self, run_id: int, latent: LatentRef, explainer: str) -> bool:
+        """Whether (run, latent, explainer) is already explained."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM explanations WHERE run_id = ? AND source = ? AND idx = ? "
+                "AND explainer = ?",
+                (run_id, latent.source, latent.index, explainer),
+            )
+        )
+
+    def explained(self, run_id: int, explainer: str) -> set[LatentRef]:
+        """The latents this explainer has already explained in this run (for resuming in bulk)."""
+        rows = self._query(
+            "SELECT source, idx FROM explanations WHERE run_id = ? AND explainer = ?",
+            (run_id, explainer),
+        )
+        return {LatentRef(r["source"], r["idx"]) for r in rows}
+
+    def explanations(self, run_id: int, explainer: str | None = None) -> list[Explanation]:
+        """A run's explanations (of one explainer if given), ordered by latent and explainer."""
+        sql = "SELECT * FROM explanations WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if explainer is not None:
+            sql += " AND explainer = ?"
+            params.append(explainer)
+        rows = self._query(sql + " ORDER BY source, idx, explainer", params)
+        return [_explanation(r) for r in rows]
+
+    # scores
+
+    def put_score(self, run_id: int, score: Score) -> None:
+        """Insert or replace the score of (run, latent, explainer, scorer).
+
+        A NaN ``value`` cannot be told from None in SQLite, so it reads back as None.
+        """
+        s = score
+        value = None if s.value is None or math.isnan(s.value) else float(s.value)
+        predictions = [
+            {
+                "example_id": p.example_id,
+                "predicted": p.predicted,
+                "actual": p.actual,
+                "probability": p.probability,
+            }
+            for p in s.predictions
+        ]
+        row = (
+            run_id,
+            s.latent.source,
+            s.latent.index,
+            s.explainer,
+            s.scorer,
+            value,
+            _dumps(s.metrics, f"metrics of score {s.latent}"),
+            _dumps(predictions, f"predictions of score {s.latent}"),
+            s.n_failures,
+            _dumps(s.meta, f"meta of score {s.latent}"),
+            time.time(),
+        )
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO scores (run_id, source, idx, explainer, scorer, value, "
+                "metrics, predictions, n_failures, meta, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+    def get_score(
+        self, run_id: int, latent: LatentRef, explainer: str, scorer: str
+    ) -> Score | None:
+        """The stored score, or None."""
+        rows = self._query(
+            "SELECT * FROM scores WHERE run_id = ? AND source = ? AND idx = ? AND explainer = ? "
+            "AND scorer = ?",
+            (run_id, latent.source, latent.index, explainer, scorer),
+        )
+        return _score(rows[0]) if rows else None
+
+    def has_score(self, run_id: int, latent: LatentRef, explainer: str, scorer: str) -> bool:
+        """Whether (run, latent, explainer, scorer) is already scored."""
+        return bool(
+            self._query(
+                "SELECT 1 FROM scores WHERE run_id = ? AND source = ? AND idx = ? "
+                "AND explainer = ? AND scorer = ?",
+                (run_id, latent.source, latent.index, explainer, scorer),
+            )
+        )
+
+    def scored(self, run_id: int, explainer: str, scorer: str) -> set[LatentRef]:
+        """The latents whose ``explainer`` explanation ``scorer`` has already scored in this run."""
+        rows = self._query(
+            "SELECT source, idx FROM scores WHERE run_id = ? AND explainer = ? AND scorer = ?",
+            (run_id, explainer, scorer),
+        )
+        return {LatentRef(r["source"], r["idx"]) for r in rows}
+
+    def scores(self, run_id: int, scorer: str | None = None) -> list[Score]:
+        """A run's scores (of one scorer if given), ordered by latent, explainer and scorer."""
+        sql = "SELECT * FROM scores WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if scorer is not None:
+            sql += " AND scorer = ?"
+            params.append(scorer)
+        rows = self._query(sql + " ORDER BY source, idx, explainer, scorer", params)
+        return [_score(r) for r in rows]
+
+    # LLM calls
+
+    def put_llm_call(
+        self, call: LLMCall, run_id: int | None = None, *, cached: bool = False
+    ) -> None:
+        """Record one LLM call in the ledger and, if paid (``cached=False``), in the cache.
+
+        A paid call stores (or refreshes) the cached response under ``call.request_hash``; a cache
+        hit (``cached=True``) only adds a ledger row with no tokens, cost or latency.
+        """
+        now = time.time()
+        with self._write() as conn:
+            if cached:
+                exists = conn.execute(
+                    "SELECT 1 FROM llm_calls WHERE request_hash = ?", (call.request_hash,)
+                ).fetchone()
+                if not exists:
+                    raise StoreError(
+                        f"cache hit recorded for request {call.request_hash[:12]}... that is not "
+                        "in the cache; record the paid call with cached=False"
+                    )
+                conn.execute(
+                    "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
+                    "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
+                    "VALUES (?, ?, 1, 0, 0, 0, 0.0, 0.0, ?)",
+                    (call.request_hash, run_id, now),
+                )
+                return
+            usage = (
+                call.prompt_tokens,
+                call.cached_tokens,
+                call.completion_tokens,
+                call.cost_usd,
+                call.latency_s,
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO llm_calls (request_hash, client, model, request, response, "
+                "prompt_tokens, cached_tokens, completion_tokens, cost_usd, latency_s, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    call.request_hash,
+                    call.client,
+                    call.model,
+                    _dumps(call.request, "LLM request"),
+                    _dumps(call.response, "LLM response"),
+                    *usage,
+                    now,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
+                "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
+                "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
+                (call.request_hash, run_id, *usage, now),
+            )
+
+    def get_llm_call(self, request_hash: str) -> LLMCall | None:
+        """The cached call with this request hash, or None."""
+        rows = self._query("SELECT * FROM llm_calls WHERE request_hash = ?", (request_hash,))
+        if not rows:
+            return None
+        r = rows[0]
+        return LLMCall(
+            request_hash=r["request_hash"],
+            client=r["client"],
+            model=r["model"],
+            request=json.loads(r["request"]),
+            response=json.loads(r["response"]),
+            prompt_tokens=r["prompt_tokens"],
+            cached_tokens=r["cached_tokens"],
+            completion_tokens=r["completion_tokens"],
+            cost_usd=r["cost_usd"],
+            latency_s=r["latency_s"],
+        )
+
+    def usage(self, run_id: int | None = None) -> Usage:
+        """LLM usage totals from the ledger, of one run if given, else of the whole store."""
+        sql = (
+            "SELECT COALESCE(SUM(1 - cached), 0), COALESCE(SUM(cached), 0), "
+            "COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(cached_tokens), 0), "
+            "COALESCE(SUM(completion_tokens), 0), COALESCE(SUM(cost_usd), 0.0), "
+            "COALESCE(SUM(latency_s), 0.0) FROM llm_ledger"
+        )
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params = (run_id,)
+        r = self._query(sql, params)[0]
+        return Usage(
+            calls=int(r[0]),
+            cache_hits=int(r[1]),
+            prompt_tokens=int(r[2]),
+            cached_tokens=int(r[3]),
+            completion_tokens=int(r[4]),
+            cost_usd=float(r[5]),
+            latency_s=float(r[6]),
+        )
+
+
+def _check_version(version: int, path: Path) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"results store {path} has schema version {version} but this autointerp knows only "
+            f"up to {SCHEMA_VERSION}; upgrade autointerp or use a new run directory"
+        )
+
+
+def _migrate(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
+    """Apply ``MIGRATIONS`` from the file's version up to ``target`` in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        _check_version(version, path)
+        for v in range(version, target):
+            for statement in MIGRATIONS[v]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _run(r: sqlite3.Row) -> RunRecord:
+    return RunRecord(
+        id=r["id"],
+        name=r["name"],
+        config=json.loads(r["config"]),
+        status=r["status"],
+        started_at=r["started_at"],
+        finished_at=r["finished_at"],
+    )
+
+
+def _explanation(r: sqlite3.Row) -> Explanation:
+    return Explanation(
+        latent=LatentRef(r["source"], r["idx"]),
+        text=r["text"],
+        explainer=r["explainer"],
+        meta=json.loads(r["meta"]),
+    )
+
+
+def _score(r: sqlite3.Row) -> Score:
+    return Score(
+        latent=LatentRef(r["source"], r["idx"]),
+        scorer=r["scorer"],
+        explainer=r["explainer"],
+        value=r["value"],
+        metrics=json.loads(r["metrics"]),
+        predictions=tuple(Prediction(**p) for p in json.loads(r["predictions"])),
+        n_failures=r["n_failures"],
+        meta=json.loads(r["meta"]),
+    )

@@ -1,0 +1,364 @@
+"""Results store: WAL, round-trips, upserts, resume, crash safety, migrations, LLM ledger."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from autointerp.errors import StoreError
+from autointerp.store import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STORE_FILENAME,
+    LatentStats,
+    Store,
+    Usage,
+    _migrate,
+    request_hash,
+)
+from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
+
+SRC = "sae/resid_post.6"
+L0 = LatentRef(SRC, 0)
+L1 = LatentRef(SRC, 1)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with Store.open(tmp_path / "run") as s:
+        yield s
+
+
+@pytest.fixture
+def run_id(store: Store) -> int:
+    return store.start_run("test", {"model": "gpt2", "layers": [6]})
+
+
+def make_score(latent: LatentRef = L0, value: float | None = 0.75, scorer: str = "detection"):
+    return Score(
+        latent=latent,
+        scorer=scorer,
+        explainer="default",
+        value=value,
+        metrics={"accuracy": 0.75, "f1": 0.5},
+        predictions=(
+            Prediction(example_id=0, predicted=1.0, actual=1.0, probability=0.9),
+            Prediction(example_id=1, predicted=None, actual=0.0),
+            Prediction(example_id=2, predicted=0.0, actual=1.0, probability=None),
+        ),
+        n_failures=1,
+        meta={"prompt_version": 2},
+    )
+
+
+def make_call(payload: dict, cost: float = 0.01) -> LLMCall:
+    return LLMCall(
+        request_hash=request_hash(payload),
+        client="openai",
+        model="gpt-4o-mini",
+        request=payload,
+        response={"text": "hello"},
+        prompt_tokens=100,
+        cached_tokens=20,
+        completion_tokens=10,
+        cost_usd=cost,
+        latency_s=0.5,
+    )
+
+
+def test_open_creates_file_in_wal_mode(tmp_path: Path) -> None:
+    run_dir = tmp_path / "a" / "b"
+    with Store.open(run_dir) as s:
+        assert s.path == run_dir / STORE_FILENAME
+        assert s.schema_version == SCHEMA_VERSION == 2
+    assert (run_dir / STORE_FILENAME).is_file()
+    conn = sqlite3.connect(run_dir / STORE_FILENAME)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        conn.close()
+
+
+def test_runs(store: Store) -> None:
+    a = store.start_run("first", {"x": 1, "nested": {"y": [1, 2]}})
+    b = store.start_run("second", {})
+    assert a != b
+    run = store.get_run(a)
+    assert run is not None
+    assert (run.name, run.config, run.status, run.finished_at) == (
+        "first",
+        {"x": 1, "nested": {"y": [1, 2]}},
+        "running",
+        None,
+    )
+    store.finish_run(a, status="failed")
+    done = store.get_run(a)
+    assert done is not None and done.status == "failed"
+    assert done.finished_at is not None and done.finished_at >= done.started_at
+    assert [r.name for r in store.runs()] == ["first", "second"]
+    assert store.get_run(999) is None
+    with pytest.raises(StoreError, match="no run 999"):
+        store.finish_run(999)
+
+
+def test_unknown_run_id_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="start_run"):
+        store.put_explanation(42, Explanation(L0, "x", "default"))
+    assert store.explanations(42) == []
+
+
+def test_latents_upsert_and_extra(store: Store, run_id: int) -> None:
+    store.put_latents(
+        run_id,
+        SRC,
+        [
+            {"index": 1, "frequency": 0.01, "max_activation": 3.5, "dead": False},
+            {"index": 0, "frequency": 0.2, "max_activation": 1.0},
+        ],
+    )
+    store.put_latents(
+        run_id, "transcoder/mlp.0", [{"index": 5, "frequency": 0, "max_activation": 0}]
+    )
+    store.put_latents(run_id, SRC, [{"index": 1, "frequency": 0.02, "max_activation": 4.0}])
+    assert store.latents(run_id, SRC) == [
+        LatentStats(L0, 0.2, 1.0),
+        LatentStats(L1, 0.02, 4.0),
+    ]
+    assert store.latents(run_id, SRC)[1].extra == {}  # replaced, extra dropped
+    assert store.latents(run_id, SRC)[0].extra == {}
+    store.put_latents(run_id, SRC, [{"index": 0, "frequency": 0.2, "max_activation": 1, "k": [1]}])
+    assert store.latents(run_id, SRC)[0].extra == {"k": [1]}
+    assert len(store.latents(run_id)) == 3
+
+
+def test_examples_round_trip_in_order(store: Store, run_id: int) -> None:
+    exs = [
+        Example((5, 6), ("a", "b"), (0.0, 2.5), kind="top"),
+        Example((7,), ("c",), (1.25,), kind="quantile:3"),
+        Example((8, 9), ("d", "e"), (0.5, 0.0), kind="top"),
+    ]
+    store.put_examples(run_id, L0, exs)
+    assert store.examples(run_id, L0) == exs
+    assert store.examples(run_id, L0, kind="top") == [exs[0], exs[2]]
+    store.put_examples(run_id, L0, exs[1:2])
+    assert store.examples(run_id, L0) == exs[1:2]
+    assert store.examples(run_id, L1) == []
+
+
+def test_explanation_round_trip_and_upsert(store: Store, run_id: int) -> None:
+    e = Explanation(L0, "the token 'the'", "default", meta={"model": "m", "n": 3})
+    store.put_explanation(run_id, e)
+    got = store.get_explanation(run_id, L0, "default")
+    assert got == e and got is not None and got.meta == e.meta
+    assert store.get_explanation(run_id, L0, "other") is None
+
+    store.put_explanation(run_id, Explanation(L0, "articles", "default"))
+    store.put_explanation(run_id, Explanation(L0, "other view", "contrastive"))
+    assert [(x.explainer, x.text) for x in store.explanations(run_id)] == [
+        ("contrastive", "other view"),
+        ("default", "articles"),
+    ]
+    assert [x.text for x in store.explanations(run_id, explainer="default")] == ["articles"]
+
+
+def test_resume_queries(store: Store, run_id: int) -> None:
+    other_run = store.start_run("other", {})
+    store.put_explanation(run_id, Explanation(L1, "x", "default"))
+    store.put_score(run_id, make_score(L1))
+    assert store.has_explanation(run_id, L1, "default")
+    assert not store.has_explanation(run_id, L0, "default")
+    assert not store.has_explanation(run_id, L1, "contrastive")
+    assert not store.has_explanation(other_run, L1, "default")
+    assert store.explained(run_id, "default") == {L1}
+    assert store.explained(other_run, "default") == set()
+    assert store.has_score(run_id, L1, "default", "detection")
+    assert not store.has_score(run_id, L1, "default", "fuzzing")
+    assert store.scored(run_id, "default", "detection") == {L1}
+    assert store.scored(run_id, "default", "fuzzing") == set()
+
+
+def test_score_round_trip(store: Store, run_id: int) -> None:
+    s = make_score()
+    store.put_score(run_id, s)
+    got = store.get_score(run_id, L0, "default", "detection")
+    assert got == s
+    assert got is not None and got.meta == {"prompt_version": 2}
+    assert got.predictions[1].predicted is None
+    assert got.predictions[2].probability is None
+    assert isinstance(got.predictions, tuple)
+
+
+def test_score_none_value_and_upsert(store: Store, run_id: int) -> None:
+    store.put_score(run_id, make_score(value=0.1))
+    failed = Score(L0, "detection", "default", None, n_failures=3)
+    store.put_score(run_id, failed)
+    got = store.get_score(run_id, L0, "default", "detection")
+    assert got == failed
+    assert got is not None and got.value is None and got.predictions == ()
+    assert len(store.scores(run_id)) == 1
+    store.put_score(run_id, make_score(L1, scorer="fuzzing"))
+    assert [s.scorer for s in store.scores(run_id)] == ["detection", "fuzzing"]
+    assert [s.latent for s in store.scores(run_id, scorer="fuzzing")] == [L1]
+
+
+def test_committed_results_survive_a_killed_process(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    script = f"""
+import os
+from autointerp.store import Store
+from autointerp.types import Explanation, LatentRef, Score
+s = Store.open({str(run_dir)!r})
+rid = s.start_run("killed", {{}})
+s.put_explanation(rid, Explanation(LatentRef("src", 3), "survives", "default"))
+s.put_score(rid, Score(LatentRef("src", 3), "detection", "default", 0.5))
+s._conn.execute("BEGIN IMMEDIATE")
+s._conn.execute("UPDATE explanations SET text = 'in flight'")
+os._exit(1)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "core" / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    with Store.open(run_dir) as s:
+        (run,) = s.runs()
+        assert run.status == "running"
+        e = s.get_explanation(run.id, LatentRef("src", 3), "default")
+        assert e is not None and e.text == "survives"
+        sc = s.get_score(run.id, LatentRef("src", 3), "default", "detection")
+        assert sc is not None and sc.value == 0.5
+
+
+def test_second_connection_sees_commits_without_close(tmp_path: Path) -> None:
+    writer = Store.open(tmp_path)
+    rid = writer.start_run("r", {})
+    writer.put_explanation(rid, Explanation(L0, "seen", "default"))
+    reader = Store.open(tmp_path)
+    try:
+        assert reader.explained(rid, "default") == {L0}
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_threads_share_one_store(store: Store, run_id: int) -> None:
+    def work(offset: int) -> None:
+        for i in range(offset, offset + 25):
+            store.put_score(run_id, make_score(LatentRef(SRC, i)))
+
+    threads = [threading.Thread(target=work, args=(k * 25,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.scored(run_id, "default", "detection")) == 100
+
+
+def test_future_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILENAME
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="upgrade autointerp") as info:
+        Store(path)
+    assert "\n" not in str(info.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(info.value)
+
+
+def test_not_a_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILENAME
+    path.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="cannot open results store"):
+        Store(path)
+
+
+def test_migrates_version_1_forward(tmp_path: Path) -> None:
+    path = tmp_path / STORE_FILENAME
+    conn = sqlite3.connect(path, isolation_level=None)
+    _migrate(conn, path, target=1)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "examples" not in tables
+    conn.execute("INSERT INTO runs (name, config, status, started_at) VALUES ('old', '{}', 'x', 0)")
+    conn.execute("INSERT INTO explanations VALUES (1, 'src', 4, 'default', 'from v1', '{}', 0)")
+    conn.close()
+
+    with Store(path) as s:
+        assert s.schema_version == len(MIGRATIONS) == 2
+        e = s.get_explanation(1, LatentRef("src", 4), "default")
+        assert e is not None and e.text == "from v1"
+        ex = Example((1,), ("a",), (2.0,))
+        s.put_examples(1, LatentRef("src", 4), [ex])
+        assert s.examples(1, LatentRef("src", 4)) == [ex]
+    with Store(path) as s:  # reopening an up-to-date store changes nothing
+        assert s.schema_version == 2
+
+
+def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import autointerp.store as store_mod
+
+    path = tmp_path / STORE_FILENAME
+    broken = (*MIGRATIONS, ("CREATE TABLE ok (x)", "THIS IS NOT SQL"))
+    monkeypatch.setattr(store_mod, "MIGRATIONS", broken)
+    monkeypatch.setattr(store_mod, "SCHEMA_VERSION", len(broken))
+    conn = sqlite3.connect(path, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError):
+        store_mod._migrate(conn, path, target=len(broken))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
+    conn.close()
+
+
+def test_request_hash_is_canonical() -> None:
+    a = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0}
+    b = {"temperature": 0.0, "messages": [{"content": "hi", "role": "user"}], "model": "m"}
+    assert request_hash(a) == request_hash(b)
+    assert len(request_hash(a)) == 64
+    assert request_hash(a) != request_hash({**a, "temperature": 1.0})
+    assert request_hash({"t": (1, 2)}) == request_hash({"t": [1, 2]})
+
+
+def test_llm_cache_and_usage(store: Store, run_id: int) -> None:
+    other = store.start_run("other", {})
+    c1 = make_call({"prompt": "one"}, cost=0.01)
+    c2 = make_call({"prompt": "two"}, cost=0.02)
+    assert store.get_llm_call(c1.request_hash) is None
+    assert store.usage() == Usage()
+
+    store.put_llm_call(c1, run_id)
+    store.put_llm_call(c2, other)
+    store.put_llm_call(c1, run_id, cached=True)
+    store.put_llm_call(c1, other, cached=True)
+    store.put_llm_call(c2)  # paid again, no run
+
+    assert store.get_llm_call(c1.request_hash) == c1
+    u = store.usage(run_id)
+    assert (u.calls, u.cache_hits, u.prompt_tokens, u.cached_tokens, u.completion_tokens) == (
+        1,
+        1,
+        100,
+        20,
+        10,
+    )
+    assert u.cost_usd == pytest.approx(0.01)
+    assert u.latency_s == pytest.approx(0.5)
+    total = store.usage()
+    assert (total.calls, total.cache_hits, total.prompt_tokens) == (3, 2, 300)
+    assert total.cost_usd == pytest.approx(0.05)
+    assert store.usage(other).cost_usd == pytest.approx(0.02)
+
+
+def test_cache_hit_for_unknown_request_is_refused(store: Store) -> None:
+    with pytest.raises(StoreError, match="not in the cache"):
+        store.put_llm_call(make_call({"prompt": "never paid"}), cached=True)
+    assert store.usage() == Usage()
+
+
+def test_unserializable_meta_is_a_store_error(store: Store, run_id: int) -> None:
+    with pytest.raises(StoreError, match="not JSON-serializable"):
+        store.put_explanation(run_id, Explanation(L0, "x", "default", meta={"o": object()}))
+    assert not store.has_explanation(run_id, L0, "default")
