@@ -6,6 +6,8 @@
 - ``autointerp_install_plugin``: install a throw-away plugin distribution (a real ``dist-info``
   with an entry point) on ``sys.path``; returns the directory, usable as ``PYTHONPATH``.
 - ``autointerp_cli``: run the ``autointerp`` command in process; returns exit code, stdout, stderr.
+- ``autointerp_llm_server``: a scripted LLM server on 127.0.0.1 speaking the OpenAI and Anthropic
+  protocols, with faults on demand (see :mod:`autointerp.testing.llm_server`).
 """
 
 from __future__ import annotations
@@ -100,3 +102,7 @@ def autointerp_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResul
         return CliResult(code, out, err)
 
     return run
+
+
+# the scripted OpenAI/Anthropic-protocol server (a fixture for LLM client and explainer plugins)
+from autointerp.testing.llm_server import autointerp_llm_server  # noqa: E402, F401

@@ -1,0 +1,996 @@
+"""The LLM client protocol and everything wrapped around every client.
+
+A *backend* (an ``llm_client`` component from a plugin: OpenAI, Anthropic, a local model) makes one
+attempt at one chat request. :class:`LLMClient` wraps a backend with what a run needs:
+
+- a process-wide :class:`Scheduler`: per-endpoint concurrency cap, requests- and tokens-per-minute
+  limits, a pause honouring ``Retry-After``, and a circuit breaker that holds requests back while an
+  endpoint keeps failing (one probe at a time until it answers again);
+- retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections and
+  malformed responses; other 4xx are never retried;
+- a content-addressed response cache and a ledger (tokens, cost, latency per call) in the run's
+  results store, so a rerun costs zero calls; identical requests in flight share one call;
+- API keys resolved before any compute (:func:`resolve_api_key`) and redacted from every message.
+
+Nothing here imports an SDK: backends import theirs lazily. Requests carry their own sampling
+parameters; nothing mutable is shared between requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import re
+import time
+import tomllib
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+from pydantic import Field
+
+from autointerp.config import ComponentConfig
+from autointerp.errors import AutointerpError
+from autointerp.store import request_hash
+from autointerp.types import LLMCall
+
+log = logging.getLogger("autointerp.llm")
+T = TypeVar("T")
+
+Role = Literal["system", "user", "assistant"]
+
+# -- secrets ---------------------------------------------------------------------------------------
+
+KEYS_FILE_ENV = "AUTOINTERP_KEYS_FILE"
+DEFAULT_KEYS_FILE = Path("~/.config/autointerp/keys.toml")
+_SECRETS: set[str] = set()
+#: key-like strings redacted even when they were never registered (``sk-...``, ``sk-ant-...``)
+_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]{10,}")
+
+
+class Secret:
+    """An API key: never shown by ``str``/``repr``; its value is redacted from every log record."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        if len(value) >= 6:
+            _SECRETS.add(value)
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('[REDACTED]')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret and anything shaped like an API key removed."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "[REDACTED]")
+    return _KEY_PATTERN.sub(r"\1…[REDACTED]", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secrets from the formatted message (and drops its args)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string is not ours to fix; keep the record as is
+            return True
+        clean = redact(message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            if redact(str(exc)) != str(exc):  # a traceback would repeat the secret
+                record.msg = f"{clean} ({type(exc).__name__}: {redact(str(exc))})"
+                record.exc_info = None
+                record.exc_text = None
+        return True
+
+
+_FILTER = RedactingFilter()
+
+
+def protect_loggers(*names: str) -> None:
+    """Attach the redacting filter to these loggers (ours, and SDK/HTTP loggers a backend uses)."""
+    for name in ("autointerp.llm", *names):
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+protect_loggers()
+
+
+def _read_keys_file(path: Path) -> dict[str, str]:
+    """A keys file: TOML (``OPENAI_API_KEY = "..."``) or dotenv lines (``OPENAI_API_KEY=...``)."""
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+        return {k: str(v) for k, v in data.items() if isinstance(v, str)}
+    except tomllib.TOMLDecodeError:
+        pass
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.removeprefix("export ").partition("=")
+        out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def resolve_api_key(env_var: str, keys_file: Path | None = None, *, provider: str) -> Secret:
+    """Find an API key: ``$env_var`` first, then the keys file (``keys_file``, else
+    ``$AUTOINTERP_KEYS_FILE``, else ``~/.config/autointerp/keys.toml``). Raises
+    :class:`MissingAPIKeyError` naming where it looked, never a value."""
+    value = os.environ.get(env_var, "").strip()
+    if value:
+        return Secret(value)
+    from_env = os.environ.get(KEYS_FILE_ENV)
+    explicit = keys_file or (Path(from_env) if from_env else None)
+    path = (explicit or DEFAULT_KEYS_FILE).expanduser()
+    if explicit is not None and not path.is_file():
+        raise MissingAPIKeyError(f"{provider}: keys file {path} does not exist")
+    if path.is_file():
+        try:
+            value = _read_keys_file(path).get(env_var, "").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise MissingAPIKeyError(f"{provider}: cannot read keys file {path}: {exc}") from None
+        if value:
+            return Secret(value)
+    raise MissingAPIKeyError(
+        f"{provider}: no API key; set ${env_var} or add {env_var} to the keys file {path}"
+    )
+
+
+# -- errors ----------------------------------------------------------------------------------------
+
+
+class LLMError(AutointerpError):
+    """A request failed. The message is redacted; ``retryable`` says whether to try again."""
+
+    retryable = False
+    kind = "error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(redact(message))
+        self.status = status
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # subclasses take other constructor arguments: rebuild from message and attributes so
+        # errors survive crossing processes (executors, Ray)
+        return (_restore_error, (type(self), str(self), dict(self.__dict__)))
+
+
+def _restore_error(cls: type[LLMError], message: str, state: dict[str, Any]) -> LLMError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
+
+class TransientLLMError(LLMError):
+    """Worth retrying: 429, 5xx, timeouts, dropped connections, malformed responses."""
+
+    retryable = True
+    kind = "transient"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(TransientLLMError):
+    kind = "rate_limited"
+
+
+class ServerError(TransientLLMError):
+    kind = "server_error"
+
+
+class LLMTimeoutError(TransientLLMError):
+    kind = "timeout"
+
+
+class LLMConnectionError(TransientLLMError):
+    kind = "connection"
+
+
+class MalformedResponseError(TransientLLMError):
+    kind = "malformed"
+
+
+class RequestRejectedError(LLMError):
+    """A 4xx other than 429 (bad request, auth, not found ...): retrying would not help."""
+
+    kind = "rejected"
+
+
+class MissingAPIKeyError(LLMError):
+    kind = "missing_key"
+
+
+class RetriesExhaustedError(LLMError):
+    """Every attempt failed with a transient error; ``last`` is the final one."""
+
+    kind = "exhausted"
+
+    def __init__(self, message: str, last: LLMError) -> None:
+        super().__init__(message, status=last.status)
+        self.last = last
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` (or ``retry-after-ms``) header value; None if unusable."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(0.0, seconds) if seconds == seconds else None  # NaN check
+
+
+def error_for_status(status: int, message: str, retry_after: float | None = None) -> LLMError:
+    """The error class for an HTTP status: 429 and 5xx (and 408/409) are transient."""
+    if status == 429:
+        return RateLimitedError(message, status=status, retry_after=retry_after)
+    if status >= 500 or status in (408, 409):
+        return ServerError(message, status=status, retry_after=retry_after)
+    return RequestRejectedError(message, status=status)
+
+
+# -- requests and responses ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message. ``cache=True`` marks the end of a stable prefix (system + few-shot) that
+    providers with explicit prompt caching (Anthropic) should cache."""
+
+    role: Role
+    content: str
+    cache: bool = False
+
+
+def as_messages(messages: Iterable[Message | Mapping[str, Any]]) -> tuple[Message, ...]:
+    """Accept :class:`Message` objects or ``{"role", "content"}`` dicts."""
+    out = []
+    for m in messages:
+        if isinstance(m, Message):
+            out.append(m)
+        else:
+            out.append(Message(m["role"], m["content"], bool(m.get("cache", False))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling parameters travelling with one request. ``seed`` also tells apart otherwise
+    identical requests in the cache (k samples of one prompt need k seeds)."""
+
+    temperature: float = 0.0
+    max_tokens: int = 256
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    #: return log-probabilities of the generated tokens, with this many alternatives each
+    logprobs: bool = False
+    top_logprobs: int = 0
+    #: constrain the output to this JSON schema where the backend supports it
+    json_schema: Mapping[str, Any] | None = None
+
+    def replace(self, **changes: Any) -> SamplingParams:
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["stop"] = list(self.stop)
+        data["json_schema"] = dict(self.json_schema) if self.json_schema is not None else None
+        return data
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatResponse:
+    """A completed request. ``from_cache``: served from the store; such a response cost nothing."""
+
+    text: str
+    model: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    latency_s: float = 0.0
+    finish_reason: str | None = None
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    from_cache: bool = False
+    request_hash: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        del data["from_cache"], data["request_hash"]
+        if self.logprobs is not None:
+            data["logprobs"] = [
+                [t.token, t.logprob, [list(p) for p in t.top]] for t in self.logprobs
+            ]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], **overrides: Any) -> ChatResponse:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if known.get("logprobs") is not None:
+            known["logprobs"] = tuple(
+                TokenLogprob(t, float(lp), tuple((a, float(b)) for a, b in top))
+                for t, lp, top in known["logprobs"]
+            )
+        known.update(overrides)
+        return cls(**known)
+
+
+def request_payload(
+    client: str, model: str, messages: Sequence[Message], params: SamplingParams
+) -> dict[str, Any]:
+    """What identifies a request for the cache: provider, model, parameters and messages."""
+    return {
+        "client": client,
+        "model": model,
+        "params": params.as_dict(),
+        "messages": [{"role": m.role, "content": m.content} for m in messages],
+    }
+
+
+def estimate_tokens(messages: Sequence[Message], params: SamplingParams) -> int:
+    """A rough upper estimate of a request's tokens, for tokens-per-minute limits."""
+    return sum(len(m.content) for m in messages) // 3 + 4 * len(messages) + params.max_tokens
+
+
+# -- endpoint configuration ------------------------------------------------------------------------
+
+
+class EndpointConfig(ComponentConfig):
+    """Options shared by every LLM client: limits, retries, breaker, prices. Client plugins'
+    configs subclass this and add their own (model, base URL, key variable ...)."""
+
+    max_concurrency: int = Field(256, ge=1, description="requests in flight to this endpoint")
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="request rate limit (none: unlimited)"
+    )
+    tokens_per_minute: float | None = Field(
+        None, gt=0, description="token rate limit, prompt + completion (none: unlimited)"
+    )
+    timeout_s: float = Field(120.0, gt=0, description="per-attempt timeout in seconds")
+    max_retries: int = Field(8, ge=0, description="retries of a transient failure per request")
+    backoff_base_s: float = Field(1.0, ge=0, description="first retry delay (doubles each time)")
+    backoff_max_s: float = Field(60.0, ge=0, description="longest retry delay")
+    breaker_threshold: int = Field(
+        8, ge=1, description="consecutive failures that open the circuit breaker"
+    )
+    breaker_cooldown_s: float = Field(
+        5.0, ge=0, description="first pause when the breaker opens (doubles per trip, max 5 min)"
+    )
+    price_prompt_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million prompt tokens (default: the client's table)"
+    )
+    price_cached_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million cached prompt tokens (default: the table)"
+    )
+    price_completion_per_mtok: float | None = Field(
+        None, ge=0, description="USD per million completion tokens (default: the table)"
+    )
+
+
+@dataclass(frozen=True)
+class Pricing:
+    """USD per million tokens."""
+
+    prompt: float = 0.0
+    cached: float = 0.0
+    completion: float = 0.0
+
+    def cost(self, prompt_tokens: int, cached_tokens: int, completion_tokens: int) -> float:
+        uncached = max(0, prompt_tokens - cached_tokens)
+        paid = uncached * self.prompt + cached_tokens * self.cached
+        return (paid + completion_tokens * self.completion) / 1e6
+
+    @classmethod
+    def resolve(cls, config: EndpointConfig, table: Mapping[str, Pricing], model: str) -> Pricing:
+        """Config prices override the table's entry for the longest matching model prefix."""
+        base = next(
+            (table[k] for k in sorted(table, key=len, reverse=True) if model.startswith(k)), cls()
+        )
+        return cls(
+            prompt=_first(config.price_prompt_per_mtok, base.prompt),
+            cached=_first(config.price_cached_per_mtok, base.cached),
+            completion=_first(config.price_completion_per_mtok, base.completion),
+        )
+
+
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    """What an ``llm_client`` plugin builds: one attempt at one request, nothing more.
+
+    ``complete`` raises :class:`LLMError` subclasses (transient ones are retried by
+    :class:`LLMClient`); it fills text, tokens, logprobs and finish reason of the response
+    (cost and latency are filled in by the wrapper when left at zero).
+    """
+
+    name: str  #: provider label in the ledger and cache key, e.g. "openai"
+    model: str
+    endpoint: str  #: scheduler key: backends with one endpoint share its limits
+    config: EndpointConfig
+    pricing: Pricing
+
+    def check(self) -> None:
+        """Raise (e.g. :class:`MissingAPIKeyError`) if the backend cannot work; no compute."""
+
+    async def complete(
+        self, messages: Sequence[Message], params: SamplingParams, *, timeout: float
+    ) -> ChatResponse: ...
+
+    async def aclose(self) -> None: ...
+
+    # Optional: ``async def prepare(self) -> None`` is awaited once before the first request,
+    # outside per-request timeouts (a local backend starts its server there).
+
+
+class CallStore(Protocol):
+    """The part of the results store the client uses (``autointerp.store.Store`` fits)."""
+
+    def get_llm_call(self, request_hash: str) -> LLMCall | None: ...
+
+    def put_llm_call(self, call: LLMCall, run_id: Any = None, *, cached: bool = False) -> Any: ...
+
+
+class MemoryCallStore:
+    """A dict-backed :class:`CallStore` for tests and runs without a store."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, LLMCall] = {}
+        self.ledger: list[tuple[str, Any, bool]] = []  #: (request hash, run id, cache hit)
+
+    def get_llm_call(self, request_hash: str) -> LLMCall | None:
+        return self.calls.get(request_hash)
+
+    def put_llm_call(self, call: LLMCall, run_id: Any = None, *, cached: bool = False) -> None:
+        self.ledger.append((call.request_hash, run_id, cached))
+        if not cached:
+            self.calls[call.request_hash] = call
+
+
+# -- scheduling ------------------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token bucket in virtual time: each acquire books its amount and sleeps off any deficit, so
+    concurrent callers are paced in arrival order without polling. Burst: 10 s worth."""
+
+    def __init__(self, per_minute: float, burst_s: float = 10.0) -> None:
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, self.rate * burst_s)
+        self.level = self.capacity
+        self.t = time.monotonic()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(self.capacity, self.level + (now - self.t) * self.rate)
+        self.t = now
+
+    async def acquire(self, amount: float = 1.0) -> None:
+        self._refill()
+        self.level -= amount
+        if self.level < 0:
+            await asyncio.sleep(-self.level / self.rate)
+
+    def adjust(self, delta: float) -> None:
+        """Book ``delta`` more (or, negative, give back) once the real amount is known."""
+        self._refill()
+        self.level = min(self.capacity, self.level - delta)
+
+
+class CircuitBreaker:
+    """Closed → (``threshold`` consecutive failures) → open for a cooldown that doubles per trip →
+    half-open: one probe request; success closes it, failure reopens it. Waiters are paused, not
+    failed: each request's own retry budget bounds how long it keeps trying."""
+
+    MAX_COOLDOWN_S = 300.0
+
+    def __init__(self, threshold: int, cooldown_s: float) -> None:
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self.state: Literal["closed", "open", "half_open"] = "closed"
+        self.failures = 0
+        self.trips = 0
+        self.open_until = 0.0
+        self._probe_out = False
+        self._changed = asyncio.Event()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def admit(self) -> bool:
+        """Wait until a request may go; True if it goes as the half-open probe."""
+        while True:
+            if self.state == "closed":
+                return False
+            if self.state == "open":
+                wait = self.open_until - time.monotonic()
+                if wait > 0:
+                    changed = self._changed
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), wait)
+                    continue
+                self.state = "half_open"
+                log.info("circuit half-open: sending one probe request")
+            if not self._probe_out:
+                self._probe_out = True
+                return True
+            await self._changed.wait()
+
+    def success(self, probe: bool) -> None:
+        self.failures = 0
+        if probe or self.state != "closed":
+            if self.state != "closed":
+                log.info("circuit closed: endpoint answers again")
+            self.state, self.trips, self._probe_out = "closed", 0, False
+            self._notify()
+
+    def failure(self, probe: bool) -> None:
+        self.failures += 1
+        if probe or (self.state == "closed" and self.failures >= self.threshold):
+            self.trips += 1
+            pause = min(self.MAX_COOLDOWN_S, self.cooldown_s * 2 ** (self.trips - 1))
+            self.state, self.open_until, self._probe_out = "open", time.monotonic() + pause, False
+            log.warning(
+                "circuit open after %d consecutive failures: pausing %.1fs", self.failures, pause
+            )
+            self._notify()
+
+    def release(self, probe: bool) -> None:
+        """A probe ended without a verdict (cancelled): let another waiter probe."""
+        if probe and self._probe_out:
+            self._probe_out = False
+            self._notify()
+
+
+class Endpoint:
+    """Shared state of one endpoint within one event loop."""
+
+    def __init__(self, key: str, config: EndpointConfig) -> None:
+        self.key = key
+        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.max_concurrency = config.max_concurrency
+        self.rpm = RateLimiter(config.requests_per_minute) if config.requests_per_minute else None
+        self.tpm = RateLimiter(config.tokens_per_minute) if config.tokens_per_minute else None
+        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.paused_until = 0.0
+        self.in_flight = 0
+        self.peak_in_flight = 0
+
+    def pause(self, seconds: float) -> None:
+        """Hold new requests back (a ``Retry-After``): the server asked everyone to wait."""
+        self.paused_until = max(self.paused_until, time.monotonic() + seconds)
+
+    async def _wait_pause(self) -> None:
+        while (wait := self.paused_until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+
+
+class Scheduler:
+    """Process-wide registry of endpoints, one set per event loop (asyncio primitives are
+    loop-bound). The first client of an endpoint fixes its limits."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Endpoint]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def endpoint(self, key: str, config: EndpointConfig) -> Endpoint:
+        loop = asyncio.get_running_loop()
+        endpoints = self._by_loop.setdefault(loop, {})
+        if key not in endpoints:
+            endpoints[key] = Endpoint(key, config)
+        return endpoints[key]
+
+
+_SCHEDULER = Scheduler()
+
+
+def get_scheduler() -> Scheduler:
+    return _SCHEDULER
+
+
+# -- the client ------------------------------------------------------------------------------------
+
+
+@dataclass
+class ClientStats:
+    """What one client did in this process: calls paid, cache hits, retries, failures by kind."""
+
+    requests: int = 0  #: attempts sent to the endpoint
+    calls: int = 0  #: successful paid calls
+    cache_hits: int = 0
+    shared: int = 0  #: requests answered by an identical request already in flight
+    retries: int = 0
+    failures: int = 0  #: requests that finally failed
+    errors: Counter[str] = field(default_factory=Counter)  #: failed attempts by kind
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+
+class LLMClient:
+    """A backend with scheduling, retries, circuit breaker, cache and ledger around it.
+
+    ``store`` is the run's results store (anything with ``get_llm_call``/``put_llm_call``);
+    without one, responses are cached in memory for the client's lifetime.
+    """
+
+    def __init__(
+        self,
+        backend: LLMBackend,
+        *,
+        store: CallStore | None = None,
+        run_id: Any = None,
+        scheduler: Scheduler | None = None,
+        default_params: SamplingParams | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.backend = backend
+        self.store: CallStore = store if store is not None else MemoryCallStore()
+        self.run_id = run_id
+        self.scheduler = scheduler or _SCHEDULER
+        self.default_params = default_params or SamplingParams()
+        self.stats = ClientStats()
+        self._rng = rng or random.Random()
+        self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._prepared = False
+
+    @property
+    def name(self) -> str:
+        return self.backend.name
+
+    @property
+    def model(self) -> str:
+        return self.backend.model
+
+    def check(self) -> None:
+        """Fail now, before compute, if the backend cannot work (missing key ...)."""
+        self.backend.check()
+
+    async def aclose(self) -> None:
+        await self.backend.aclose()
+
+    async def __aenter__(self) -> LLMClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def chat(
+        self,
+        messages: Iterable[Message | Mapping[str, Any]],
+        params: SamplingParams | None = None,
+        *,
+        use_cache: bool = True,
+    ) -> ChatResponse:
+        """Answer one chat request: from the cache if it was ever paid for, else from the endpoint.
+
+        Raises :class:`RetriesExhaustedError` after the retry budget, or the non-retryable
+        :class:`LLMError` at once.
+        """
+        msgs = as_messages(messages)
+        if not msgs:
+            raise ValueError("chat() needs at least one message")
+        params = params or self.default_params
+        payload = request_payload(self.backend.name, self.backend.model, msgs, params)
+        key = request_hash(payload)
+        if use_cache:
+            hit = self.store.get_llm_call(key)
+            if hit is not None:
+                self.stats.cache_hits += 1
+                self.store.put_llm_call(hit, run_id=self.run_id, cached=True)
+                return ChatResponse.from_dict(
+                    hit.response, from_cache=True, request_hash=key, cost_usd=0.0, latency_s=0.0
+                )
+            shared = self._in_flight.get(key)
+            if shared is not None:
+                self.stats.shared += 1
+                try:
+                    answer = await asyncio.shield(shared)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if shared.cancelled() and task is not None and not task.cancelling():
+                        return await self.chat(msgs, params)  # the owner was cancelled, not us
+                    raise
+                return replace(answer, from_cache=True, cost_usd=0.0, latency_s=0.0)
+        future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        if use_cache:
+            self._in_flight[key] = future
+        try:
+            response = await self._call(msgs, params, key)
+            self._record(payload, response)
+            future.set_result(response)
+            return response
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+            raise
+        finally:
+            if self._in_flight.get(key) is future:
+                del self._in_flight[key]
+
+    def _record(self, payload: dict[str, Any], response: ChatResponse) -> None:
+        s = self.stats
+        s.calls += 1
+        s.prompt_tokens += response.prompt_tokens
+        s.cached_tokens += response.cached_tokens
+        s.completion_tokens += response.completion_tokens
+        s.cost_usd += response.cost_usd
+        call = LLMCall(
+            request_hash=response.request_hash,
+            client=self.backend.name,
+            model=self.backend.model,
+            request=payload,
+            response=response.to_dict(),
+            prompt_tokens=response.prompt_tokens,
+            cached_tokens=response.cached_tokens,
+            completion_tokens=response.completion_tokens,
+            cost_usd=response.cost_usd,
+            latency_s=response.latency_s,
+        )
+        self.store.put_llm_call(call, run_id=self.run_id)
+
+    def _backoff(self, attempt: int, error: TransientLLMError) -> float:
+        cfg = self.backend.config
+        if error.retry_after is not None:
+            return min(error.retry_after, cfg.backoff_max_s * 5) + self._rng.uniform(0, 0.1)
+        ceiling = min(cfg.backoff_max_s, cfg.backoff_base_s * 2 ** (attempt - 1))
+        return self._rng.uniform(ceiling / 2, ceiling)  # "equal jitter": never ~0, never in sync
+
+    async def _call(
+        self, msgs: tuple[Message, ...], params: SamplingParams, key: str
+    ) -> ChatResponse:
+        backend, cfg = self.backend, self.backend.config
+        if not self._prepared:
+            prepare = getattr(backend, "prepare", None)
+            if prepare is not None:
+                await prepare()  # idempotent in the backend; concurrent first callers all wait
+            self._prepared = True
+        ep = self.scheduler.endpoint(backend.endpoint, cfg)
+        estimate = estimate_tokens(msgs, params)
+        attempt = 0
+        while True:
+            probe = verdict = False
+            try:
+                async with ep.semaphore:
+                    await ep._wait_pause()
+                    probe = await ep.breaker.admit()
+                    if ep.rpm:
+                        await ep.rpm.acquire(1)
+                    if ep.tpm:
+                        await ep.tpm.acquire(estimate)
+                    ep.in_flight += 1
+                    ep.peak_in_flight = max(ep.peak_in_flight, ep.in_flight)
+                    self.stats.requests += 1
+                    start = time.monotonic()
+                    try:
+                        async with asyncio.timeout(cfg.timeout_s):
+                            response = await backend.complete(msgs, params, timeout=cfg.timeout_s)
+                    except TimeoutError:
+                        raise LLMTimeoutError(
+                            f"{backend.name}: no answer within {cfg.timeout_s:g}s"
+                        ) from None
+                    finally:
+                        ep.in_flight -= 1
+                latency = time.monotonic() - start
+            except TransientLLMError as exc:
+                verdict = True
+                ep.breaker.failure(probe)
+                self.stats.errors[exc.kind] += 1
+                if exc.retry_after is not None:
+                    ep.pause(exc.retry_after)
+                attempt += 1
+                if attempt > cfg.max_retries:
+                    self.stats.failures += 1
+                    raise RetriesExhaustedError(
+                        f"{backend.name} ({backend.model}): gave up after {attempt} attempts; "
+                        f"last error: {exc}",
+                        exc,
+                    ) from None
+                delay = self._backoff(attempt, exc)
+                self.stats.retries += 1
+                log.info(
+                    "%s: %s; retry %d/%d in %.2fs",
+                    backend.name,
+                    exc,
+                    attempt,
+                    cfg.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                continue
+            except LLMError as exc:
+                verdict = True
+                ep.breaker.success(probe)  # the endpoint answered; the request was wrong
+                self.stats.errors[exc.kind] += 1
+                self.stats.failures += 1
+                raise
+            finally:
+                if not verdict:
+                    ep.breaker.release(probe)
+            ep.breaker.success(probe)
+            if ep.tpm:
+                ep.tpm.adjust(response.prompt_tokens + response.completion_tokens - estimate)
+            cost = response.cost_usd or backend.pricing.cost(
+                response.prompt_tokens, response.cached_tokens, response.completion_tokens
+            )
+            return replace(
+                response,
+                model=response.model or backend.model,
+                latency_s=response.latency_s or latency,
+                cost_usd=cost,
+                from_cache=False,
+                request_hash=key,
+            )
+
+    async def chat_many(
+        self,
+        requests: Iterable[Iterable[Message | Mapping[str, Any]]],
+        params: SamplingParams | None = None,
+    ) -> list[ChatResponse | LLMError]:
+        """Run many requests concurrently (the scheduler bounds them); failures are returned."""
+
+        async def one(msgs: Iterable[Message | Mapping[str, Any]]) -> ChatResponse | LLMError:
+            try:
+                return await self.chat(msgs, params)
+            except LLMError as exc:
+                return exc
+
+        return list(await asyncio.gather(*(one(m) for m in requests)))
+
+
+class ParseError(ValueError):
+    """Raised by a parse function: the message is quoted back to the model in a re-ask."""
+
+
+class UnparseableResponseError(LLMError):
+    """The model's answer could not be parsed, re-asks included: a failure, never a result."""
+
+    kind = "unparseable"
+
+    def __init__(self, message: str, *, last_text: str = "", attempts: int = 0) -> None:
+        super().__init__(message)
+        self.last_text = last_text
+        self.attempts = attempts
+
+
+DEFAULT_REASK = (
+    "Your answer could not be used: {error}\nAnswer again, following the required format exactly."
+)
+
+
+async def chat_parsed(
+    client: LLMClient,
+    messages: Sequence[Message],
+    parse: Callable[[str], T],
+    params: SamplingParams | None = None,
+    *,
+    max_reasks: int = 2,
+    reask: str = DEFAULT_REASK,
+) -> tuple[T, list[ChatResponse]]:
+    """Ask, parse the answer with ``parse`` (which raises :class:`ParseError`), and on failure
+    re-ask up to ``max_reasks`` times quoting the error. Returns the parsed value and every
+    response; raises :class:`UnparseableResponseError` with the last reason if none parsed."""
+    convo = list(messages)
+    responses: list[ChatResponse] = []
+    error = ""
+    for attempt in range(max_reasks + 1):
+        response = await client.chat(convo, params)
+        responses.append(response)
+        try:
+            return parse(response.text), responses
+        except ParseError as exc:
+            error = str(exc) or "unparseable answer"
+        if attempt < max_reasks:
+            convo += [
+                Message("assistant", response.text),
+                Message("user", reask.format(error=error)),
+            ]
+    raise UnparseableResponseError(
+        f"could not parse the answer after {max_reasks + 1} attempts: {error}",
+        last_text=responses[-1].text,
+        attempts=len(responses),
+    )
+
+
+def wrap(
+    backend: LLMBackend | LLMClient, *, store: CallStore | None = None, run_id: Any = None
+) -> LLMClient:
+    """An :class:`LLMClient` around ``backend`` (an already wrapped client is returned as is)."""
+    if isinstance(backend, LLMClient):
+        return backend
+    return LLMClient(backend, store=store, run_id=run_id)
+
+
+__all__ = [
+    "CallStore",
+    "ChatResponse",
+    "CircuitBreaker",
+    "ClientStats",
+    "EndpointConfig",
+    "LLMBackend",
+    "LLMClient",
+    "LLMConnectionError",
+    "LLMError",
+    "LLMTimeoutError",
+    "MalformedResponseError",
+    "MemoryCallStore",
+    "Message",
+    "MissingAPIKeyError",
+    "ParseError",
+    "Pricing",
+    "RateLimitedError",
+    "RateLimiter",
+    "RequestRejectedError",
+    "RetriesExhaustedError",
+    "SamplingParams",
+    "Scheduler",
+    "Secret",
+    "ServerError",
+    "TokenLogprob",
+    "TransientLLMError",
+    "UnparseableResponseError",
+    "chat_parsed",
+    "error_for_status",
+    "estimate_tokens",
+    "parse_retry_after",
+    "protect_loggers",
+    "redact",
+    "request_hash",
+    "request_payload",
+    "resolve_api_key",
+    "wrap",
+]

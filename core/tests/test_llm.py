@@ -1,0 +1,436 @@
+"""autointerp.llm: cache, ledger, retries, rate limits, circuit breaker, keys and redaction."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+
+from autointerp.llm import (
+    ChatResponse,
+    CircuitBreaker,
+    EndpointConfig,
+    LLMClient,
+    LLMConnectionError,
+    LLMError,
+    LLMTimeoutError,
+    MemoryCallStore,
+    Message,
+    MissingAPIKeyError,
+    ParseError,
+    Pricing,
+    RateLimitedError,
+    RateLimiter,
+    RequestRejectedError,
+    RetriesExhaustedError,
+    SamplingParams,
+    Scheduler,
+    Secret,
+    ServerError,
+    TokenLogprob,
+    UnparseableResponseError,
+    chat_parsed,
+    parse_retry_after,
+    redact,
+    request_payload,
+    resolve_api_key,
+)
+from autointerp.store import Store
+
+FAST = dict(backoff_base_s=0.01, backoff_max_s=0.05, breaker_cooldown_s=0.05, timeout_s=2.0)
+
+
+class FakeBackend:
+    """Answers ``"echo: <last message>"``; ``faults`` are raised by the next attempts in order."""
+
+    name = "fake"
+    model = "fake-1"
+
+    def __init__(self, endpoint: str = "fake", delay: float = 0.0, **config: object) -> None:
+        self.endpoint = endpoint
+        self.config = EndpointConfig(**{**FAST, **config})
+        self.pricing = Pricing(prompt=1.0, cached=0.5, completion=2.0)
+        self.delay = delay
+        self.faults: list[BaseException] = []
+        self.calls = 0
+        self.active = 0
+        self.peak = 0
+
+    def check(self) -> None:
+        pass
+
+    async def complete(
+        self, messages: Sequence[Message], params: SamplingParams, *, timeout: float
+    ) -> ChatResponse:
+        self.calls += 1
+        self.active += 1
+        self.peak = max(self.peak, self.active)
+        try:
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.faults:
+                raise self.faults.pop(0)
+            return ChatResponse(
+                text=f"echo: {messages[-1].content}", prompt_tokens=10, completion_tokens=5
+            )
+        finally:
+            self.active -= 1
+
+    async def aclose(self) -> None:
+        pass
+
+
+def user(text: str) -> list[Message]:
+    return [Message("system", "be brief"), Message("user", text)]
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+# -- cache and ledger ------------------------------------------------------------------------------
+
+
+def test_a_repeated_request_is_served_from_the_cache_and_costs_nothing() -> None:
+    backend = FakeBackend()
+    client = LLMClient(backend, scheduler=Scheduler())
+
+    async def go() -> tuple[ChatResponse, ChatResponse]:
+        return await client.chat(user("hi")), await client.chat(user("hi"))
+
+    first, second = run(go())
+    assert backend.calls == 1
+    assert first.text == second.text == "echo: hi"
+    assert not first.from_cache and second.from_cache
+    assert first.cost_usd == pytest.approx((10 * 1.0 + 5 * 2.0) / 1e6)
+    assert second.cost_usd == 0.0
+    assert client.stats.calls == 1 and client.stats.cache_hits == 1
+
+
+def test_a_rerun_against_the_same_store_makes_zero_requests(tmp_path: Path) -> None:
+    prompts = [user(f"latent {i}") for i in range(20)]
+    with Store.open(tmp_path) as store:
+        run_id = store.start_run("r", {})
+        backend = FakeBackend()
+        run(LLMClient(backend, store=store, run_id=run_id).chat_many(prompts))
+        assert backend.calls == 20
+    with Store.open(tmp_path) as store:  # a new process: nothing in memory
+        rerun = FakeBackend()
+        answers = run(LLMClient(rerun, store=store).chat_many(prompts))
+        assert rerun.calls == 0
+        assert [a.text for a in answers] == [f"echo: latent {i}" for i in range(20)]
+        usage = store.usage()
+        assert usage.calls == 20 and usage.cache_hits == 20
+        assert usage.prompt_tokens == 200 and usage.completion_tokens == 100
+
+
+def test_identical_requests_in_flight_share_one_call() -> None:
+    backend = FakeBackend(delay=0.05)
+    client = LLMClient(backend, scheduler=Scheduler())
+    answers = run(client.chat_many([user("same")] * 10))
+    assert backend.calls == 1
+    assert all(isinstance(a, ChatResponse) and a.text == "echo: same" for a in answers)
+    assert client.stats.shared == 9
+
+
+def test_sampling_parameters_and_seed_are_part_of_the_cache_key() -> None:
+    backend = FakeBackend()
+    client = LLMClient(backend, scheduler=Scheduler())
+
+    async def go() -> None:
+        for params in [SamplingParams(), SamplingParams(temperature=0.7), SamplingParams(seed=1)]:
+            await client.chat(user("x"), params)
+            await client.chat(user("x"), params)
+
+    run(go())
+    assert backend.calls == 3
+    payload = request_payload("fake", "fake-1", user("x"), SamplingParams(seed=3))
+    assert payload["params"]["seed"] == 3 and payload["client"] == "fake"
+
+
+def test_responses_round_trip_through_the_store_format() -> None:
+    response = ChatResponse(
+        text="a",
+        prompt_tokens=3,
+        logprobs=(TokenLogprob("a", -0.5, (("a", -0.5), ("b", -1.5))),),
+        finish_reason="stop",
+    )
+    assert ChatResponse.from_dict(response.to_dict()) == response
+
+
+# -- retries ---------------------------------------------------------------------------------------
+
+
+def test_transient_failures_are_retried_until_an_answer_comes() -> None:
+    backend = FakeBackend()
+    backend.faults = [
+        ServerError("503", status=503),
+        LLMConnectionError("dropped"),
+        LLMTimeoutError("slow"),
+    ]
+    client = LLMClient(backend, scheduler=Scheduler())
+    assert run(client.chat(user("q"))).text == "echo: q"
+    assert backend.calls == 4
+    assert client.stats.retries == 3
+    assert dict(client.stats.errors) == {"server_error": 1, "connection": 1, "timeout": 1}
+
+
+def test_other_client_errors_are_never_retried() -> None:
+    backend = FakeBackend()
+    backend.faults = [RequestRejectedError("HTTP 400: bad", status=400)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    with pytest.raises(RequestRejectedError):
+        run(client.chat(user("q")))
+    assert backend.calls == 1 and client.stats.failures == 1
+    assert isinstance(client.store, MemoryCallStore) and not client.store.calls
+
+
+def test_giving_up_after_the_retry_budget_names_the_last_error() -> None:
+    backend = FakeBackend(max_retries=2, breaker_threshold=100)
+    backend.faults = [ServerError(f"HTTP 500 #{i}", status=500) for i in range(5)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    with pytest.raises(RetriesExhaustedError, match=r"after 3 attempts.*#2") as info:
+        run(client.chat(user("q")))
+    assert isinstance(info.value.last, ServerError)
+    assert backend.calls == 3
+
+
+def test_retry_after_is_honoured_and_pauses_the_endpoint() -> None:
+    backend = FakeBackend()
+    backend.faults = [RateLimitedError("429", status=429, retry_after=0.3)]
+    client = LLMClient(backend, scheduler=Scheduler())
+
+    async def go() -> float:
+        first = asyncio.create_task(client.chat(user("a")))
+        await asyncio.sleep(0.05)  # "a" got its 429; "b" must wait for the pause too
+        start = time.monotonic()
+        await client.chat(user("b"))
+        await first
+        return time.monotonic() - start
+
+    assert run(go()) >= 0.2
+    assert backend.calls == 3
+
+
+def test_a_hanging_backend_is_cut_off_by_the_timeout() -> None:
+    backend = FakeBackend(delay=5.0, timeout_s=0.1, max_retries=1)
+    client = LLMClient(backend, scheduler=Scheduler())
+    start = time.monotonic()
+    with pytest.raises(RetriesExhaustedError, match=r"no answer within 0\.1s"):
+        run(client.chat(user("q")))
+    assert time.monotonic() - start < 2
+
+
+def test_retry_after_header_values() -> None:
+    assert parse_retry_after("2") == 2.0
+    assert parse_retry_after("0.5") == 0.5
+    assert parse_retry_after(None) is None
+    assert parse_retry_after("soon") is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a date in the past
+
+
+# -- scheduling ------------------------------------------------------------------------------------
+
+
+def test_the_concurrency_cap_bounds_requests_in_flight() -> None:
+    backend = FakeBackend(delay=0.02, max_concurrency=4)
+    client = LLMClient(backend, scheduler=Scheduler())
+    run(client.chat_many([user(str(i)) for i in range(40)]))
+    assert backend.calls == 40 and backend.peak == 4
+
+
+def test_clients_of_one_endpoint_share_its_limits() -> None:
+    scheduler = Scheduler()
+    a, b = FakeBackend(delay=0.02, max_concurrency=3), FakeBackend(delay=0.02, max_concurrency=3)
+    shared_peak = 0
+
+    async def go() -> None:
+        nonlocal shared_peak
+        ca, cb = LLMClient(a, scheduler=scheduler), LLMClient(b, scheduler=scheduler)
+        tasks = [ca.chat_many([user(f"a{i}") for i in range(15)])]
+        tasks.append(cb.chat_many([user(f"b{i}") for i in range(15)]))
+        gathered = asyncio.gather(*tasks)
+        while not gathered.done():
+            shared_peak = max(shared_peak, a.active + b.active)
+            await asyncio.sleep(0.005)
+
+    run(go())
+    assert shared_peak <= 3
+
+
+def test_the_rate_limiter_paces_requests() -> None:
+    async def go() -> float:
+        limiter = RateLimiter(per_minute=60 * 100, burst_s=0.01)  # 100/s, burst of 1
+        start = time.monotonic()
+        await asyncio.gather(*(limiter.acquire() for _ in range(21)))
+        return time.monotonic() - start
+
+    assert 0.15 <= run(go()) < 1.0
+
+
+def test_a_tokens_per_minute_limit_is_applied() -> None:
+    backend = FakeBackend(delay=0.05, tokens_per_minute=60 * 3000)  # 3000 tokens/s, burst 30000
+    client = LLMClient(backend, scheduler=Scheduler())
+    params = SamplingParams(max_tokens=1000)
+    start = time.monotonic()
+    run(client.chat_many([[Message("user", str(i))] for i in range(33)], params))
+    assert time.monotonic() - start >= 0.25  # 33 000 estimated tokens > the 30 000 burst
+
+
+def test_the_circuit_breaker_opens_probes_once_and_closes() -> None:
+    async def go() -> list[str]:
+        breaker = CircuitBreaker(threshold=2, cooldown_s=0.1)
+        events = []
+        breaker.failure(False)
+        assert breaker.state == "closed"
+        breaker.failure(False)
+        assert breaker.state == "open"
+
+        async def request(i: int) -> None:
+            probe = await breaker.admit()
+            events.append(f"{i}:{'probe' if probe else 'go'}")
+            if probe:
+                await asyncio.sleep(0.05)
+                breaker.success(probe)
+
+        start = time.monotonic()
+        await asyncio.gather(*(request(i) for i in range(4)))
+        assert time.monotonic() - start >= 0.09
+        assert breaker.state == "closed"
+        return events
+
+    events = run(go())
+    assert sum("probe" in e for e in events) == 1 and events[0].endswith("probe")
+
+
+def test_a_failing_endpoint_pauses_requests_instead_of_hammering_it() -> None:
+    backend = FakeBackend(breaker_threshold=3, breaker_cooldown_s=0.2, max_retries=20)
+    backend.faults = [ServerError("500", status=500) for _ in range(6)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    start = time.monotonic()
+    answers = run(client.chat_many([user(str(i)) for i in range(10)]))
+    assert all(isinstance(a, ChatResponse) for a in answers)
+    assert time.monotonic() - start >= 0.2  # at least one cooldown
+    assert backend.calls == 16  # every fault and every answer: no extra attempts
+
+
+def test_a_client_works_across_event_loops() -> None:
+    client = LLMClient(FakeBackend(), scheduler=Scheduler())
+    assert run(client.chat(user("one"))).text == "echo: one"
+    assert run(client.chat(user("two"))).text == "echo: two"
+
+
+# -- parsing with re-asks --------------------------------------------------------------------------
+
+
+def parse_number(text: str) -> int:
+    try:
+        return int(text.rsplit(":", 1)[-1])
+    except ValueError:
+        raise ParseError(f"expected a number, got {text!r}") from None
+
+
+def test_an_unparseable_answer_is_re_asked_quoting_the_error() -> None:
+    class Scripted(FakeBackend):
+        answers = ("no idea", "42")
+        seen: ClassVar[list[Sequence[Message]]] = []
+
+        async def complete(self, messages, params, *, timeout):  # type: ignore[no-untyped-def]
+            self.seen.append(messages)
+            return ChatResponse(text=self.answers[len(self.seen) - 1])
+
+    backend = Scripted()
+    client = LLMClient(backend, scheduler=Scheduler())
+    value, responses = run(chat_parsed(client, user("n?"), parse_number))
+    assert value == 42 and len(responses) == 2
+    reask = backend.seen[1]
+    assert reask[-2] == Message("assistant", "no idea")
+    assert "expected a number, got 'no idea'" in reask[-1].content
+
+
+def test_a_never_parseable_answer_fails_with_its_reason() -> None:
+    client = LLMClient(FakeBackend(), scheduler=Scheduler())
+    with pytest.raises(UnparseableResponseError, match="after 3 attempts: expected a number"):
+        run(chat_parsed(client, user("n?"), parse_number, max_reasks=2))
+
+
+# -- keys and redaction ----------------------------------------------------------------------------
+
+
+def test_keys_come_from_the_environment_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_API_KEY", "env-key-123456")
+    key = resolve_api_key("FAKE_API_KEY", provider="fake")
+    assert key.reveal() == "env-key-123456"
+    assert "env-key" not in repr(key) and "env-key" not in str(key)
+
+
+@pytest.mark.parametrize(
+    "text", ['FAKE_API_KEY = "file-key-123456"\n', "export FAKE_API_KEY='file-key-123456'\n"]
+)
+def test_keys_come_from_a_keys_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    monkeypatch.delenv("FAKE_API_KEY", raising=False)
+    keys = tmp_path / "keys"
+    keys.write_text(text)
+    assert resolve_api_key("FAKE_API_KEY", keys, provider="fake").reveal() == "file-key-123456"
+    monkeypatch.setenv("AUTOINTERP_KEYS_FILE", str(keys))
+    assert resolve_api_key("FAKE_API_KEY", provider="fake").reveal() == "file-key-123456"
+
+
+def test_a_missing_key_is_an_error_naming_where_to_put_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("FAKE_API_KEY", raising=False)
+    monkeypatch.setenv("AUTOINTERP_KEYS_FILE", str(tmp_path / "missing.toml"))
+    with pytest.raises(MissingAPIKeyError, match="does not exist"):
+        resolve_api_key("FAKE_API_KEY", provider="fake")
+    monkeypatch.delenv("AUTOINTERP_KEYS_FILE")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(MissingAPIKeyError, match=r"set \$FAKE_API_KEY"):
+        resolve_api_key("FAKE_API_KEY", provider="fake")
+
+
+def test_secrets_are_redacted_from_errors_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    secret = Secret("planted-secret-value-987")
+    assert "planted" not in redact(f"header: Bearer {secret.reveal()}")
+    assert "abcdefghijklmnop" not in redact("key sk-proj-abcdefghijklmnopqrstuvwxyz")
+    error = LLMError(f"HTTP 401: incorrect key {secret.reveal()}")
+    assert "planted-secret" not in str(error)
+    with caplog.at_level(logging.DEBUG, logger="autointerp.llm"):
+        logging.getLogger("autointerp.llm").warning("sent %s", secret.reveal())
+    assert "planted-secret" not in caplog.text and "[REDACTED]" in caplog.text
+
+
+def test_importing_llm_imports_no_sdk() -> None:
+    import subprocess
+
+    code = (
+        "import sys, autointerp.llm; "
+        "print(sorted(m for m in ('openai', 'anthropic', 'torch', 'httpx2') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_pricing_uses_the_longest_model_prefix_and_config_overrides() -> None:
+    table = {"gpt-4o": Pricing(2.5, 1.25, 10.0), "gpt-4o-mini": Pricing(0.15, 0.075, 0.6)}
+    assert Pricing.resolve(EndpointConfig(), table, "gpt-4o-mini-2024").prompt == 0.15
+    config = EndpointConfig(price_completion_per_mtok=1.0)
+    assert Pricing.resolve(config, table, "gpt-4o").completion == 1.0
+    assert Pricing(1.0, 0.5, 2.0).cost(1_000_000, 500_000, 0) == pytest.approx(0.75)
+
+
+def test_errors_survive_pickling_with_their_details() -> None:
+    import pickle
+
+    last = RateLimitedError("HTTP 429", status=429, retry_after=2.0)
+    error = pickle.loads(pickle.dumps(RetriesExhaustedError("gave up", last)))
+    assert isinstance(error, RetriesExhaustedError) and str(error) == "gave up"
+    assert error.last.retry_after == 2.0 and error.status == 429

@@ -1,0 +1,1 @@
+"""autointerp LLM client for the Anthropic messages API."""

@@ -1,0 +1,37 @@
+"""Registers the ``anthropic`` LLM client. Light: no SDK import here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from autointerp import hookimpl
+from autointerp.llm import EndpointConfig
+from autointerp.plugins import Register
+
+
+class AnthropicConfig(EndpointConfig):
+    """The Anthropic messages API (or a server speaking it at ``base_url``)."""
+
+    model: str = Field("claude-haiku-4-5", description="model name")
+    base_url: str | None = Field(None, description="API base URL (default: Anthropic)")
+    api_key_env: str = Field("ANTHROPIC_API_KEY", description="environment variable with the key")
+    keys_file: Path | None = Field(
+        None,
+        description="keys file (default: $AUTOINTERP_KEYS_FILE, ~/.config/autointerp/keys.toml)",
+    )
+    prompt_caching: bool = Field(
+        True, description="mark the stable system/few-shot prefix for Anthropic's prompt cache"
+    )
+    max_concurrency: int = Field(64, ge=1, description="requests in flight to this endpoint")
+
+
+@hookimpl
+def autointerp_register_llm_clients(register: Register) -> None:
+    register(
+        "anthropic",
+        "autointerp_anthropic.client:AnthropicClient",
+        config=AnthropicConfig,
+        description="Anthropic messages API, prompt caching of the stable prefix",
+    )

@@ -1,0 +1,270 @@
+"""What every explainer shares: prompt templates from files, example formatting, tolerant parsing,
+the ask/re-ask loop and the failure error.
+
+An explainer is built from its config and called as
+``await explainer.explain(latent, examples, llm, negatives=..., promoted=..., seed=...)``;
+it returns an :class:`~autointerp.types.Explanation` or raises :class:`ExplanationFailedError` (an
+:class:`~autointerp.llm.LLMError`) with the reason, so a failure is recorded and never scored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from string import Template
+from typing import Any
+
+from autointerp.llm import (
+    ChatResponse,
+    LLMClient,
+    LLMError,
+    Message,
+    ParseError,
+    SamplingParams,
+    chat_parsed,
+    wrap,
+)
+from autointerp.types import Example, Explanation, LatentRef
+from autointerp_explainers.plugin import ExplainerConfig
+
+REASK = (
+    "That answer could not be used: {error}\n"
+    'Reply with exactly one line: "Explanation: " followed by a short noun phrase.'
+)
+
+
+class ExplanationFailedError(LLMError):
+    """No explanation could be obtained for a latent; ``reason`` says why (never scored)."""
+
+    kind = "explanation_failed"
+
+    def __init__(self, latent: LatentRef, reason: str) -> None:
+        super().__init__(f"{latent}: no explanation: {reason}")
+        self.latent = latent
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A versioned prompt file: system text, few-shot turns (the stable prefix), the turn."""
+
+    name: str
+    version: int
+    system: str
+    few_shot: tuple[tuple[str, str], ...]
+    turn: Template
+    sha256: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+    def prefix(self) -> list[Message]:
+        """System + few-shot messages: byte-identical for every latent (prefix caches hit)."""
+        out = [Message("system", self.system, cache=not self.few_shot)]
+        for i, (user, assistant) in enumerate(self.few_shot):
+            out.append(Message("user", user))
+            out.append(Message("assistant", assistant, cache=i == len(self.few_shot) - 1))
+        return out
+
+    def messages(self, **fields: str) -> list[Message]:
+        return [*self.prefix(), Message("user", self.turn.substitute(fields))]
+
+
+@cache
+def load_template(prompt_id: str) -> PromptTemplate:
+    """Load ``prompts/<name>.v<version>.toml`` shipped with this package."""
+    resource = files("autointerp_explainers").joinpath("prompts", f"{prompt_id}.toml")
+    try:
+        raw = resource.read_bytes()
+    except FileNotFoundError:
+        available = sorted(
+            p.name.removesuffix(".toml")
+            for p in files("autointerp_explainers").joinpath("prompts").iterdir()
+            if p.name.endswith(".toml")
+        )
+        raise LLMError(
+            f"no prompt template '{prompt_id}'; available: {', '.join(available)}"
+        ) from None
+    data = tomllib.loads(raw.decode("utf-8"))
+    return PromptTemplate(
+        name=data["name"],
+        version=int(data["version"]),
+        system=data["system"],
+        few_shot=tuple((s["user"], s["assistant"]) for s in data.get("few_shot", ())),
+        turn=Template(data["turn"]["user"]),
+        sha256=hashlib.sha256(raw).hexdigest(),
+    )
+
+
+def example_key(example: Example) -> str:
+    """A stable id of an example (its tokens), to exclude shown examples from scoring."""
+    return hashlib.sha1(json.dumps(list(example.tokens)).encode()).hexdigest()[:16]
+
+
+def _trim(example: Example, width: int) -> tuple[list[str], list[float]]:
+    """At most ``width`` tokens centred on the peak activation."""
+    toks, acts = list(example.str_tokens), list(example.activations)
+    if len(toks) <= width:
+        return toks, acts
+    peak = max(range(len(acts)), key=acts.__getitem__)
+    start = min(max(0, peak - width // 2), len(toks) - width)
+    return toks[start : start + width], acts[start : start + width]
+
+
+def _clean(token: str) -> str:
+    return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
+
+
+def format_examples(
+    examples: Sequence[Example],
+    config: ExplainerConfig,
+    *,
+    scale: float | None = None,
+    start: int = 1,
+    highlight: bool = True,
+) -> tuple[str, list[str]]:
+    """Numbered examples with firing spans marked ``<<...>>``; also the marked tokens, most
+    frequent first (with 0–10 activation values when ``config.show_activations``)."""
+    top = scale or max((e.max_activation for e in examples), default=0.0) or 1.0
+    lines: list[str] = []
+    marked: Counter[str] = Counter()
+    strongest: dict[str, float] = {}
+    for n, example in enumerate(examples, start):
+        toks, acts = _trim(example, config.example_width)
+        text, inside = "", False
+        for tok, act in zip(toks, acts, strict=True):
+            fires = highlight and act > 0 and act >= config.highlight_threshold * top
+            tok = _clean(tok)
+            if fires and not inside:  # the mark goes after the token's leading space
+                body = tok.lstrip()
+                text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
+            elif not fires and inside:
+                text, inside = text + ">>", False
+            text += tok
+            if fires:
+                word = tok.strip()
+                if word:
+                    marked[word] += 1
+                    strongest[word] = max(strongest.get(word, 0.0), act)
+        text += ">>" if inside else ""
+        lines.append(f"Example {n}: {text.strip()}")
+    words = [w for w, _ in marked.most_common(config.max_marked_tokens)]
+    if config.show_activations:
+        words = [f"{w} ({round(10 * strongest[w] / top)})" for w in words]
+    return "\n".join(lines), words
+
+
+_EXPLANATION = re.compile(r"^\W*explanation\W*[:\-–]\s*(.*)$", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"\b(i (can ?not|can't|am unable|'m unable|don't know)|i'm sorry|as an ai|no (clear|obvious) "
+    r"pattern|could not be parsed|unclear)\b",
+    re.IGNORECASE,
+)
+
+
+def parse_explanation(text: str, max_words: int = 16) -> str:
+    """The explanation in a reply, tolerantly: the last "Explanation:" line, else a lone short
+    line; quotes, markdown and a trailing period are dropped. Raises :class:`ParseError`."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    found = [m.group(1) for line in lines if (m := _EXPLANATION.match(line))]
+    if found:
+        candidate = found[-1]
+    elif len(lines) == 1 and len(lines[0].split()) <= max_words:
+        candidate = lines[0]
+    elif not lines:
+        raise ParseError("the reply was empty")
+    else:
+        raise ParseError('no line starting with "Explanation:"')
+    quotes = " \t*_`\"'“”‘’"
+    candidate = re.sub(r"\s+", " ", candidate.strip(quotes).rstrip(".").strip(quotes))
+    if not candidate:
+        raise ParseError('nothing follows "Explanation:"')
+    if _REFUSAL.search(candidate):
+        raise ParseError(f"{candidate!r} does not describe a pattern; name the common pattern")
+    if len(candidate.split()) > max_words:
+        raise ParseError(f"the explanation has {len(candidate.split())} words; use at most 8")
+    return candidate
+
+
+def usage_meta(responses: Sequence[ChatResponse]) -> dict[str, Any]:
+    return {
+        "llm_calls": [r.request_hash for r in responses],
+        "reasks": len(responses) - 1,
+        "prompt_tokens": sum(r.prompt_tokens for r in responses),
+        "completion_tokens": sum(r.completion_tokens for r in responses),
+        "cost_usd": sum(r.cost_usd for r in responses),
+        "from_cache": all(r.from_cache for r in responses),
+    }
+
+
+class BaseExplainer:
+    """Builds the messages (subclasses), asks with re-asks, parses, wraps the result."""
+
+    name = "base"
+    #: inputs beyond the activating examples that this explainer uses
+    needs: frozenset[str] = frozenset()
+
+    def __init__(self, config: ExplainerConfig) -> None:
+        self.config = config
+        self.template = load_template(config.prompt)
+
+    def params(self, seed: int | None, temperature: float | None) -> SamplingParams:
+        return SamplingParams(
+            temperature=self.config.temperature if temperature is None else temperature,
+            max_tokens=self.config.max_tokens,
+            seed=seed,
+        )
+
+    def build_messages(
+        self,
+        examples: Sequence[Example],
+        negatives: Sequence[Example],
+        promoted: Sequence[str | tuple[str, float]],
+    ) -> tuple[list[Message], dict[str, Any]]:
+        raise NotImplementedError
+
+    async def explain(
+        self,
+        latent: LatentRef,
+        examples: Sequence[Example],
+        llm: Any,
+        *,
+        negatives: Sequence[Example] = (),
+        promoted: Sequence[str | tuple[str, float]] = (),
+        seed: int | None = None,
+        temperature: float | None = None,
+    ) -> Explanation:
+        """Explain one latent; raises :class:`ExplanationFailedError` with the reason."""
+        client: LLMClient = wrap(llm)
+        try:
+            messages, meta = self.build_messages(examples, negatives, promoted)
+        except ValueError as exc:
+            raise ExplanationFailedError(latent, str(exc)) from None
+        try:
+            text, responses = await chat_parsed(
+                client,
+                messages,
+                parse_explanation,
+                self.params(seed, temperature),
+                max_reasks=self.config.max_reasks,
+                reask=REASK,
+            )
+        except LLMError as exc:
+            raise ExplanationFailedError(latent, str(exc)) from None
+        meta |= {"prompt": self.template.id, "prompt_sha256": self.template.sha256[:16]}
+        meta |= usage_meta(responses) | {"model": client.model, "client": client.name}
+        if seed is not None:
+            meta["seed"] = seed
+        return Explanation(latent=latent, text=text, explainer=self.name, meta=meta)
+
+    def _top(self, examples: Sequence[Example]) -> list[Example]:
+        chosen = sorted(examples, key=lambda e: e.max_activation, reverse=True)
+        return [e for e in chosen if e.max_activation > 0][: self.config.max_examples]

@@ -1,0 +1,245 @@
+"""Explainers through the OpenAI-compatible client and the scripted server: prompts, parsing,
+re-asks, failures, contrastive exclusion, output side, best-of-k."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from autointerp_explainers.best_of_k import BestOfKExplainer
+from autointerp_explainers.common import (
+    ExplanationFailedError,
+    example_key,
+    load_template,
+    parse_explanation,
+)
+from autointerp_explainers.default import DefaultExplainer
+from autointerp_explainers.plugin import BestOfKConfig, ExplainerConfig
+from autointerp_openai.client import OpenAIClient
+from autointerp_openai.plugin import OpenAICompatibleConfig
+
+from autointerp.llm import LLMClient, ParseError, Scheduler
+from autointerp.plugins import PluginManager
+from autointerp.store import Store
+from autointerp.testing.llm_server import ScriptedLLMServer, reply, server_error
+from autointerp.types import Example, Explanation, LatentRef
+
+LATENT = LatentRef("sae/resid_post.3", 7)
+
+
+def ex(text: str, fire: str, value: float = 5.0) -> Example:
+    """An example whose words equal to ``fire`` activate."""
+    words = text.split(" ")
+    toks = tuple(w if i == 0 else " " + w for i, w in enumerate(words))
+    acts = tuple(value if w == fire else 0.0 for w in words)
+    return Example(tokens=tuple(range(len(toks))), str_tokens=toks, activations=acts)
+
+
+EXAMPLES = [
+    ex("I met her on Monday morning", "Monday", 8.0),
+    ex("the shop closes Friday at noon", "Friday", 6.0),
+    ex("see you on Sunday then", "Sunday", 4.0),
+]
+NEGATIVES = [ex("the cat sat on the mat", "-"), ex("prices rose again this year", "-")]
+
+
+def client_for(server: ScriptedLLMServer, store: Any = None) -> LLMClient:
+    config = OpenAICompatibleConfig(
+        base_url=server.openai_base_url, backoff_base_s=0.01, backoff_max_s=0.05
+    )
+    return LLMClient(OpenAIClient(config), store=store, scheduler=Scheduler())
+
+
+def explain(explainer: Any, server: ScriptedLLMServer, **kwargs: Any) -> Explanation:
+    async def go() -> Explanation:
+        client = client_for(server, kwargs.pop("store", None))
+        try:
+            return await explainer.explain(
+                LATENT, kwargs.pop("examples", EXAMPLES), client, **kwargs
+            )
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def build(name: str, **options: Any) -> Any:
+    return PluginManager().build("explainer", name, options)
+
+
+def test_the_default_explainer_marks_firing_tokens_and_parses_the_answer(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    autointerp_llm_server.script(reply("Explanation: days of the week."))
+    explanation = explain(build("default"), autointerp_llm_server)
+    assert explanation.text == "days of the week"
+    assert explanation.explainer == "default" and explanation.latent == LATENT
+    assert explanation.meta["prompt"] == "default.v1" and explanation.meta["reasks"] == 0
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert "Example 1: I met her on <<Monday>> morning" in turn
+    assert turn.endswith("Marked tokens: Monday, Friday, Sunday")
+
+
+def test_activation_values_can_be_shown(autointerp_llm_server: ScriptedLLMServer) -> None:
+    explain(build("default", show_activations=True), autointerp_llm_server)
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert "Monday (10), Friday (8), Sunday (5)" in turn
+
+
+def test_the_stable_prefix_is_byte_identical_between_latents(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    explainer = build("default")
+    explain(explainer, autointerp_llm_server)
+    explain(explainer, autointerp_llm_server, examples=[ex("a b c", "b")])
+    first, second = (r.body["messages"] for r in autointerp_llm_server.requests)
+    assert first[:-1] == second[:-1] and first[-1] != second[-1]
+    assert first[0]["role"] == "system" and len(first) == 6  # system, 2 few-shot pairs, turn
+    prefix = load_template("default.v1").prefix()
+    assert prefix[-1].cache and not any(m.cache for m in prefix[:-1])
+
+
+@pytest.mark.parametrize(
+    ("reply_text", "expected"),
+    [
+        ("Explanation: days of the week", "days of the week"),
+        ("Sure! Here it is.\n\n**Explanation:** `weekday names`", "weekday names"),
+        ('explanation - "Weekdays".', "Weekdays"),
+        ("weekday names", "weekday names"),
+    ],
+)
+def test_parsing_is_tolerant(reply_text: str, expected: str) -> None:
+    assert parse_explanation(reply_text) == expected
+
+
+@pytest.mark.parametrize(
+    "reply_text",
+    [
+        "",
+        "Explanation:",
+        "I'm sorry, I cannot determine a pattern.",
+        "The tokens are all related to time.\nThey appear in sentences about plans.",
+        "Explanation: " + "word " * 30,
+    ],
+)
+def test_unusable_answers_are_parse_errors(reply_text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_explanation(reply_text)
+
+
+def test_a_malformed_answer_is_re_asked_quoting_the_error(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    server = autointerp_llm_server
+    server.script(reply("These are\nmany lines of rambling"), reply("Explanation: weekdays"))
+    explanation = explain(build("default"), server)
+    assert explanation.text == "weekdays" and explanation.meta["reasks"] == 1
+    reask = server.requests[1].body["messages"]
+    assert reask[-2] == {"role": "assistant", "content": "These are\nmany lines of rambling"}
+    assert 'no line starting with "Explanation:"' in reask[-1]["content"]
+
+
+def test_a_latent_without_an_obtainable_explanation_fails_with_its_reason(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    autointerp_llm_server.script(*["I cannot tell."] * 3)
+    with pytest.raises(ExplanationFailedError, match="could not parse the answer after 3") as info:
+        explain(build("default", max_reasks=2), autointerp_llm_server)
+    assert info.value.latent == LATENT and "does not describe a pattern" in info.value.reason
+    import pickle
+
+    again = pickle.loads(pickle.dumps(info.value))
+    assert again.latent == LATENT and again.reason == info.value.reason
+
+
+def test_a_transport_failure_is_an_explanation_failure_too(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    autointerp_llm_server.script(server_error(), reply("Explanation: weekdays"))
+    assert explain(build("default"), autointerp_llm_server).text == "weekdays"
+    with pytest.raises(ExplanationFailedError, match="no activating examples"):
+        explain(build("default"), autointerp_llm_server, examples=[ex("a b", "-")])
+
+
+def test_a_rerun_explains_from_the_cache(
+    autointerp_llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    with Store.open(tmp_path) as store:
+        first = explain(build("default"), autointerp_llm_server, store=store)
+        again = explain(build("default"), autointerp_llm_server, store=store)
+    assert first.text == again.text and autointerp_llm_server.count() == 1
+    assert again.meta["from_cache"] and again.meta["cost_usd"] == 0.0
+
+
+def test_the_contrastive_explainer_shows_negatives_and_excludes_them_from_scoring(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    explainer = build("contrastive")
+    assert explainer.needs == {"negatives"}
+    explanation = explain(explainer, autointerp_llm_server, negatives=NEGATIVES)
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert "Does not fire on:\nExample 4: the cat sat on the mat" in turn
+    assert "<<" not in turn.split("Does not fire on:")[1]
+    assert explanation.meta["exclude_from_scoring"] == [example_key(e) for e in NEGATIVES]
+    with pytest.raises(ExplanationFailedError, match="needs non-activating examples"):
+        explain(explainer, autointerp_llm_server)
+
+
+def test_the_output_side_explainer_uses_promoted_tokens(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    explainer = build("output_side", context_examples=1)
+    promoted = [(" Monday", 3.2), (" Tuesday", 3.0), ("\n", 2.0)]
+    explain(explainer, autointerp_llm_server, promoted=promoted)
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert turn.startswith("Promoted next tokens: Monday, Tuesday\n")
+    assert "Example 1: I met her on <<Monday>> morning" in turn and "Example 2" not in turn
+    with pytest.raises(ExplanationFailedError, match="promoted tokens"):
+        explain(explainer, autointerp_llm_server)
+
+
+def test_best_of_k_samples_k_distinct_requests_and_keeps_the_majority(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    server = autointerp_llm_server
+    server.script("Explanation: weekdays", "Explanation: time", "Explanation: Weekdays")
+    explainer = BestOfKExplainer(BestOfKConfig(k=3), base=DefaultExplainer(ExplainerConfig()))
+    explanation = explain(explainer, server)
+    assert explanation.text.lower() == "weekdays" and explanation.meta["selection"] == "majority"
+    seeds = sorted(r.body["seed"] for r in server.requests)
+    assert seeds == [0, 1, 2] and all(r.body["temperature"] == 0.7 for r in server.requests)
+
+
+def test_best_of_k_keeps_the_candidate_the_judge_scores_highest(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    server = autointerp_llm_server
+    server.responder = lambda r: ["Explanation: weekdays", "Explanation: day names"][
+        r.body["seed"] % 2
+    ]
+    explainer = build("best_of_k", k=4, scorer="detection")
+    judged: list[list[str]] = []
+
+    async def judge(
+        latent: LatentRef, candidates: Sequence[Explanation], examples: Any
+    ) -> list[float]:
+        judged.append([c.text for c in candidates])
+        return [1.0 if c.text == "day names" else 0.0 for c in candidates]
+
+    explainer.set_judge(judge)
+    explanation = explain(explainer, server)
+    assert explanation.text == "day names" and explanation.meta["selection"] == "scorer:detection"
+    assert sorted(judged[0]) == ["day names", "weekdays"]  # duplicates judged once
+    assert explanation.explainer == "best_of_k" and server.count() == 4
+
+
+def test_explainers_are_registered_with_their_configs() -> None:
+    manager = PluginManager()
+    assert {"default", "contrastive", "output_side", "best_of_k"} <= set(manager.names("explainer"))
+    from autointerp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="did you mean 'max_examples'"):
+        manager.get("explainer", "default").validate({"max_example": 3})

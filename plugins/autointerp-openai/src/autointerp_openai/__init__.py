@@ -1,0 +1,1 @@
+"""autointerp LLM clients: OpenAI and any OpenAI-compatible server."""
