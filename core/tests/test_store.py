@@ -76,7 +76,7 @@ def test_open_creates_file_in_wal_mode(tmp_path: Path) -> None:
     run_dir = tmp_path / "a" / "b"
     with Store.open(run_dir) as s:
         assert s.path == run_dir / STORE_FILENAME
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
     assert (run_dir / STORE_FILENAME).is_file()
     conn = sqlite3.connect(run_dir / STORE_FILENAME)
     try:
@@ -288,14 +288,15 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
     conn.close()
 
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 2
+        assert s.schema_version == len(MIGRATIONS) == 3
         e = s.get_explanation(1, LatentRef("src", 4), "default")
         assert e is not None and e.text == "from v1"
         ex = Example((1,), ("a",), (2.0,))
         s.put_examples(1, LatentRef("src", 4), [ex])
         assert s.examples(1, LatentRef("src", 4)) == [ex]
+        s.put_failure(1, LatentRef("src", 5), "explain", "default", "no answer")
     with Store(path) as s:  # reopening an up-to-date store changes nothing
-        assert s.schema_version == 2
+        assert s.schema_version == 3
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -362,3 +363,17 @@ def test_unserializable_meta_is_a_store_error(store: Store, run_id: int) -> None
     with pytest.raises(StoreError, match="not JSON-serializable"):
         store.put_explanation(run_id, Explanation(L0, "x", "default", meta={"o": object()}))
     assert not store.has_explanation(run_id, L0, "default")
+
+
+def test_failures_are_recorded_per_stage_and_cleared(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as s:
+        run = s.start_run("r", {})
+        a, b = LatentRef("sae", 1), LatentRef("sae", 2)
+        s.put_failure(run, a, "explain", "default", "unparseable after 2 re-asks")
+        s.put_failure(run, b, "score", "detection", "all predictions failed")
+        s.put_failure(run, a, "explain", "default", "timed out")  # replaces the first reason
+        assert s.failures(run, "explain") == {(a, "default"): "timed out"}
+        assert len(s.failures(run)) == 2
+        s.clear_failure(run, a, "explain", "default")
+        assert s.failures(run, "explain") == {}
+        assert s.failures(run, "score") == {(b, "detection"): "all predictions failed"}

@@ -118,6 +118,19 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, source, idx, rank)
         )""",
     ),
+    # 3: latents a stage gave up on, with the reason (never scored, shown in reports)
+    (
+        """CREATE TABLE failures (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            component TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (run_id, source, idx, stage, component)
+        )""",
+    ),
 )
 
 #: The schema version this code writes.
@@ -430,6 +443,42 @@ class Store:
             params.append(explainer)
         rows = self._query(sql + " ORDER BY source, idx, explainer", params)
         return [_explanation(r) for r in rows]
+
+    # failures
+
+    def put_failure(
+        self, run_id: int, latent: LatentRef, stage: str, component: str, reason: str
+    ) -> None:
+        """Record that ``component`` (an explainer, a scorer ...) gave up on ``latent`` in
+        ``stage`` (``"explain"``, ``"score"`` ...), replacing an earlier failure of the same."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO failures "
+                "(run_id, source, idx, stage, component, reason, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, latent.source, latent.index, stage, component, reason, time.time()),
+            )
+
+    def clear_failure(self, run_id: int, latent: LatentRef, stage: str, component: str) -> None:
+        """Forget a failure (a retry succeeded)."""
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM failures WHERE run_id = ? AND source = ? AND idx = ? AND stage = ? "
+                "AND component = ?",
+                (run_id, latent.source, latent.index, stage, component),
+            )
+
+    def failures(self, run_id: int, stage: str | None = None) -> dict[tuple[LatentRef, str], str]:
+        """``{(latent, component): reason}`` for a run's failures (of one stage if given)."""
+        sql = "SELECT source, idx, component, reason FROM failures WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if stage is not None:
+            sql += " AND stage = ?"
+            params.append(stage)
+        return {
+            (LatentRef(r["source"], r["idx"]), r["component"]): r["reason"]
+            for r in self._query(sql + " ORDER BY source, idx, component", params)
+        }
 
     # scores
 

@@ -6,6 +6,8 @@ Nothing in this module imports torch, so listing plugins stays cheap.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -78,6 +80,11 @@ class Example:
     @property
     def text(self) -> str:
         return "".join(self.str_tokens)
+
+    @property
+    def key(self) -> str:
+        """A stable id from the tokens: explainers list shown examples by it, scorers skip them."""
+        return hashlib.sha1(json.dumps(list(self.tokens)).encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

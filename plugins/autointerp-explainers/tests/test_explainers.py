@@ -12,7 +12,6 @@ import pytest
 from autointerp_explainers.best_of_k import BestOfKExplainer
 from autointerp_explainers.common import (
     ExplanationFailedError,
-    example_key,
     load_template,
     parse_explanation,
 )
@@ -183,7 +182,7 @@ def test_the_contrastive_explainer_shows_negatives_and_excludes_them_from_scorin
     turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
     assert "Does not fire on:\nExample 4: the cat sat on the mat" in turn
     assert "<<" not in turn.split("Does not fire on:")[1]
-    assert explanation.meta["exclude_from_scoring"] == [example_key(e) for e in NEGATIVES]
+    assert explanation.meta["exclude_from_scoring"] == [e.key for e in NEGATIVES]
     with pytest.raises(ExplanationFailedError, match="needs non-activating examples"):
         explain(explainer, autointerp_llm_server)
 

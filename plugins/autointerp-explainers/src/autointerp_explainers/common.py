@@ -10,7 +10,6 @@ it returns an :class:`~autointerp.types.Explanation` or raises :class:`Explanati
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tomllib
 from collections import Counter
@@ -102,11 +101,6 @@ def load_template(prompt_id: str) -> PromptTemplate:
         turn=Template(data["turn"]["user"]),
         sha256=hashlib.sha256(raw).hexdigest(),
     )
-
-
-def example_key(example: Example) -> str:
-    """A stable id of an example (its tokens), to exclude shown examples from scoring."""
-    return hashlib.sha1(json.dumps(list(example.tokens)).encode()).hexdigest()[:16]
 
 
 def _trim(example: Example, width: int) -> tuple[list[str], list[float]]:

@@ -11,7 +11,7 @@ from typing import Any
 
 from autointerp.llm import Message
 from autointerp.types import Example
-from autointerp_explainers.common import BaseExplainer, example_key, format_examples
+from autointerp_explainers.common import BaseExplainer, format_examples
 
 
 class ContrastiveExplainer(BaseExplainer):
@@ -39,7 +39,7 @@ class ContrastiveExplainer(BaseExplainer):
             examples=text, negatives=negative_text, tokens=", ".join(tokens)
         )
         meta = {
-            "shown_examples": [example_key(e) for e in shown],
-            "exclude_from_scoring": [example_key(e) for e in contrast],
+            "shown_examples": [e.key for e in shown],
+            "exclude_from_scoring": [e.key for e in contrast],
         }
         return messages, meta

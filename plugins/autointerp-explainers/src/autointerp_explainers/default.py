@@ -7,7 +7,7 @@ from typing import Any
 
 from autointerp.llm import Message
 from autointerp.types import Example
-from autointerp_explainers.common import BaseExplainer, example_key, format_examples
+from autointerp_explainers.common import BaseExplainer, format_examples
 
 
 class DefaultExplainer(BaseExplainer):
@@ -24,4 +24,4 @@ class DefaultExplainer(BaseExplainer):
             raise ValueError("no activating examples")
         text, tokens = format_examples(shown, self.config)
         messages = self.template.messages(examples=text, tokens=", ".join(tokens))
-        return messages, {"shown_examples": [example_key(e) for e in shown]}
+        return messages, {"shown_examples": [e.key for e in shown]}

@@ -11,7 +11,7 @@ from typing import Any
 
 from autointerp.llm import Message
 from autointerp.types import Example
-from autointerp_explainers.common import BaseExplainer, example_key, format_examples
+from autointerp_explainers.common import BaseExplainer, format_examples
 
 
 class OutputSideExplainer(BaseExplainer):
@@ -34,4 +34,4 @@ class OutputSideExplainer(BaseExplainer):
             text, _ = format_examples(shown, self.config)
             block = "\nText where it fires:\n" + text
         messages = self.template.messages(promoted=", ".join(tokens), examples_block=block)
-        return messages, {"promoted": tokens, "shown_examples": [example_key(e) for e in shown]}
+        return messages, {"promoted": tokens, "shown_examples": [e.key for e in shown]}
