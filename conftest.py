@@ -1,4 +1,4 @@
-"""Cross-package test settings: never reach a model hub."""
+"""Settings for every test in the repository: never reach a model hub."""
 
 import os
 
