@@ -172,6 +172,29 @@ def run_command(
     )
 
 
+@app.command("sites")
+def sites_command(
+    model: Annotated[str, typer.Argument(help="Model spec: packaged name, hub name or path.")],
+    adapter: Annotated[str, typer.Option(help="Model adapter name.")] = "transformers",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List a model's sites (capture / intervention points) with shapes and module paths."""
+    built = _plugins().build("model_adapter", adapter, {"model": model})
+    info = built.describe()
+    if as_json:
+        sys.stdout.write(json.dumps(info, indent=2) + "\n")
+        return
+    table = Table(
+        title=f"{model}: {info['architecture']}, {info['n_layers']} layers, "
+        f"d_model {info['d_model']} ({info['adapter']}/{info['backend']})"
+    )
+    for col in ("site", "shape", "module"):
+        table.add_column(col)
+    for site in info["sites"]:
+        table.add_row(site["name"], str(tuple(site["shape"])), site["module_path"])
+    console.print(table)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 

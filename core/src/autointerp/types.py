@@ -35,7 +35,8 @@ class Site:
     """A named place in a model whose activations can be captured or intervened on.
 
     ``name`` follows ``<kind>.<layer>``: ``resid_pre.3``, ``resid_post.3``, ``mlp_out.3``,
-    ``attn_out.3``, and for RNNs ``ssm_state.3``, ``conv_state.3``, ``wkv_state.3`` ...
+    ``attn_out.3``, ``mixer_out.3`` (Mamba), and the recurrent state per layer: ``conv_state.3``,
+    ``ssm_state.3`` (Mamba), ``time_mix_state.3``, ``channel_mix_state.3`` (RWKV).
     ``shape`` is the per-token (per-sequence, for states) shape; ``module_path`` the module hooked.
     """
 

@@ -1,0 +1,430 @@
+"""Shared machinery of the hook-based model adapters (transformers, Mamba, RWKV plugins).
+
+- :class:`HookPoint`: where a site lives (a module and whether its input or output is the site).
+- :class:`HookSession`: installs forward hooks for one call, captures sites and applies
+  interventions; works across several module calls (a recurrent model run token by token).
+- :class:`HFAdapter`: a :class:`~autointerp.adapter.ModelAdapter` over a Hugging Face causal LM,
+  implementing everything but the model-family specifics (site table, the actual model call).
+- :class:`HFModelConfig` and :func:`load_hf_model`: the options every HF adapter shares, and
+  loading by hub name or local path with dtype and device.
+
+torch and transformers are imported inside functions: importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
+
+from autointerp.adapter import (
+    ACTIVATION_KINDS,
+    AdapterError,
+    Batch,
+    ForwardResult,
+    Intervention,
+    ModelAdapter,
+    RecurrentState,
+    UnsupportedModelError,
+)
+from autointerp.config import ComponentConfig
+from autointerp.types import Site
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+Where = Literal["input", "output"]
+Backend = Literal["hooks", "nnsight", "transformer_lens"]
+CACHE_ENV = "AUTOINTERP_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where converted model copies are cached: ``$AUTOINTERP_CACHE_DIR`` or ~/.cache/autointerp."""
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "autointerp"
+
+
+class HFModelConfig(ComponentConfig):
+    """Options shared by the Hugging Face model adapters."""
+
+    model: str = Field(description="hub name, local directory or file, or a packaged model spec")
+    backend: Backend = Field("hooks", description="hooks (default), nnsight or transformer_lens")
+    dtype: Literal["float32", "float16", "bfloat16", "float64"] = Field(
+        "float32", description="weights and activations dtype"
+    )
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0")
+    padding_side: Literal["left", "right"] | None = Field(
+        None, description="tokenizer padding side (default: the adapter's exact choice)"
+    )
+    revision: str | None = Field(None, description="hub revision (branch, tag or commit)")
+
+
+# -- hooks -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HookPoint:
+    """A site's module and whether the site is that module's first input or (first) output."""
+
+    module: nn.Module
+    where: Where = "output"
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, tuple | list) else value
+
+
+def _with_first(value: Any, new: Any) -> Any:
+    if isinstance(value, tuple):
+        return (new, *value[1:])
+    if isinstance(value, list):
+        return [new, *value[1:]]
+    return new
+
+
+@dataclass
+class HookSession:
+    """Hooks for one forward call: captures and interventions at activation sites.
+
+    ``seq_len`` is the length of the whole call; when the model runs in several chunks (token
+    by token), call :meth:`advance` after each so positions and captures line up.
+    """
+
+    points: Mapping[str, HookPoint]
+    capture: Sequence[str]
+    interventions: Sequence[Intervention]
+    seq_len: int
+    offset: int = 0
+    pieces: dict[str, list[torch.Tensor]] = field(default_factory=dict)
+    #: site name -> function applying that site's edits and capture to its activation
+    hooks: dict[str, Any] = field(default_factory=dict)
+    _handles: list[Any] = field(default_factory=list)
+
+    def install(self) -> None:
+
+        by_site: dict[str, list[tuple[Intervention, torch.Tensor | None]]] = {}
+        for iv in self.interventions:
+            by_site.setdefault(iv.site, []).append((iv, self._position_mask(iv)))
+        for name in dict.fromkeys([*self.capture, *by_site]):
+            if name.rsplit(".", 1)[0] not in ACTIVATION_KINDS:
+                continue  # state sites are filled in by the adapter after the call
+            hook = self._make_hook(name, by_site.get(name, []), name in self.capture)
+            self.hooks[name] = hook
+            point = self.points.get(name)
+            if point is None:
+                continue  # a backend engine applies the hook itself
+            if point.where == "output":
+                handle = point.module.register_forward_hook(
+                    lambda _m, _a, out, hook=hook: _with_first(out, hook(_first(out)))
+                )
+            else:
+                handle = point.module.register_forward_pre_hook(
+                    lambda _m, args, kwargs, hook=hook: _pre(args, kwargs, hook),
+                    with_kwargs=True,
+                )
+            self._handles.append(handle)
+
+    def _position_mask(self, iv: Intervention) -> torch.Tensor | None:
+        import torch
+
+        if iv.positions is None:
+            return None
+        mask = torch.zeros(self.seq_len, dtype=torch.bool)
+        pos = iv.positions
+        mask[pos if isinstance(pos, slice) else list(pos if isinstance(pos, tuple) else (pos,))] = (
+            True
+        )
+        return mask
+
+    def _make_hook(
+        self,
+        name: str,
+        edits: list[tuple[Intervention, torch.Tensor | None]],
+        keep: bool,
+    ) -> Any:
+        def hook(x: torch.Tensor) -> torch.Tensor:
+            t = x.shape[1]
+            for iv, mask in edits:
+                if mask is None:
+                    x = iv.edit(x)
+                    continue
+                sel = mask[self.offset : self.offset + t]
+                if bool(sel.all()):
+                    x = iv.edit(x)
+                elif bool(sel.any()):
+                    idx = sel.nonzero().squeeze(1).to(x.device)
+                    x = x.index_copy(1, idx, iv.edit(x.index_select(1, idx)))
+            if keep:
+                self.pieces.setdefault(name, []).append(x.detach())
+            return x
+
+        return hook
+
+    def advance(self, n: int) -> None:
+        self.offset += n
+
+    def remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def captures(self) -> dict[str, torch.Tensor]:
+        import torch
+
+        return {
+            name: parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+            for name, parts in self.pieces.items()
+        }
+
+
+def _pre(args: tuple[Any, ...], kwargs: dict[str, Any], hook: Any) -> Any:
+    if args:
+        return (hook(args[0]), *args[1:]), kwargs
+    key = next(iter(kwargs))  # hidden_states / hidden: the first keyword is the stream
+    return args, {**kwargs, key: hook(kwargs[key])}
+
+
+@contextmanager
+def hook_session(
+    points: Mapping[str, HookPoint],
+    capture: Sequence[str],
+    interventions: Sequence[Intervention],
+    seq_len: int,
+) -> Iterator[HookSession]:
+    """Install hooks for one call and always remove them afterwards."""
+    session = HookSession(points, capture, interventions, seq_len)
+    session.install()
+    try:
+        yield session
+    finally:
+        session.remove()
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    import torch
+
+    return getattr(torch, name)
+
+
+def load_hf_model(
+    spec: str | Path,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    revision: str | None = None,
+    model_class: Any = None,
+) -> tuple[nn.Module, Any]:
+    """Load a causal LM and its tokenizer by hub name, local directory or local GGUF file.
+
+    Hub names go through ``from_pretrained`` (honouring ``HF_HUB_OFFLINE``); a ``.gguf`` file is
+    dequantized by transformers (needs the ``gguf`` package).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cls = model_class or AutoModelForCausalLM
+    path = Path(spec).expanduser()
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
+    if revision:
+        kwargs["revision"] = revision
+    try:
+        if path.is_file() and path.suffix == ".gguf":
+            model = cls.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        else:
+            source = str(path) if path.exists() else str(spec)
+            model = cls.from_pretrained(source, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(source, revision=revision)
+    except OSError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AdapterError(
+            f"cannot load model '{spec}': {first} (a hub name needs network access or a "
+            "local copy in the HF cache; a local path must exist)"
+        ) from None
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+# -- the shared HF adapter -------------------------------------------------------------------------
+
+
+def get_module(root: nn.Module, path: str) -> nn.Module:
+    return root.get_submodule(path) if path else root
+
+
+class HFAdapter(ModelAdapter):
+    """Hook-based adapter over a Hugging Face causal LM.
+
+    Subclasses fill :meth:`_site_table` (site name -> (module path, where, shape)) and
+    :meth:`_run` (the model call); everything else — validation, hooks, captures, state
+    handling around the call — lives here.
+    """
+
+    #: module paths of the final norm and the unembedding (for :meth:`unembed`)
+    final_norm_path: str
+    lm_head_path: str
+    #: an alternative backend (nnsight, TransformerLens) that runs model calls instead of hooks
+    engine: Any = None
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        architecture: str,
+        padding_side: Literal["left", "right"] = "right",
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.architecture = architecture
+        self.padding_side = padding_side
+        if tokenizer is not None and getattr(tokenizer, "pad_token_id", None) is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        config = model.config
+        self.n_layers = int(config.num_hidden_layers)
+        self.d_model = int(config.hidden_size)
+        self.vocab_size = int(config.vocab_size)
+        table = self._site_table()
+        self.sites = {
+            name: Site(name=name, shape=tuple(shape), module_path=path)
+            for name, (path, _where, shape) in table.items()
+        }
+        self.points = {
+            name: HookPoint(get_module(model, path), where)
+            for name, (path, where, _shape) in table.items()
+            if name.rsplit(".", 1)[0] in ACTIVATION_KINDS
+        }
+
+    # -- subclass API --------------------------------------------------------------------------
+
+    def _site_table(self) -> dict[str, tuple[str, Where, tuple[int, ...]]]:
+        raise NotImplementedError
+
+    def _run(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        state: RecurrentState | None,
+        return_state: bool,
+        return_logits: bool,
+        session: HookSession,
+    ) -> tuple[torch.Tensor | None, RecurrentState | None]:
+        raise NotImplementedError
+
+    def _invoke(self, fn: Any, session: HookSession, **kwargs: Any) -> Any:
+        """Call the model (``fn``: the LM or its base model); a backend engine may take over."""
+        if self.engine is None:
+            return fn(**kwargs)
+        return self.engine.invoke(fn, session, kwargs)
+
+    # -- contract ------------------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        capture: Sequence[str] = (),
+        interventions: Sequence[Intervention] = (),
+        state: RecurrentState | None = None,
+        return_state: bool = False,
+        return_logits: bool = True,
+    ) -> ForwardResult:
+        import torch
+
+        if input_ids.dim() != 2:
+            raise AdapterError(
+                f"input_ids must be [batch, seq], got shape {tuple(input_ids.shape)}"
+            )
+        capture = list(dict.fromkeys(capture))
+        wanted = [self.site(name) for name in capture]
+        self.check_interventions(interventions, input_ids.shape[1])
+        state_wanted = [s.name for s in wanted if s.kind not in ACTIVATION_KINDS]
+        if not self.recurrent and (state is not None or return_state):
+            raise UnsupportedModelError(
+                f"{self.architecture} is not recurrent: it takes no `state` and returns none"
+            )
+        if state is not None:
+            self._check_state(state, input_ids.shape[0])
+        input_ids = input_ids.to(self.device)
+        if attention_mask is not None:
+            attention_mask = attention_mask.to(self.device)
+        points = self.points if self.engine is None else {}  # an engine applies hooks itself
+        with (
+            torch.no_grad(),
+            hook_session(points, capture, interventions, input_ids.shape[1]) as session,
+        ):
+            logits, final = self._run(
+                input_ids,
+                attention_mask,
+                state,
+                return_state or bool(state_wanted),
+                return_logits,
+                session,
+            )
+        captures = session.captures()
+        for name in state_wanted:
+            assert final is not None
+            captures[name] = final[name]
+        return ForwardResult(
+            logits=logits,
+            captures={name: captures[name] for name in capture},
+            state=final if return_state else None,
+        )
+
+    def _check_state(self, state: Mapping[str, Any], batch: int) -> None:
+        expected = {s.name: s for s in self.state_sites}
+        missing = sorted(set(expected) - set(state))
+        extra = sorted(set(state) - set(expected))
+        if missing or extra:
+            raise AdapterError(
+                f"state does not fit {self.architecture}: missing {missing[:4]}, "
+                f"unexpected {extra[:4]} (use a state returned by this adapter)"
+            )
+        for name, site in expected.items():
+            shape = tuple(state[name].shape)
+            if shape != (batch, *site.shape):
+                raise AdapterError(
+                    f"state '{name}' has shape {shape}, expected {(batch, *site.shape)}"
+                )
+
+    def unembed(self, resid: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        norm = get_module(self.model, self.final_norm_path)
+        head = get_module(self.model, self.lm_head_path)
+        with torch.no_grad():
+            return head(norm(resid.to(device=self.device, dtype=self.dtype)))
+
+    def tokenize(self, texts: Sequence[str], *, max_length: int | None = None) -> Batch:
+        if self.tokenizer is None:
+            raise AdapterError("this adapter was built without a tokenizer")
+        self.tokenizer.padding_side = self.padding_side
+        enc = self.tokenizer(
+            list(texts),
+            return_tensors="pt",
+            padding=True,
+            truncation=max_length is not None,
+            max_length=max_length,
+        )
+        return Batch(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])

@@ -1,0 +1,1 @@
+"""autointerp model adapter for RWKV (transformers' RWKV-4 model class)."""

@@ -1,0 +1,1 @@
+"""autointerp model adapter for transformer language models (GPT-2, Llama-style, GPT-NeoX ...)."""
