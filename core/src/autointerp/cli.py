@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -69,15 +70,14 @@ def plugins_command(
     if not rows:
         console.print("No autointerp plugins are installed.")
         return
-    table = Table(show_lines=False)
-    for col in ("name", "kind", "plugin", "distribution", "version", "status"):
-        table.add_column(col)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("name", "kind", "distribution", "version", "status"):
+        table.add_column(col, overflow="fold")  # narrow terminals wrap names, never cut them
     style = {"ok": "green", "error": "red", "disabled": "yellow"}
     for row in rows:
         table.add_row(
             row["name"],
-            (row["kind"] or "-").replace("_", " "),
-            row["plugin"],
+            (row["kind"] or "-").replace("_", " ").replace("llm ", "LLM "),
             row["distribution"],
             row["version"],
             f"[{style[row['status']]}]{row['status']}[/]",
