@@ -315,7 +315,10 @@ class ModelAdapter(ABC):
 
     @abstractmethod
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        """Final norm + unembedding: residual-stream activations ``[..., d_model]`` -> logits."""
+        """Final norm + unembedding: residual-stream activations ``[..., d_model]`` -> logits.
+
+        Runs under the caller's grad mode (wrap in ``torch.no_grad()`` when no gradient is needed),
+        so gradients can flow back to ``resid``, e.g. to train a tuned lens."""
 
     def initial_state(self, batch_size: int = 1) -> RecurrentState:
         """The state a recurrent model starts from (what ``state=None`` means)."""

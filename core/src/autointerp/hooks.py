@@ -409,12 +409,11 @@ class HFAdapter(ModelAdapter):
                 )
 
     def unembed(self, resid: torch.Tensor) -> torch.Tensor:
-        import torch
 
+        # runs under the caller's grad mode: a tuned lens trains through it
         norm = get_module(self.model, self.final_norm_path)
         head = get_module(self.model, self.lm_head_path)
-        with torch.no_grad():
-            return head(norm(resid.to(device=self.device, dtype=self.dtype)))
+        return head(norm(resid.to(device=self.device, dtype=self.dtype)))
 
     def tokenize(self, texts: Sequence[str], *, max_length: int | None = None) -> Batch:
         if self.tokenizer is None:

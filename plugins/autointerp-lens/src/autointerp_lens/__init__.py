@@ -1,0 +1,1 @@
+"""autointerp-lens: see README.md."""

@@ -1,0 +1,14 @@
+"""Registers `autointerp lens` (light: no torch import here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autointerp.hookspecs import hookimpl
+
+
+@hookimpl
+def autointerp_register_commands(cli: Any) -> None:
+    from autointerp_lens.commands import app
+
+    cli.add_typer(app, name="lens")

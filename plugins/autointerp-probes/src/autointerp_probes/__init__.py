@@ -1,0 +1,1 @@
+"""autointerp-probes: see README.md."""

@@ -1,0 +1,1 @@
+"""autointerp-steering: see README.md."""

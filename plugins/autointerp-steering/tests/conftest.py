@@ -1,0 +1,124 @@
+"""Tiny random-weight models behind their adapters, built through the plugin manager (offline)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ARCHS = ("gpt2", "mamba", "rwkv")
+DAMP = 0.6
+ADAPTER_FOR = {"gpt2": "transformers", "mamba": "mamba", "rwkv": "rwkv"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> Any:
+    """Tiny tensors: one torch thread is several times faster than two on a busy machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_tiny(model: Any, where: Path) -> Path:
+    from autointerp.testing.adapters import tiny_tokenizer
+
+    model.save_pretrained(where)
+    tiny_tokenizer().save_pretrained(where)
+    return where
+
+
+def build(arch: str, model_dir: Path) -> Any:
+    from autointerp.plugins import PluginManager
+
+    pm = PluginManager()
+    name = ADAPTER_FOR[arch]
+    if name not in pm.names("model_adapter"):
+        pytest.skip(f"the '{name}' adapter plugin is not installed")
+    return pm.build("model_adapter", name, {"model": str(model_dir)})
+
+
+def token_id(text: str) -> int:
+    from autointerp.testing.adapters import tiny_tokenizer
+
+    ids = tiny_tokenizer()(text)["input_ids"]
+    assert len(ids) == 1
+    return ids[0]
+
+
+def planted_model(arch: str, direction: Any, *, n_layers: int = 2, seed: int = 0) -> Any:
+    """A tiny model where the tokens "A" and "B" differ only by ``direction`` (input and output
+    embeddings): the residual of "A" carries the planted vector, and adding it favours "A"."""
+    import torch
+
+    from autointerp.testing.adapters import tiny_model
+
+    model = tiny_model(arch, seed=seed, n_layers=n_layers)
+    a, b = token_id("A"), token_id("B")
+    embeddings = {id(model.get_input_embeddings().weight), id(model.get_output_embeddings().weight)}
+    with torch.no_grad():
+        # damp every projection matrix so that blocks respond nearly linearly to the plant
+        for p in model.parameters():
+            if p.dim() == 2 and id(p) not in embeddings:
+                p.mul_(DAMP)
+        for emb in {
+            id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings())
+        }.values():
+            # B's row is zero, so even a LayerNorm right after the embedding (RWKV's pre_ln)
+            # keeps the A - B difference along ``direction``
+            emb.weight[b] = 0.0
+            emb.weight[a] = direction
+    return model
+
+
+@pytest.fixture(scope="session")
+def direction() -> Any:
+    import torch
+
+    u = torch.randn(32, generator=torch.Generator().manual_seed(7))
+    u -= u.mean()  # invisible to LayerNorm's mean subtraction
+    return 2.0 * u / u.norm()
+
+
+@pytest.fixture(scope="session", params=ARCHS)
+def planted(request: Any, direction: Any, tmp_path_factory: Any) -> Any:
+    arch = request.param
+    where = save_tiny(planted_model(arch, direction), tmp_path_factory.mktemp(f"planted-{arch}"))
+    return build(arch, where)
+
+
+@pytest.fixture(scope="session")
+def tiny_dirs(tmp_path_factory: Any) -> dict[str, Path]:
+    from autointerp.testing.adapters import tiny_model
+
+    return {
+        arch: save_tiny(tiny_model(arch), tmp_path_factory.mktemp(f"tiny-{arch}")) for arch in ARCHS
+    }
+
+
+@pytest.fixture(scope="session")
+def ab_pairs() -> Any:
+    return make_ab_pairs
+
+
+def make_ab_pairs(n: int, seed: int = 0) -> list[Any]:
+    """Multiple-choice prompts of varied length answered by "A" or "B"."""
+    import random
+
+    from autointerp_steering.data import ContrastPair
+
+    rng = random.Random(seed)
+    words = ["sky", "tree", "cat", "red", "moon", "fish", "rain", "king", "blue", "song"]
+    pairs = []
+    for _ in range(n):
+        q = " ".join(rng.choice(words) for _ in range(rng.randint(2, 6)))
+        pairs.append(ContrastPair(f"Q: {q}?\n(A) yes (B) no\nAnswer: (", "A", "B"))
+    return pairs
