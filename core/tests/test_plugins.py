@@ -33,27 +33,27 @@ def scorer_source(name: str, module: str) -> str:
 
 
 def test_entry_point_plugin_registers_lazily_and_builds(autointerp_install_plugin) -> None:
-    autointerp_install_plugin("ai_good", scorer_source("detection", "ai_good"), dist="ai-good")
+    autointerp_install_plugin("ai_good", scorer_source("toy-detection", "ai_good"), dist="ai-good")
     pm = PluginManager(disabled=())
-    comp = pm.get("scorer", "detection")
+    comp = pm.get("scorer", "toy-detection")
     assert (comp.plugin, comp.distribution, comp.version) == ("ai_good", "ai-good", "0.1.0")
     assert comp.description == "test scorer"
-    assert pm.build("scorer", "detection", {"threshold": 0.25}) == ("built", 0.25)
+    assert pm.build("scorer", "toy-detection", {"threshold": 0.25}) == ("built", 0.25)
     assert pm.plugins["ai_good"].hooks == ["autointerp_register_scorers"]
 
 
 def test_broken_plugin_is_recorded_and_other_plugins_still_load(autointerp_install_plugin) -> None:
     autointerp_install_plugin("ai_broken", "raise RuntimeError('boom at import')\n")
-    autointerp_install_plugin("ai_fine", scorer_source("fuzzing", "ai_fine"))
+    autointerp_install_plugin("ai_fine", scorer_source("toy-fuzzing", "ai_fine"))
     pm = PluginManager(disabled=())
     broken = pm.plugins["ai_broken"]
     assert broken.status == "error"
     assert "RuntimeError: boom at import" in (broken.error or "")
     assert "Traceback" in (broken.traceback or "")
-    assert pm.get("scorer", "fuzzing").plugin == "ai_fine"
+    assert pm.get("scorer", "toy-fuzzing").plugin == "ai_fine"
     # selecting something the broken plugin may have provided points at it
     with pytest.raises(UnknownComponentError, match=r"failed to load.*ai_broken"):
-        pm.get("scorer", "simulation")
+        pm.get("scorer", "toy-simulation")
 
 
 def test_duplicate_names_error_names_both_distributions(autointerp_install_plugin) -> None:
@@ -88,7 +88,7 @@ def test_unknown_name_lists_available_and_suggests_closest() -> None:
 
 @pytest.mark.parametrize("by", ["entry point", "distribution"])
 def test_disabled_plugins_are_skipped(autointerp_install_plugin, monkeypatch, by) -> None:
-    autointerp_install_plugin("ai_off", scorer_source("detection", "ai_off"), dist="ai-off-dist")
+    autointerp_install_plugin("ai_off", scorer_source("toy-off", "ai_off"), dist="ai-off-dist")
     monkeypatch.setenv(
         "AUTOINTERP_DISABLE_PLUGINS", "other, ai_off" if by == "entry point" else "ai-off-dist"
     )
@@ -96,7 +96,7 @@ def test_disabled_plugins_are_skipped(autointerp_install_plugin, monkeypatch, by
     assert pm.plugins["ai_off"].status == "disabled"
     assert "ai_off" not in __import__("sys").modules  # never imported
     with pytest.raises(UnknownComponentError, match="Disabled plugins: ai_off"):
-        pm.get("scorer", "detection")
+        pm.get("scorer", "toy-off")
 
 
 def test_lazy_factory_import_error_surfaces_only_at_build() -> None:

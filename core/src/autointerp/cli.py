@@ -195,6 +195,22 @@ def sites_command(
     console.print(table)
 
 
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="Output directory (default RUN/export).")] = None,
+    run_id: Annotated[
+        int | None, typer.Option(help="Run id in the store (default: latest).")
+    ] = None,
+) -> None:
+    """Export explanations, scores and failures as JSONL or Parquet."""
+    from autointerp.export import export_run
+
+    for path, n in export_run(run_dir, fmt, out, run_id).items():  # type: ignore[arg-type]
+        console.print(f"{path}: {n} rows", highlight=False)
+
+
 # -- entry point -------------------------------------------------------------------------------
 
 

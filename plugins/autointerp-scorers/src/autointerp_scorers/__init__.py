@@ -1,0 +1,1 @@
+"""autointerp scorers: how well an explanation predicts a latent's behaviour."""
