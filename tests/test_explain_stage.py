@@ -63,13 +63,13 @@ def test_explains_records_failures_and_resumes_without_new_calls(
     with Store.open(autointerp_run_dir) as store:
         run_id = store.start_run("t", {})
         summary = run_stage(autointerp_llm_server, store, run_id, work(12))
-        assert (summary.explained, summary.failed, summary.skipped) == (11, 1, 0)
+        assert (summary.done, summary.failed, summary.skipped) == (11, 1, 0)
         assert len(store.explanations(run_id)) == 11
         (((latent, component), reason),) = store.failures(run_id, "explain").items()
         assert latent == LatentRef("src", 3) and component == "default" and reason
         calls = len(autointerp_llm_server.requests)
 
         again = run_stage(autointerp_llm_server, store, run_id, work(12))
-        assert (again.explained, again.skipped) == (0, 11)
+        assert (again.done, again.failed, again.skipped) == (0, 1, 11)
         # only the failed latent is asked again, and its request is answered from the cache
         assert len(autointerp_llm_server.requests) == calls
