@@ -82,6 +82,16 @@ class Example:
     def text(self) -> str:
         return "".join(self.str_tokens)
 
+    def window(self, width: int) -> tuple[list[str], list[float]]:
+        """At most ``width`` string tokens and activations, centred on the peak activation
+        (the start of a flat example)."""
+        toks, acts = list(self.str_tokens), list(self.activations)
+        if len(toks) <= width:
+            return toks, acts
+        peak = max(range(len(acts)), key=acts.__getitem__)
+        start = min(max(0, peak - width // 2), len(toks) - width)
+        return toks[start : start + width], acts[start : start + width]
+
     @property
     def key(self) -> str:
         """A stable id from the tokens: explainers list shown examples by it, scorers skip them."""

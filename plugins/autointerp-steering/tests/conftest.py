@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from autointerp.testing.adapters import build_tiny as build
+from autointerp.testing.adapters import save_tiny, torch_threads
+
 ARCHS = ("gpt2", "mamba", "rwkv")
 DAMP = 0.6
-ADAPTER_FOR = {"gpt2": "transformers", "mamba": "mamba", "rwkv": "rwkv"}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Any:
-    """Tiny tensors: one torch thread is several times faster than two on a busy machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def save_tiny(model: Any, where: Path) -> Path:
-    from autointerp.testing.adapters import tiny_tokenizer
-
-    model.save_pretrained(where)
-    tiny_tokenizer().save_pretrained(where)
-    return where
-
-
-def build(arch: str, model_dir: Path) -> Any:
-    from autointerp.plugins import PluginManager
-
-    pm = PluginManager()
-    name = ADAPTER_FOR[arch]
-    if name not in pm.names("model_adapter"):
-        pytest.skip(f"the '{name}' adapter plugin is not installed")
-    return pm.build("model_adapter", name, {"model": str(model_dir)})
+    """Every test here runs on tiny tensors with one torch thread."""
+    with torch_threads(1):
+        yield
 
 
 def token_id(text: str) -> int:

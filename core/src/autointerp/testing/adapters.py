@@ -20,7 +20,9 @@ is downloaded.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -130,6 +132,42 @@ def tiny_model(architecture: str, seed: int = 0, **kwargs: Any) -> Any:
                 block.attention.time_decay.normal_(0, 1)
                 block.attention.time_first.normal_(0, 1)
     return model.eval()
+
+
+#: the tiny architectures one per adapter plugin, and the adapter serving each
+ADAPTER_FOR_ARCH = {"gpt2": "transformers", "mamba": "mamba", "rwkv": "rwkv"}
+
+
+def save_tiny(model: Any, where: Path) -> Path:
+    """Save a tiny model with the tiny tokenizer, loadable by an adapter's ``model`` option."""
+    model.save_pretrained(where)
+    tiny_tokenizer().save_pretrained(where)
+    return where
+
+
+def build_tiny(arch: str, model_dir: Path) -> ModelAdapter:
+    """The installed adapter for ``arch`` over a saved tiny model (skips if it isn't installed)."""
+    from autointerp.plugins import PluginManager
+
+    pm = PluginManager()
+    name = ADAPTER_FOR_ARCH[arch]
+    if name not in pm.names("model_adapter"):
+        pytest.skip(f"the '{name}' adapter plugin is not installed")
+    return pm.build("model_adapter", name, {"model": str(model_dir)})
+
+
+@contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run with ``n`` torch threads (tiny tensors: one is several times faster than two on a busy
+    machine), restoring the previous count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def random_ids(batch: int, seq: int, seed: int = 0) -> torch.Tensor:

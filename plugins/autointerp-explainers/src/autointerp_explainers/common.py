@@ -103,16 +103,6 @@ def load_template(prompt_id: str) -> PromptTemplate:
     )
 
 
-def _trim(example: Example, width: int) -> tuple[list[str], list[float]]:
-    """At most ``width`` tokens centred on the peak activation."""
-    toks, acts = list(example.str_tokens), list(example.activations)
-    if len(toks) <= width:
-        return toks, acts
-    peak = max(range(len(acts)), key=acts.__getitem__)
-    start = min(max(0, peak - width // 2), len(toks) - width)
-    return toks[start : start + width], acts[start : start + width]
-
-
 def _clean(token: str) -> str:
     return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
 
@@ -132,7 +122,7 @@ def format_examples(
     marked: Counter[str] = Counter()
     strongest: dict[str, float] = {}
     for n, example in enumerate(examples, start):
-        toks, acts = _trim(example, config.example_width)
+        toks, acts = example.window(config.example_width)
         text, inside = "", False
         for tok, act in zip(toks, acts, strict=True):
             fires = highlight and act > 0 and act >= config.highlight_threshold * top

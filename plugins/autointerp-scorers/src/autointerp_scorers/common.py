@@ -138,16 +138,6 @@ def select(
     return items, skipped
 
 
-def window(example: Example, width: int) -> tuple[list[str], list[float]]:
-    """At most ``width`` tokens centred on the peak activation (the start for a flat example)."""
-    toks, acts = list(example.str_tokens), list(example.activations)
-    if len(toks) <= width:
-        return toks, acts
-    peak = max(range(len(acts)), key=acts.__getitem__)
-    start = min(max(0, peak - width // 2), len(toks) - width)
-    return toks[start : start + width], acts[start : start + width]
-
-
 def clean(token: str) -> str:
     """A token made safe for a one-line, ``<<marked>>`` rendering."""
     return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render, window
+from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render
 from autointerp_scorers.plugin import DetectionConfig
 
 
@@ -23,6 +23,6 @@ class DetectionScorer(BinaryLLMScorer):
 
     def shown(self, items: Sequence[Item], rng: random.Random) -> list[Shown]:
         return [
-            Shown(item, render(window(item.example, self.config.example_width)[0]), item.actual)
+            Shown(item, render(item.example.window(self.config.example_width)[0]), item.actual)
             for item in items
         ]

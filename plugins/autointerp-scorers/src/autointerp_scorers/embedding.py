@@ -18,7 +18,7 @@ import numpy as np
 
 from autointerp.errors import ConfigError
 from autointerp.types import Example, Explanation, Prediction, Score
-from autointerp_scorers.common import ScoringFailedError, make_score, select, window
+from autointerp_scorers.common import ScoringFailedError, make_score, select
 from autointerp_scorers.metrics import auroc
 from autointerp_scorers.plugin import EmbeddingConfig
 
@@ -104,7 +104,7 @@ class EmbeddingScorer:
             raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
         query = self.config.query_prefix + explanation.text
         documents = [
-            "".join(window(item.example, self.config.example_width)[0]).strip() for item in items
+            "".join(item.example.window(self.config.example_width)[0]).strip() for item in items
         ]
         vectors = await asyncio.to_thread(
             self.encoder.encode, [query, *documents], self.config.batch_size

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render, window
+from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render
 from autointerp_scorers.plugin import FuzzingConfig
 
 
@@ -44,7 +44,7 @@ class FuzzingScorer(BinaryLLMScorer):
         counts: list[int] = []
         pending_negatives: list[tuple[Item, list[str]]] = []
         for item in items:
-            tokens, acts = window(item.example, c.example_width)
+            tokens, acts = item.example.window(c.example_width)
             if not item.actual:
                 if c.include_negatives:
                     pending_negatives.append((item, tokens))

@@ -37,7 +37,6 @@ from autointerp_scorers.common import (
     make_score,
     select,
     usage_meta,
-    window,
 )
 from autointerp_scorers.metrics import pearson
 from autointerp_scorers.plugin import SimulationConfig
@@ -151,7 +150,7 @@ class SimulationScorer:
         items, skipped = select(explanation, examples, negatives)
         if not items:
             raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
-        windows = [window(item.example, self.config.example_width) for item in items]
+        windows = [item.example.window(self.config.example_width) for item in items]
         top = max((max(acts, default=0.0) for _, acts in windows), default=0.0)
         scale = 10.0 / top if top > 0 else 0.0  # true activations on the 0-10 scale shown
         results = await asyncio.gather(

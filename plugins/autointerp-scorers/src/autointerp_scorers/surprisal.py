@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from autointerp.types import Example, Explanation, Prediction, Score
-from autointerp_scorers.common import ScoringFailedError, make_score, select, window
+from autointerp_scorers.common import ScoringFailedError, make_score, select
 from autointerp_scorers.metrics import auroc
 from autointerp_scorers.plugin import SurprisalConfig
 
@@ -94,7 +94,7 @@ class SurprisalScorer:
         if not items:
             raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
         c = self.config
-        texts = ["".join(window(item.example, c.example_width)[0]) for item in items]
+        texts = ["".join(item.example.window(c.example_width)[0]) for item in items]
         prefix = c.prefix.replace("{explanation}", explanation.text)
         pairs = [(c.baseline_prefix, t) for t in texts] + [(prefix, t) for t in texts]
         losses = await asyncio.to_thread(
