@@ -1,4 +1,4 @@
-"""`autointerp export`: explanations, scores and failures as JSONL and Parquet."""
+"""`autointerp export` (JSONL, Parquet) and `autointerp status` on a finished run."""
 
 from __future__ import annotations
 
@@ -65,3 +65,25 @@ def test_export_errors(tmp_path, finished_run) -> None:
         export_run(finished_run, run_id=9)
     with pytest.raises(ExportError, match="expected jsonl or parquet"):
         export_run(finished_run, "csv")  # type: ignore[arg-type]
+
+
+def test_status_counts_done_failed_and_pending(finished_run, autointerp_cli) -> None:
+    with Store.open(finished_run) as store:
+        store.put_latents(
+            1,
+            "sae/resid_post.3",
+            [{"index": i, "frequency": 0.1, "max_activation": 1.0} for i in range(5)],
+        )
+    result = autointerp_cli("status", str(finished_run), "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = {(r["stage"], r["component"]): r for r in json.loads(result.stdout)}
+    assert rows[("explain", "default")] == {
+        "stage": "explain",
+        "component": "default",
+        "done": 1,
+        "failed": 1,
+        "pending": 3,
+    }
+    assert rows[("score", "detection/default")]["done"] == 1
+    table = autointerp_cli("status", str(finished_run))
+    assert table.exit_code == 0 and "detection/default" in table.stdout

@@ -195,6 +195,27 @@ def sites_command(
     console.print(table)
 
 
+@app.command("status")
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Done, failed and pending latents per stage of a run (latest run in its store)."""
+    from autointerp.status import run_status
+
+    rows = run_status(run_dir)
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}")
+    for col in ("stage", "component", "done", "failed", "pending"):
+        table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
+    for row in rows:
+        pending = "-" if row["pending"] is None else str(row["pending"])
+        table.add_row(row["stage"], row["component"], str(row["done"]), str(row["failed"]), pending)
+    console.print(table)
+
+
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],

@@ -1,0 +1,44 @@
+"""What a run has done so far, per stage and component, read from its results store."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from autointerp.errors import AutointerpError
+from autointerp.store import STORE_FILENAME, Store
+
+
+def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Rows of stage, component, done, failed and pending (None when the number of latents the
+    run covers is not known yet)."""
+    if not (run_dir / STORE_FILENAME).is_file():
+        raise AutointerpError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
+    with Store(run_dir / STORE_FILENAME) as store:
+        runs = store.runs()
+        if not runs:
+            return []
+        run_id = runs[-1].id if run_id is None else run_id
+        total = len(store.latents(run_id)) or None
+        explained = Counter(e.explainer for e in store.explanations(run_id))
+        scored = Counter(f"{s.scorer}/{s.explainer}" for s in store.scores(run_id))
+        failed = {
+            stage: Counter(component for _, component in store.failures(run_id, stage))
+            for stage in ("explain", "score")
+        }
+    rows = []
+    for stage, done in (("explain", explained), ("score", scored)):
+        for component in sorted(set(done) | set(failed[stage])):
+            n_done, n_failed = done[component], failed[stage][component]
+            pending = None if total is None else max(0, total - n_done - n_failed)
+            rows.append(
+                {
+                    "stage": stage,
+                    "component": component,
+                    "done": n_done,
+                    "failed": n_failed,
+                    "pending": pending,
+                }
+            )
+    return rows
