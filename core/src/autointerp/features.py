@@ -1,0 +1,55 @@
+"""The feature-source contract: a site's activations in, sparse latent activations out.
+
+A feature source (an SAE, a transcoder, top-k neurons) names the site it reads, its number of
+latents and its input width, and encodes a ``[tokens, d_in]`` block into the nonzero (token row,
+latent, value) triples. Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, NamedTuple
+
+from autointerp.errors import AutointerpError
+from autointerp.types import Site
+
+if TYPE_CHECKING:
+    import torch
+
+
+class FeatureSourceError(AutointerpError):
+    """A feature source cannot be loaded or does not fit the model (one-line message)."""
+
+
+class SparseActivations(NamedTuple):
+    """Nonzero activations of a block of tokens, as three aligned 1-D tensors."""
+
+    rows: torch.Tensor  # int64: token row within the encoded block
+    latents: torch.Tensor  # int64: latent index
+    values: torch.Tensor  # float: activation
+
+
+class FeatureSource(ABC):
+    """Subclasses set ``site``, ``n_latents`` and ``d_in`` and implement :meth:`encode`."""
+
+    site: str
+    n_latents: int
+    d_in: int
+
+    def check_site(self, site: Site, *, source: str = "feature source") -> None:
+        """Raise unless ``site`` is the one this source reads and has this source's width."""
+        if site.name != self.site:
+            raise FeatureSourceError(f"{source} reads site '{self.site}', not '{site.name}'")
+        if site.shape[-1] != self.d_in:
+            raise FeatureSourceError(
+                f"{source} expects width {self.d_in} at '{self.site}' but the model's site has "
+                f"width {site.shape[-1]}"
+            )
+
+    @abstractmethod
+    def encode(self, x: torch.Tensor) -> SparseActivations:
+        """The nonzero latent activations of ``x`` ``[tokens, d_in]``."""
+
+    def decoder_directions(self, latents: torch.Tensor) -> torch.Tensor:
+        """The output directions ``[len(latents), d_in]`` of latents, for interventions."""
+        raise FeatureSourceError(f"{type(self).__name__} has no decoder directions")

@@ -1,0 +1,44 @@
+"""Registers the `sae` feature source. Light: torch is imported only when a run builds it."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from autointerp import hookimpl
+from autointerp.config import ComponentConfig
+from autointerp.plugins import Register
+
+
+class SAEConfig(ComponentConfig):
+    """Where the SAE's files are and how to read them."""
+
+    path: str = Field(description="sparsify or SAELens directory, or a .safetensors file")
+    site: str = Field(
+        "", description="site the SAE reads, e.g. resid_post.6 (default: from the files' config)"
+    )
+    format: Literal["auto", "plain", "sparsify", "saelens"] = Field(
+        "auto", description="file layout; auto: detected from the files present"
+    )
+    activation: Literal["relu", "topk", "jumprelu"] | None = Field(
+        None, description="plain files only (others say it): relu, topk or jumprelu"
+    )
+    k: int | None = Field(None, ge=1, description="active latents per token, for topk")
+    subtract_decoder_bias: bool | None = Field(
+        None, description="encode x - b_dec (plain default: no; the formats say it)"
+    )
+    chunk_tokens: int = Field(
+        1024, ge=1, description="tokens encoded at once: bounds the dense pre-activation block"
+    )
+    device: str = Field("cpu", description="torch device")
+
+
+@hookimpl
+def autointerp_register_feature_sources(register: Register) -> None:
+    register(
+        "sae",
+        "autointerp_sae.sae:load_sae",
+        config=SAEConfig,
+        description="sparse autoencoder (ReLU, TopK, JumpReLU): sparsify, SAELens, safetensors",
+    )

@@ -1,0 +1,190 @@
+"""Sparse autoencoders as feature sources, read from three on-disk layouts.
+
+- plain: one ``.safetensors`` file with ``W_enc [d_in, n]``, ``b_enc [n]``, ``W_dec [n, d_in]``,
+  ``b_dec [d_in]`` (and ``threshold [n]`` for JumpReLU); the activation comes from the config.
+- sparsify: a directory with ``cfg.json`` (``k``, ``num_latents`` ...) and ``sae.safetensors``
+  holding ``encoder.weight [n, d_in]``, ``encoder.bias``, ``W_dec [n, d_in]``, ``b_dec``; TopK on
+  ``x - b_dec``.
+- SAELens: a directory with ``cfg.json`` (``architecture`` standard/topk/jumprelu, ``d_in``,
+  ``d_sae``, ``apply_b_dec_to_input``, ``k`` or ``activation_fn_kwargs.k``) and
+  ``sae_weights.safetensors`` with ``W_enc [d_in, d_sae]``, ``b_enc``, ``W_dec``, ``b_dec`` and
+  ``threshold`` for JumpReLU.
+
+Encoding runs over chunks of ``chunk_tokens`` tokens, so the dense pre-activation block is bounded
+by the chunk, never ``[all tokens x latents]``; TopK keeps only ``k`` values per token.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from autointerp.features import FeatureSource, FeatureSourceError, SparseActivations
+from autointerp_sae.plugin import SAEConfig
+
+
+@dataclass
+class SparseAutoencoder(FeatureSource):
+    """An SAE: ``f = act(W_enc^T (x - s * b_dec) + b_enc)``, ``x_hat = W_dec^T f + b_dec``."""
+
+    W_enc: torch.Tensor  # [d_in, n]
+    b_enc: torch.Tensor  # [n]
+    W_dec: torch.Tensor  # [n, d_in]
+    b_dec: torch.Tensor  # [d_in]
+    activation: str
+    site: str = ""
+    k: int | None = None
+    threshold: torch.Tensor | None = None  # [n], JumpReLU
+    subtract_decoder_bias: bool = False
+    chunk_tokens: int = 1024
+
+    def __post_init__(self) -> None:
+        d_in, n = self.W_enc.shape
+        expected = {"b_enc": (n,), "W_dec": (n, d_in), "b_dec": (d_in,)}
+        for name, shape in expected.items():
+            if tuple(getattr(self, name).shape) != shape:
+                raise FeatureSourceError(
+                    f"SAE {name} has shape {tuple(getattr(self, name).shape)}, expected {shape} "
+                    f"for W_enc of shape {(d_in, n)}"
+                )
+        if self.activation == "topk" and not self.k:
+            raise FeatureSourceError("a topk SAE needs k (set `k` in the feature source options)")
+        if self.activation == "jumprelu" and self.threshold is None:
+            raise FeatureSourceError("a jumprelu SAE needs a `threshold` tensor in its weights")
+        self.d_in, self.n_latents = d_in, n
+
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.W_enc.dtype)
+        if self.subtract_decoder_bias:
+            x = x - self.b_dec
+        return x @ self.W_enc + self.b_enc
+
+    def encode(self, x: torch.Tensor) -> SparseActivations:
+        if x.shape[-1] != self.d_in:
+            raise FeatureSourceError(
+                f"SAE input width is {self.d_in} but the activations have width {x.shape[-1]}"
+            )
+        parts = [
+            self._encode_chunk(x[i : i + self.chunk_tokens], i)
+            for i in range(0, x.shape[0], self.chunk_tokens)
+        ]
+        if not parts:
+            empty = torch.empty(0, dtype=torch.long)
+            return SparseActivations(empty, empty, torch.empty(0, dtype=self.W_enc.dtype))
+        return SparseActivations(*(torch.cat(p) for p in zip(*parts, strict=True)))
+
+    @torch.no_grad()
+    def _encode_chunk(self, x: torch.Tensor, offset: int) -> SparseActivations:
+        pre = self.pre_activations(x)
+        if self.activation == "topk":
+            values, latents = pre.topk(min(self.k or 1, self.n_latents), dim=-1)
+            rows = torch.arange(x.shape[0]).unsqueeze(1).expand_as(latents)
+            keep = values > 0
+            return SparseActivations(rows[keep] + offset, latents[keep], values[keep])
+        if self.activation == "jumprelu":
+            assert self.threshold is not None
+            keep = (pre > self.threshold) & (pre > 0)
+        else:
+            keep = pre > 0
+        rows, latents = keep.nonzero(as_tuple=True)
+        return SparseActivations(rows + offset, latents, pre[rows, latents])
+
+    def decode_dense(self, f: torch.Tensor) -> torch.Tensor:
+        """Reconstruction from dense latent activations ``[tokens, n]``."""
+        return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+
+    def decoder_directions(self, latents: torch.Tensor) -> torch.Tensor:
+        return self.W_dec[latents]
+
+
+def detect_format(path: Path) -> str:
+    if path.is_file() and path.suffix == ".safetensors":
+        return "plain"
+    if (path / "sae.safetensors").is_file():
+        return "sparsify"
+    if (path / "sae_weights.safetensors").is_file():
+        return "saelens"
+    raise FeatureSourceError(
+        f"{path}: not an SAE: expected a .safetensors file, or a directory with sae.safetensors "
+        "(sparsify) or sae_weights.safetensors (SAELens)"
+    )
+
+
+def _cfg(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads((path / "cfg.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FeatureSourceError(f"{path}: no cfg.json beside the SAE weights") from None
+    except json.JSONDecodeError as exc:
+        raise FeatureSourceError(f"{path / 'cfg.json'}: invalid JSON: {exc}") from None
+
+
+def _need(tensors: dict[str, torch.Tensor], names: tuple[str, ...], where: Path) -> None:
+    missing = [n for n in names if n not in tensors]
+    if missing:
+        raise FeatureSourceError(
+            f"{where}: missing tensors {', '.join(missing)} (found {', '.join(sorted(tensors))})"
+        )
+
+
+def load_sae(config: SAEConfig) -> SparseAutoencoder:
+    """The factory: read ``config.path`` in its layout and build the SAE."""
+    path = Path(config.path).expanduser()
+    if not path.exists():
+        raise FeatureSourceError(f"feature_source.path: {path} does not exist")
+    fmt = detect_format(path) if config.format == "auto" else config.format
+    common = {"chunk_tokens": config.chunk_tokens}
+    if fmt == "plain":
+        t = load_file(path, device=config.device)
+        _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path)
+        activation = config.activation or ("jumprelu" if "threshold" in t else "relu")
+        sae = SparseAutoencoder(
+            t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"], activation,
+            site=config.site, k=config.k, threshold=t.get("threshold"),
+            subtract_decoder_bias=bool(config.subtract_decoder_bias), **common,
+        )  # fmt: skip
+    elif fmt == "sparsify":
+        cfg = _cfg(path)
+        t = load_file(path / "sae.safetensors", device=config.device)
+        _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), path / "sae.safetensors")
+        sae = SparseAutoencoder(
+            t["encoder.weight"].T.contiguous(), t["encoder.bias"], t["W_dec"], t["b_dec"], "topk",
+            site=config.site or _sparsify_site(path), k=config.k or cfg.get("k"),
+            subtract_decoder_bias=(
+                True if config.subtract_decoder_bias is None else config.subtract_decoder_bias
+            ),
+            **common,
+        )  # fmt: skip
+    else:
+        cfg = _cfg(path)
+        t = load_file(path / "sae_weights.safetensors", device=config.device)
+        _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path / "sae_weights.safetensors")
+        arch = cfg.get("architecture", "standard")
+        activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(arch)
+        if activation is None:
+            raise FeatureSourceError(
+                f"{path / 'cfg.json'}: architecture {arch!r} is not supported; expected "
+                "standard, topk or jumprelu"
+            )
+        k = config.k or cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+        subtract = config.subtract_decoder_bias
+        if subtract is None:
+            subtract = bool(cfg.get("apply_b_dec_to_input", True))
+        sae = SparseAutoencoder(
+            t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"], activation,
+            site=config.site or cfg.get("hook_name", ""), k=k, threshold=t.get("threshold"),
+            subtract_decoder_bias=subtract,
+            **common,
+        )  # fmt: skip
+    return sae
+
+
+def _sparsify_site(path: Path) -> str:
+    # sparsify stores one SAE per hook point in a directory named after the module (layers.6)
+    name = path.name
+    return f"resid_post.{name.rsplit('.', 1)[1]}" if name.startswith("layers.") else ""
