@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 
 import torch
-from autointerp_lens.corpus import iter_texts, token_windows
 from autointerp_lens.lens import evaluate
 from autointerp_lens.train import train_tuned_lens
 from autointerp_steering.caa import caa_vectors, sweep
 from autointerp_steering.data import ContrastPair
 
+from autointerp.corpus import iter_texts, token_windows
 from autointerp.plugins import PluginManager
 from autointerp.testing.adapters import tiny_config, tiny_tokenizer
 

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from autointerp_lens.corpus import iter_texts, token_windows
 from autointerp_lens.lens import LensError, TunedLens, evaluate, lens_sites, top_tokens
 from autointerp_lens.train import train_tuned_lens
+
+from autointerp.corpus import iter_texts, token_windows
 
 
 def test_logit_lens_on_every_architecture(tiny, helpers) -> None:

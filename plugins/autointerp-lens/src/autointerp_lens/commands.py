@@ -124,7 +124,7 @@ def train_command(
     threads: ThreadsOpt = None,
 ) -> None:
     """Train a tuned lens on a corpus (streamed), with checkpoints in OUT/checkpoint."""
-    from autointerp_lens.corpus import corpus_windows
+    from autointerp.corpus import corpus_windows
     from autointerp_lens.train import train_tuned_lens
 
     lm = load_adapter(adapter, model, option, threads)
@@ -167,7 +167,7 @@ def eval_command(
     threads: ThreadsOpt = None,
 ) -> None:
     """Per layer KL to the final output and bits per byte: logit lens vs tuned lens."""
-    from autointerp_lens.corpus import corpus_windows
+    from autointerp.corpus import corpus_windows
     from autointerp_lens.lens import TunedLens, evaluate
 
     lm = load_adapter(adapter, model, option, threads)
