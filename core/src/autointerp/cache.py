@@ -1,0 +1,256 @@
+"""Activation caching: a model's site activations, encoded by a feature source, streamed to disk.
+
+Layout of ``RUN/cache/<key>/``::
+
+    manifest.json              model, site, source, dataset, fingerprint, shard list (complete ones)
+    shard-00000.safetensors    tokens [contexts, ctx_len] (uint16 when the vocabulary fits, else
+                               int32), and the shard's activations sorted latent-major:
+                               offsets [n_latents + 1] (int64), token [n] (uint32, global token
+                               index), value [n] (float16) -> 6 bytes per stored activation
+                               and per latent of the shard: max [n_latents], sum [n_latents]
+
+Memory is bounded by one shard: activations are encoded batch by batch, kept sparse, and sorted
+once when the shard closes. Reading one latent reads only its ranges (``offsets``) of each shard.
+A shard is written under a temporary name and renamed, and only then listed in the manifest, so an
+interrupted cache resumes from its last complete shard. A cache with another fingerprint is refused,
+never reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autointerp.errors import AutointerpError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from autointerp.adapter import ModelAdapter
+    from autointerp.features import FeatureSource
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+
+
+class CacheError(AutointerpError):
+    """The activation cache cannot be written or read (one-line message)."""
+
+
+def fingerprint(info: Mapping[str, Any]) -> str:
+    """A content hash of everything that determines the cached activations."""
+    canonical = json.dumps(dict(info), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass
+class _Shard:
+    """What one open shard accumulates before it is sorted and written."""
+
+    tokens: list[np.ndarray]
+    token: list[np.ndarray]
+    latent: list[np.ndarray]
+    value: list[np.ndarray]
+    n_contexts: int = 0
+
+
+def _atomic_write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def build_cache(
+    adapter: ModelAdapter,
+    source: FeatureSource,
+    batches: Iterable[torch.Tensor],
+    cache_dir: Path,
+    info: Mapping[str, Any],
+    *,
+    contexts_per_shard: int = 1024,
+    progress: bool = True,
+    total_batches: int | None = None,
+) -> Path:
+    """Cache ``source``'s activations on every ``[batch, ctx_len]`` token batch.
+
+    ``info`` (model, site, source, dataset and their settings) is fingerprinted: an existing cache
+    with another fingerprint raises; one with the same fingerprint resumes after its last complete
+    shard (``batches`` must then be the same deterministic stream).
+    """
+    import numpy as np
+    import torch
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from safetensors.numpy import save_file
+
+    site = adapter.site(source.site)
+    source.check_site(site)
+    fp = fingerprint({**info, "site": source.site, "n_latents": source.n_latents})
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = cache_dir / MANIFEST
+    manifest: dict[str, Any]
+    if manifest_path.exists():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest.get("fingerprint") != fp:
+            raise CacheError(
+                f"{cache_dir}: holds a cache of other settings (fingerprint "
+                f"{manifest.get('fingerprint')} != {fp}); use another run directory or delete it"
+            )
+    else:
+        manifest = {
+            "format": FORMAT_VERSION,
+            "fingerprint": fp,
+            "info": dict(info),
+            "site": source.site,
+            "n_latents": source.n_latents,
+            "shards": [],
+            "complete": False,
+        }
+    done_contexts = sum(s["contexts"] for s in manifest["shards"])
+    n = source.n_latents
+    vocab = getattr(adapter, "vocab_size", 1 << 31)
+    token_dtype = np.uint16 if vocab <= 1 << 16 else np.int32
+
+    shard = _Shard([], [], [], [])
+    seen_contexts = 0
+    ctx_len = manifest.get("ctx_len")
+
+    def close_shard() -> None:
+        nonlocal shard
+        if shard.n_contexts == 0:
+            return
+        token = np.concatenate(shard.token).astype(np.uint32)
+        latent = np.concatenate(shard.latent).astype(np.int64)
+        value = np.concatenate(shard.value).astype(np.float16)
+        order = np.lexsort((token, latent))  # latent-major, tokens ascending within a latent
+        token, latent, value = token[order], latent[order], value[order]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(latent, minlength=n), out=offsets[1:])
+        shard_max = np.zeros(n, dtype=np.float32)
+        np.maximum.at(shard_max, latent, value.astype(np.float32))
+        index = len(manifest["shards"])
+        name = f"shard-{index:05d}.safetensors"
+        tensors = {
+            "tokens": np.concatenate(shard.tokens).astype(token_dtype),
+            "offsets": offsets,
+            "token": token,
+            "value": value,
+            "max": shard_max,
+            "sum": np.bincount(latent, weights=value.astype(np.float64), minlength=n),
+        }
+        save_file(tensors, str(cache_dir / (name + ".tmp")))
+        os.replace(cache_dir / (name + ".tmp"), cache_dir / name)
+        manifest["shards"].append(
+            {"file": name, "contexts": shard.n_contexts, "activations": len(token)}
+        )
+        _atomic_write_json(manifest_path, manifest)
+        shard = _Shard([], [], [], [])
+
+    columns = [TextColumn("caching {task.description}"), BarColumn(), MofNCompleteColumn()]
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(source.site, total=total_batches)
+        for ids in batches:
+            b, t = ids.shape
+            if ctx_len is None:
+                ctx_len = manifest["ctx_len"] = t
+            elif t != ctx_len:
+                raise CacheError(f"batches have length {t}, the cache has contexts of {ctx_len}")
+            if seen_contexts + b <= done_contexts:  # cached by an earlier, interrupted run
+                seen_contexts += b
+                bar.advance(task)
+                continue
+            with torch.no_grad():
+                h = adapter.forward(ids, capture=[source.site], return_logits=False)
+            acts = source.encode(h.captures[source.site].reshape(b * t, -1))
+            base = seen_contexts * t
+            token = acts.rows.numpy() + base
+            latent = acts.latents.numpy()
+            value = acts.values.float().numpy()
+            shard.tokens.append(ids.numpy())
+            shard.token.append(token)
+            shard.latent.append(latent)
+            shard.value.append(value)
+            shard.n_contexts += b
+            seen_contexts += b
+            bar.advance(task)
+            if shard.n_contexts >= contexts_per_shard:
+                close_shard()
+        close_shard()
+    manifest["complete"] = True
+    manifest["n_tokens"] = seen_contexts * (ctx_len or 0)
+    _atomic_write_json(manifest_path, manifest)
+    return cache_dir
+
+
+class ActivationCache:
+    """Read side of a cache directory: tokens, one latent's activations, per-latent statistics."""
+
+    def __init__(self, cache_dir: Path) -> None:
+        path = cache_dir / MANIFEST
+        if not path.exists():
+            raise CacheError(f"{cache_dir}: no {MANIFEST}; run the caching stage first")
+        self.dir = cache_dir
+        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        self.n_latents: int = self.manifest["n_latents"]
+        self.ctx_len: int = self.manifest.get("ctx_len") or 0
+
+    @property
+    def shards(self) -> list[Path]:
+        return [self.dir / s["file"] for s in self.manifest["shards"]]
+
+    def tokens(self) -> np.ndarray:
+        """All cached contexts ``[contexts, ctx_len]`` (int64)."""
+        import numpy as np
+        from safetensors import safe_open
+
+        parts = []
+        for shard in self.shards:
+            with safe_open(str(shard), framework="numpy") as f:
+                parts.append(f.get_tensor("tokens").astype(np.int64))
+        return np.concatenate(parts) if parts else np.zeros((0, self.ctx_len), dtype=np.int64)
+
+    def latent(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Global token indices (ascending) and float32 values where latent ``index`` is nonzero;
+        reads only that latent's ranges of each shard."""
+        import numpy as np
+        from safetensors import safe_open
+
+        if not 0 <= index < self.n_latents:
+            raise CacheError(f"latent {index} out of range: the cache has {self.n_latents}")
+        tokens, values = [], []
+        for shard in self.shards:
+            with safe_open(str(shard), framework="numpy") as f:
+                lo, hi = (int(v) for v in f.get_slice("offsets")[index : index + 2])
+                if hi > lo:
+                    tokens.append(f.get_slice("token")[lo:hi])
+                    values.append(f.get_slice("value")[lo:hi].astype(np.float32))
+        if not tokens:
+            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)
+        return np.concatenate(tokens), np.concatenate(values)
+
+    def stats(self) -> dict[str, np.ndarray]:
+        """Per latent: ``frequency`` (share of tokens it fires on), ``max``, ``mean`` (when firing),
+        summed over the shards' own per-latent figures (no activation is read)."""
+        import numpy as np
+        from safetensors import safe_open
+
+        n = self.n_latents
+        count, total = np.zeros(n), np.zeros(n)
+        top = np.zeros(n, dtype=np.float32)
+        for shard in self.shards:
+            with safe_open(str(shard), framework="numpy") as f:
+                count += np.diff(f.get_tensor("offsets"))
+                total += f.get_tensor("sum")
+                np.maximum(top, f.get_tensor("max"), out=top)
+        n_tokens = max(1, sum(s["contexts"] for s in self.manifest["shards"]) * self.ctx_len)
+        mean = np.divide(total, count, out=np.zeros_like(count), where=count > 0)
+        return {"frequency": count / n_tokens, "max": top, "mean": mean, "count": count}
+
+    def iter_latents(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        for index in range(self.n_latents):
+            yield (index, *self.latent(index))

@@ -1,0 +1,124 @@
+"""Activation caching through an adapter and the sae feature source (cross-package).
+
+Golden: every stored activation equals the source's encode of the captured hidden state, token by
+token (not a reconstruction); reading a latent recovers a dense computation; interrupted caching
+resumes; a cache of other settings is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from autointerp.cache import ActivationCache, CacheError, build_cache
+from autointerp.plugins import PluginManager
+from autointerp.testing.adapters import build_tiny, save_tiny, tiny_model, torch_threads
+
+N_LATENTS, SITE = 48, "resid_post.1"
+
+
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory: pytest.TempPathFactory):
+    with torch_threads(1):
+        yield build_tiny("gpt2", save_tiny(tiny_model("gpt2"), tmp_path_factory.mktemp("gpt2")))
+
+
+@pytest.fixture(scope="module")
+def sae(adapter, tmp_path_factory: pytest.TempPathFactory):
+    d = adapter.site(SITE).shape[-1]
+    g = torch.Generator().manual_seed(0)
+    w = {"W_enc": torch.randn(d, N_LATENTS, generator=g), "b_enc": torch.zeros(N_LATENTS),
+         "W_dec": torch.randn(N_LATENTS, d, generator=g), "b_dec": torch.zeros(d)}  # fmt: skip
+    path = tmp_path_factory.mktemp("sae") / "sae.safetensors"
+    save_file(w, path)
+    options = {"path": str(path), "site": SITE, "activation": "topk", "k": 4}
+    return PluginManager().build("feature_source", "sae", options)
+
+
+def batches(n: int, seed: int = 0) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, 100, (3, 10), generator=g) for _ in range(n)]
+
+
+INFO = {"model": "tiny-gpt2", "source": "sae:test", "dataset": "random ids"}
+
+
+def dense_truth(adapter, sae, data: list[torch.Tensor]) -> torch.Tensor:
+    rows = []
+    for ids in data:
+        h = adapter.forward(ids, capture=[SITE], return_logits=False).captures[SITE]
+        h = h.reshape(-1, h.shape[-1])
+        values, idx = (h @ sae.W_enc + sae.b_enc).topk(4, dim=-1)
+        rows.append(torch.zeros(len(h), N_LATENTS).scatter(1, idx, torch.relu(values)))
+    return torch.cat(rows)
+
+
+def test_every_stored_activation_is_the_encoding_of_the_captured_state(
+    adapter, sae, tmp_path: Path
+) -> None:
+    data = batches(5)
+    build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=4, progress=False)
+    cache = ActivationCache(tmp_path / "c")
+    assert len(cache.shards) == 3  # 5 batches of 3 contexts; a shard closes at >= 4: 6, 6, 3
+    truth = dense_truth(adapter, sae, data)
+    stored = torch.zeros_like(truth)
+    for index, tokens, values in cache.iter_latents():
+        assert np.all(np.diff(tokens.astype(np.int64)) > 0)  # ascending, no duplicates
+        stored[torch.from_numpy(tokens.astype(np.int64)), index] = torch.from_numpy(values)
+    assert torch.allclose(stored, truth, atol=2e-2, rtol=1e-3)  # float16 storage
+    assert np.array_equal(cache.tokens(), torch.cat(data).numpy())
+    stats = cache.stats()
+    nonzero = truth > 0
+    assert np.allclose(stats["frequency"], nonzero.float().mean(0).numpy())
+    assert np.allclose(stats["max"], truth.max(0).values.numpy(), atol=2e-2)
+
+
+def test_interrupted_cache_resumes_from_the_last_complete_shard(adapter, sae, tmp_path) -> None:
+    data = batches(6, seed=1)
+
+    def dying():
+        for i, ids in enumerate(data):
+            if i == 4:
+                raise KeyboardInterrupt
+            yield ids
+
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(
+            adapter, sae, dying(), tmp_path / "c", INFO, contexts_per_shard=3, progress=False
+        )
+    partial = ActivationCache(tmp_path / "c")
+    assert len(partial.shards) == 4 and not partial.manifest["complete"]
+
+    calls = []
+    original = adapter.forward
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    adapter.forward = counting
+    try:
+        build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=3, progress=False)
+    finally:
+        del adapter.forward
+    assert len(calls) == 2  # only the batches after the last complete shard
+    resumed = ActivationCache(tmp_path / "c")
+    fresh_dir = tmp_path / "fresh"
+    build_cache(adapter, sae, data, fresh_dir, INFO, contexts_per_shard=3, progress=False)
+    fresh = ActivationCache(fresh_dir)
+    for index in range(N_LATENTS):
+        a, b = resumed.latent(index), fresh.latent(index)
+        assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_a_cache_of_other_settings_is_refused(adapter, sae, tmp_path) -> None:
+    build_cache(adapter, sae, batches(1), tmp_path / "c", INFO, progress=False)
+    other = {**INFO, "dataset": "another corpus"}
+    with pytest.raises(CacheError, match="holds a cache of other settings"):
+        build_cache(adapter, sae, batches(1), tmp_path / "c", other, progress=False)
+    with pytest.raises(CacheError, match="latent 99 out of range"):
+        ActivationCache(tmp_path / "c").latent(99)
