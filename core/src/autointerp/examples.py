@@ -1,0 +1,155 @@
+"""Examples for a latent, built from the activation cache by lookup (never a scan of the cache).
+
+The token stream is cut into windows of ``window`` tokens (contexts are split, never joined). For
+one latent, only its own activations are read; per window its peak is computed vectorized. Train
+examples are the windows with the highest peaks; test examples are drawn from the remaining
+activating windows across activation quantiles; negatives are random windows where the latent never
+fires. The three sets are disjoint, and every draw comes from a generator seeded by (seed, latent),
+so any latent's examples are reproducible on their own: no global random state.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from autointerp.errors import AutointerpError
+from autointerp.types import Example, LatentRef
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from autointerp.cache import ActivationCache
+
+
+class ExamplesError(AutointerpError):
+    """Examples cannot be built with these settings (one-line message)."""
+
+
+@dataclass(frozen=True)
+class ExampleSettings:
+    """How many examples of each kind, and how wide (the peer tools' defaults)."""
+
+    window: int = 32
+    n_train: int = 40
+    n_test: int = 50
+    n_quantiles: int = 10
+    n_negatives: int = 50
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LatentExamples:
+    latent: LatentRef
+    train: list[Example]
+    test: list[Example]
+    negatives: list[Example]
+
+
+def latent_rng(seed: int, latent: LatentRef) -> np.random.Generator:
+    """A generator that depends only on (seed, latent)."""
+    import numpy as np
+
+    digest = hashlib.sha256(f"{seed}:{latent.source}:{latent.index}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+
+
+class ExampleBuilder:
+    """Builds :class:`LatentExamples` for any latent of one cache."""
+
+    def __init__(
+        self,
+        cache: ActivationCache,
+        source_key: str,
+        decode: Callable[[Sequence[int]], list[str]],
+        settings: ExampleSettings | None = None,
+    ) -> None:
+        self.cache = cache
+        self.source_key = source_key
+        self.decode = decode
+        self.settings = settings or ExampleSettings()
+        self.stream = cache.tokens().reshape(-1)
+        ctx = cache.ctx_len
+        w = self.settings.window
+        if w < 1 or ctx % w:
+            raise ExamplesError(f"window {w} must divide the cached context length {ctx}")
+        self.n_windows = len(self.stream) // w
+
+    def _example(self, window: int, tokens: np.ndarray, values: np.ndarray, kind: str) -> Example:
+        import numpy as np
+
+        w = self.settings.window
+        start = window * w
+        ids = self.stream[start : start + w]
+        acts = np.zeros(w, dtype=np.float32)
+        lo, hi = np.searchsorted(tokens, [start, start + w])
+        acts[tokens[lo:hi].astype(np.int64) - start] = values[lo:hi]
+        return Example(
+            tokens=tuple(int(t) for t in ids),
+            str_tokens=tuple(self.decode([int(t) for t in ids])),
+            activations=tuple(float(a) for a in acts),
+            kind=kind,
+        )
+
+    def build(self, index: int) -> LatentExamples:
+        """Train, test and negative examples of latent ``index``."""
+        import numpy as np
+
+        s = self.settings
+        latent = LatentRef(self.source_key, index)
+        tokens, values = self.cache.latent(index)
+        rng = latent_rng(s.seed, latent)
+        windows = tokens.astype(np.int64) // s.window
+        active, starts = np.unique(windows, return_index=True)
+        peaks = np.maximum.reduceat(values, starts) if len(values) else values
+        order = np.argsort(-peaks, kind="stable")
+        train_w = active[order[: s.n_train]]
+        rest, rest_peaks = active[order[s.n_train :]], peaks[order[s.n_train :]]
+        test_w = _quantile_sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
+        negatives_w = _negatives(self.n_windows, active, s.n_negatives, rng)
+
+        def make(ws: np.ndarray, kind: str) -> list[Example]:
+            return [self._example(int(w), tokens, values, kind) for w in ws]
+
+        return LatentExamples(
+            latent,
+            train=make(train_w, "top"),
+            test=[
+                self._example(int(w), tokens, values, f"quantile:{q}")
+                for w, q in zip(*test_w, strict=True)
+            ],
+            negatives=make(negatives_w, "random"),
+        )
+
+
+def _quantile_sample(
+    windows: np.ndarray, peaks: np.ndarray, n: int, n_quantiles: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` windows, an equal share from each activation quantile (0 = weakest)."""
+    import numpy as np
+
+    if not len(windows) or n <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(peaks, kind="stable")
+    bins = np.array_split(order, min(n_quantiles, len(order)))
+    per_bin = max(1, n // len(bins))
+    chosen, quantile = [], []
+    for q, members in enumerate(bins):
+        take = rng.choice(members, size=min(per_bin, len(members)), replace=False)
+        chosen.append(windows[take])
+        quantile.append(np.full(len(take), q))
+    return np.concatenate(chosen)[:n], np.concatenate(quantile)[:n]
+
+
+def _negatives(n_windows: int, active: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to ``n`` distinct random windows in which the latent never fires."""
+    import numpy as np
+
+    n_free = n_windows - len(active)
+    if n_free <= 0 or n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    # the k-th free window, for k drawn without replacement, found by searching the active ones
+    picks = np.sort(rng.choice(n_free, size=min(n, n_free), replace=False))
+    return picks + np.searchsorted(active - np.arange(len(active)), picks, side="right")
