@@ -122,3 +122,25 @@ def test_a_cache_of_other_settings_is_refused(adapter, sae, tmp_path) -> None:
         build_cache(adapter, sae, batches(1), tmp_path / "c", other, progress=False)
     with pytest.raises(CacheError, match="latent 99 out of range"):
         ActivationCache(tmp_path / "c").latent(99)
+
+
+def test_cache_command_on_a_corpus_file(adapter, tmp_path, autointerp_cli) -> None:
+    model_dir = save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    d = adapter.site(SITE).shape[-1]
+    g = torch.Generator().manual_seed(5)
+    w = {"W_enc": torch.randn(d, 24, generator=g), "b_enc": torch.zeros(24),
+         "W_dec": torch.randn(24, d, generator=g), "b_dec": torch.zeros(d)}  # fmt: skip
+    save_file(w, tmp_path / "sae.safetensors")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(f"paragraph {i} has some words in it" for i in range(40)))
+    args = ["cache", str(corpus), "--out", str(tmp_path / "run"), "-m", str(model_dir),
+            "-s", f'path="{tmp_path / "sae.safetensors"}"', "-s", f'site="{SITE}"',
+            "-s", 'activation="topk"', "-s", "k=3",
+            "--ctx-len", "16", "--batch-size", "2", "--max-tokens", "128"]  # fmt: skip
+    result = autointerp_cli(*args)
+    assert result.exit_code == 0, result.stderr
+    assert "cached 128 tokens of resid_post.1" in result.stdout
+    cache = ActivationCache(tmp_path / "run" / "cache" / SITE)
+    assert cache.manifest["complete"] and cache.tokens().shape == (8, 16)
+    again = autointerp_cli(*args)  # a finished cache is reused, not recomputed
+    assert again.exit_code == 0 and "cached 128 tokens" in again.stdout

@@ -23,19 +23,26 @@ OptionOpt = Annotated[
 ThreadsOpt = Annotated[int | None, typer.Option(help="torch threads (default: torch's choice).")]
 
 
-def load_adapter(
-    adapter: str, model: str | None, options: list[str] | None, threads: int | None = None
-) -> Any:
-    """Build ``adapter`` with ``model`` and ``KEY=VALUE`` options (values read as TOML)."""
+def parse_options(options: list[str] | None, flag: str = "--option") -> dict[str, Any]:
+    """``KEY=VALUE`` strings as a dict, values read as TOML (``3``, ``true``, ``"x"``)."""
     from autointerp.config import parse_value
-    from autointerp.plugins import get_plugin_manager
 
     opts: dict[str, Any] = {}
     for item in options or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--option {item!r}: expected KEY=VALUE")
+            raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
         opts[key.strip()] = parse_value(value)
+    return opts
+
+
+def load_adapter(
+    adapter: str, model: str | None, options: list[str] | None, threads: int | None = None
+) -> Any:
+    """Build ``adapter`` with ``model`` and ``KEY=VALUE`` options (values read as TOML)."""
+    from autointerp.plugins import get_plugin_manager
+
+    opts = parse_options(options)
     if model is not None:
         opts["model"] = model
     if threads:

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from autointerp import __version__
+from autointerp.adapter_cli import AdapterOpt, ModelOpt, OptionOpt, ThreadsOpt
 from autointerp.errors import AutointerpError
 
 console = Console()
@@ -193,6 +194,59 @@ def sites_command(
     for site in info["sites"]:
         table.add_row(site["name"], str(tuple(site["shape"])), site["module_path"])
     console.print(table)
+
+
+@app.command("cache")
+def cache_command(
+    corpus: Annotated[str, typer.Argument(help="txt/jsonl/parquet file or folder, or hf:NAME")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory (cache goes in OUT/cache).")],
+    source: Annotated[str, typer.Option(help="Feature source name.")] = "sae",
+    source_option: Annotated[
+        list[str] | None,
+        typer.Option("--source-option", "-s", metavar="KEY=VALUE", help="Feature source option."),
+    ] = None,
+    adapter: AdapterOpt = "transformers",
+    model: ModelOpt = None,
+    option: OptionOpt = None,
+    threads: ThreadsOpt = None,
+    ctx_len: Annotated[int, typer.Option(help="Tokens per context.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Contexts per forward pass.")] = 8,
+    max_tokens: Annotated[int, typer.Option(help="Stop after this many tokens.")] = 100_000,
+    bos: Annotated[bool, typer.Option(help="Start every context with BOS.")] = False,
+    text_field: Annotated[str, typer.Option(help="jsonl/parquet/dataset text field.")] = "text",
+) -> None:
+    """Cache a feature source's activations on a corpus (resumable; see autointerp.cache)."""
+    import itertools
+
+    from autointerp.adapter_cli import load_adapter, parse_options
+    from autointerp.cache import ActivationCache, build_cache
+    from autointerp.corpus import iter_texts, token_windows
+
+    built = load_adapter(adapter, model, option, threads)
+    src_opts = parse_options(source_option, "--source-option")
+    features = _plugins().build("feature_source", source, src_opts)
+    n_batches = max(1, max_tokens // (ctx_len * batch_size))
+    windows = token_windows(
+        built, iter_texts(corpus, text_field), seq_len=ctx_len, batch_size=batch_size, bos=bos
+    )
+    info = {
+        "adapter": adapter, "model": model, "adapter_options": parse_options(option),
+        "source": source, "source_options": src_opts, "corpus": corpus, "ctx_len": ctx_len,
+        "batch_size": batch_size, "max_tokens": max_tokens, "bos": bos,
+    }  # fmt: skip
+    cache_dir = out / "cache" / features.site
+    build_cache(
+        built, features, itertools.islice(windows, n_batches), cache_dir, info,
+        total_batches=n_batches,
+    )  # fmt: skip
+    cache = ActivationCache(cache_dir)
+    stats = cache.stats()
+    dead = int((stats["count"] == 0).sum())
+    console.print(
+        f"cached {cache.manifest['n_tokens']} tokens of {features.site} in {len(cache.shards)} "
+        f"shards at {cache_dir}; {cache.n_latents} latents, {dead} never fired",
+        highlight=False,
+    )
 
 
 @app.command("status")
