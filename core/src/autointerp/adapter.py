@@ -6,7 +6,8 @@ only through :class:`ModelAdapter`:
 - ``tokenizer``, ``n_layers``, ``d_model``, ``architecture`` and named
   :class:`~autointerp.types.Site` objects: ``resid_pre.L``, ``resid_post.L``, ``mlp_out.L``,
   ``attn_out.L`` where they exist
-  (``mixer_out.L`` for Mamba; RWKV's time-mix is ``attn_out.L``, its channel-mix ``mlp_out.L``), and
+  (``mixer_out.L`` for Mamba; RWKV's time-mix is ``attn_out.L``, its channel-mix ``mlp_out.L``),
+  ``mlp_neurons.L`` (a transformer MLP's hidden activations, width d_mlp), and
   for recurrent models the per-layer state (``conv_state.L`` / ``ssm_state.L`` for Mamba,
   ``time_mix_state.L`` / ``channel_mix_state.L`` for RWKV).
 - :meth:`ModelAdapter.forward`: token ids in; activations of the requested sites captured;
@@ -42,7 +43,7 @@ Positions = int | slice | tuple[int, ...] | None
 #: a recurrent state: state-site name (``ssm_state.3``) -> tensor ``[batch, *site.shape]``
 RecurrentState = dict[str, "torch.Tensor"]
 
-ACTIVATION_KINDS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mixer_out")
+ACTIVATION_KINDS = ("resid_pre", "resid_post", "attn_out", "mlp_out", "mlp_neurons", "mixer_out")
 
 
 class AdapterError(AutointerpError):

@@ -23,12 +23,16 @@ class Layout:
     attn: str
     mlp: str
     final_norm: str
+    #: the MLP's output projection, whose input is the MLP neurons (after the nonlinearity)
+    mlp_down: str
 
 
-LLAMA_LIKE = Layout("model.layers", "self_attn", "mlp", "model.norm")
+LLAMA_LIKE = Layout("model.layers", "self_attn", "mlp", "model.norm", "down_proj")
 LAYOUTS: Mapping[str, Layout] = {
-    "gpt2": Layout("transformer.h", "attn", "mlp", "transformer.ln_f"),
-    "gpt_neox": Layout("gpt_neox.layers", "attention", "mlp", "gpt_neox.final_layer_norm"),
+    "gpt2": Layout("transformer.h", "attn", "mlp", "transformer.ln_f", "c_proj"),
+    "gpt_neox": Layout(
+        "gpt_neox.layers", "attention", "mlp", "gpt_neox.final_layer_norm", "dense_4h_to_h"
+    ),
     **{
         name: LLAMA_LIKE
         for name in ("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "phi3")
@@ -42,6 +46,13 @@ def module_path(root: nn.Module, target: nn.Module) -> str:
         if module is target:
             return name
     raise UnsupportedModelError(f"module {type(target).__name__} is not part of the model")
+
+
+def _in_width(model: nn.Module, path: str) -> int:
+    """Input width of a projection: nn.Linear (in_features) or GPT-2's Conv1D (weight [in, out])."""
+    module = model.get_submodule(path)
+    width = getattr(module, "in_features", None) or getattr(module, "nx", None)
+    return int(width) if width is not None else int(module.weight.shape[0])
 
 
 def layout_for(model: nn.Module) -> Layout:
@@ -119,6 +130,8 @@ class TransformersAdapter(HFAdapter):
             table[f"resid_pre.{i}"] = (block, "input", d)
             table[f"attn_out.{i}"] = (f"{block}.{lay.attn}", "output", d)
             table[f"mlp_out.{i}"] = (f"{block}.{lay.mlp}", "output", d)
+            down = f"{block}.{lay.mlp}.{lay.mlp_down}"
+            table[f"mlp_neurons.{i}"] = (down, "input", (_in_width(self.model, down),))
             table[f"resid_post.{i}"] = (block, "output", d)
         return table
 

@@ -21,7 +21,14 @@ if TYPE_CHECKING:
 
 BACKENDS = ("hooks", "nnsight", "transformer_lens")
 #: execution order of sites inside one layer (nnsight visits modules in forward order)
-_ORDER = {"resid_pre": 0, "attn_out": 1, "mixer_out": 1, "mlp_out": 2, "resid_post": 3}
+_ORDER = {
+    "resid_pre": 0,
+    "attn_out": 1,
+    "mixer_out": 1,
+    "mlp_neurons": 2,
+    "mlp_out": 3,
+    "resid_post": 4,
+}
 
 
 def wrap_backend(adapter: HFAdapter, backend: str) -> HFAdapter:
@@ -95,6 +102,7 @@ _TL_HOOKS = {
     "resid_post": "hook_resid_post",
     "attn_out": "hook_attn_out",
     "mlp_out": "hook_mlp_out",
+    "mlp_neurons": "mlp.out.hook_in",
     "mixer_out": "hook_mixer_out",
 }
 _TL_HOOKS_RWKV = {**_TL_HOOKS, "attn_out": "hook_time_mix_out", "mlp_out": "hook_channel_mix_out"}

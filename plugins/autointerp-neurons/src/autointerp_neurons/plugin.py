@@ -1,0 +1,28 @@
+"""Registers the `neurons` feature source. Light: torch is imported only when a run builds it."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from autointerp import hookimpl
+from autointerp.config import ComponentConfig
+from autointerp.plugins import Register
+
+
+class NeuronsConfig(ComponentConfig):
+    """Which layer's MLP neurons, and how sparse."""
+
+    layer: int = Field(6, ge=0, description="transformer layer whose MLP neurons are the latents")
+    top_k: int | None = Field(
+        32, ge=1, description="keep the k most active neurons per token (None: every positive one)"
+    )
+
+
+@hookimpl
+def autointerp_register_feature_sources(register: Register) -> None:
+    register(
+        "neurons",
+        "autointerp_neurons.neurons:NeuronSource",
+        config=NeuronsConfig,
+        description="MLP neurons of a layer (site mlp_neurons.L), raw or top-k per token",
+    )
