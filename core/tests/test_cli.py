@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from autointerp import __version__, hookimpl
+from autointerp.errors import AutointerpError
 from autointerp.plugins import PluginManager, set_plugin_manager
 from autointerp.store import Store
 
@@ -122,12 +123,16 @@ def test_config_show_applies_overrides(autointerp_cli) -> None:
     assert data["explainer"] == {"name": "default", "temperature": 0.3}
 
 
+def _no_model(config):
+    raise AutointerpError("this test has no model")
+
+
 class EveryKind:
     """Registers one trivial component of every kind under the quickstart's default names."""
 
     @hookimpl
     def autointerp_register_model_adapters(self, register):
-        register("transformers", lambda c: c)
+        register("transformers", _no_model)
 
     @hookimpl
     def autointerp_register_feature_sources(self, register):
@@ -159,13 +164,13 @@ def only_every_kind():
 
 def test_run_validates_everything_before_work(only_every_kind, autointerp_cli, tmp_path) -> None:
     run_dir = tmp_path / "run"
-    ok = autointerp_cli("run", "--run-dir", str(run_dir))
-    assert ok.exit_code == 0, ok.stderr
+    stopped = autointerp_cli("run", "--run-dir", str(run_dir))
+    assert stopped.exit_code == 1 and stopped.stderr.strip() == "error: this test has no model"
     recorded = tomllib.loads((run_dir / "config.toml").read_text())
     assert recorded["run_dir"] == run_dir.as_posix()
     with Store.open(run_dir) as store:
         (run,) = store.runs()
-    assert run.config == recorded and run.status.startswith("stopped")
+    assert run.config == recorded and run.status == "interrupted"
 
     bad = autointerp_cli("run", "--scorer", "detecton", "--explainer", "nope")
     assert bad.exit_code == 1

@@ -143,9 +143,11 @@ def run_command(
         Path | None, typer.Option(help="Run directory (default runs/<name>).")
     ] = None,
 ) -> None:
-    """Run the pipeline: cache activations, explain latents, score explanations."""
+    """Run the pipeline: cache activations, build examples, explain latents, score explanations.
+
+    Rerun the same command to resume: finished work is skipped, failures are retried."""
     from autointerp.config import load_config
-    from autointerp.pipeline import finish_run, plan_run, prepare_run_dir
+    from autointerp.pipeline import execute, finish_run, plan_run, prepare_run_dir
 
     overrides = list(set_ or [])
     if run_dir is not None:
@@ -166,10 +168,39 @@ def run_command(
         table.add_row(step.field, step.component.name, step.component.distribution)
     console.print(table)
     run_path, run_id = prepare_run_dir(plan)
-    finish_run(run_path, run_id, "stopped: pipeline stages not implemented")
-    err_console.print(
-        f"[yellow]note[/]: the config is valid and recorded in {run_path / 'config.toml'}, but the "
-        "caching, explaining and scoring stages are not implemented yet: nothing was computed."
+    try:
+        summary = execute(plan, run_path, run_id)
+    except BaseException:
+        finish_run(run_path, run_id, "interrupted")
+        raise
+    finish_run(run_path, run_id, "finished")
+    _print_summary(run_path, run_id, summary)
+
+
+def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
+    from autointerp.store import Store
+
+    with Store.open(run_path) as store:
+        explanations = {e.latent: e for e in store.explanations(run_id)}
+        scores: dict[Any, dict[str, Any]] = {}
+        for s in store.scores(run_id):
+            scores.setdefault(s.latent, {})[s.scorer] = s.value
+        failures = store.failures(run_id)
+    scorers = list(summary.scores)
+    table = Table(box=box.SIMPLE_HEAD, title=f"{run_path}: {len(summary.latents)} latents")
+    for col in ("latent", "explanation", *scorers):
+        table.add_column(col, overflow="fold")
+    for ref in summary.latents:
+        e = explanations.get(ref)
+        text = e.text if e else "[red]failed[/]"
+        cells = [scores.get(ref, {}).get(name) for name in scorers]
+        table.add_row(str(ref.index), text, *("-" if v is None else f"{v:.2f}" for v in cells))
+    console.print(table)
+    if failures:
+        err_console.print(f"{len(failures)} failures recorded; see `autointerp status {run_path}`")
+    console.print(
+        f"results: {run_path / 'results.sqlite'}; export with `autointerp export {run_path}`",
+        highlight=False,
     )
 
 

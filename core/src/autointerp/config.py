@@ -59,6 +59,36 @@ class Selection(BaseModel):
         return {"name": self.name, **self.options}
 
 
+class CorpusSettings(BaseModel):
+    """The text the subject model reads while its activations are cached."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(
+        "builtin:python-docs",
+        description="txt/jsonl/parquet file or folder, hf:NAME[:SPLIT], or builtin:python-docs",
+    )
+    text_field: str = Field("text", description="field or column holding the text")
+    ctx_len: int = Field(64, ge=2, description="tokens per context")
+    batch_size: int = Field(8, ge=1, description="contexts per forward pass")
+    n_tokens: int = Field(16384, ge=1, description="tokens to cache")
+    bos: bool = Field(False, description="start every context with BOS")
+
+
+class LatentSettings(BaseModel):
+    """Which latents to explain and score, and their examples."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n: int = Field(5, ge=1, description="latents to explain (the first that fire often enough)")
+    indices: list[int] | None = Field(None, description="explicit latent indices instead of n")
+    min_activations: int = Field(10, ge=1, description="skip latents firing fewer times")
+    window: int = Field(32, ge=2, description="tokens per example (divides ctx_len)")
+    n_train: int = Field(10, ge=1, description="examples shown to the explainer")
+    n_test: int = Field(5, ge=0, description="held-out activating examples for scoring")
+    n_negatives: int = Field(5, ge=0, description="non-activating examples for scoring")
+
+
 class RunConfig(BaseModel):
     """Everything a run needs. Stages select components by name; see ``autointerp plugins``."""
 
@@ -80,6 +110,11 @@ class RunConfig(BaseModel):
     llm: Selection = Field(description="the LLM client used by the explainer and LLM-based scorers")
     scorers: list[Selection] = Field(default_factory=list, description="scorers, run in order")
     executor: Selection | None = Field(None, description="where work runs; default: in process")
+    corpus: CorpusSettings = Field(default_factory=CorpusSettings, description="cached text")
+    latents: LatentSettings = Field(
+        default_factory=LatentSettings, description="latents to explain"
+    )
+    concurrency: int = Field(64, ge=1, description="latents in flight in the LLM stages")
 
     @property
     def resolved_run_dir(self) -> Path:
@@ -97,6 +132,9 @@ class RunConfig(BaseModel):
             if sel is not None:
                 out[key] = sel.as_table()
         out["scorers"] = [s.as_table() for s in self.scorers]
+        out["concurrency"] = self.concurrency
+        out["corpus"] = self.corpus.model_dump(exclude_none=True)
+        out["latents"] = self.latents.model_dump(exclude_none=True)
         return out
 
     def selections(self) -> list[tuple[str, str, Selection]]:

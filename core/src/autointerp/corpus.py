@@ -72,10 +72,25 @@ def _parquet_texts(file: Path, text_field: str) -> Iterator[str]:
         yield from (str(t) for t in batch.column(0).to_pylist() if t is not None)
 
 
+BUILTIN = {"builtin:python-docs": "Python's language reference (pydoc_data), offline"}
+
+
+def _builtin_texts(name: str) -> Iterator[str]:
+    if name != "builtin:python-docs":
+        raise CorpusError(f"unknown corpus {name!r}; built in: {', '.join(BUILTIN)}")
+    from pydoc_data.topics import topics
+
+    for key in sorted(topics):
+        yield from (p.strip() + "\n" for p in topics[key].split("\n\n") if p.strip())
+
+
 def iter_texts(path: str | Path, text_field: str = "text") -> Iterator[str]:
-    """Yield the texts of a corpus file, folder or ``hf:`` dataset, lazily."""
+    """Yield the texts of a corpus file, folder, ``hf:`` dataset or built-in corpus, lazily."""
     if isinstance(path, str) and path.startswith("hf:"):
         yield from _hf_texts(path, text_field)
+        return
+    if isinstance(path, str) and path.startswith("builtin:"):
+        yield from _builtin_texts(path)
         return
     for file in _files(Path(path)):
         if file.suffix == ".parquet":

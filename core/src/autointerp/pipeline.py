@@ -64,13 +64,16 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
 
 def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
     """Create the run directory, record the resolved config (``config.toml``) and open a run in
-    the results store; returns the directory and the run id."""
+    the results store, or reopen the run with this exact config (resume); returns the directory
+    and the run id."""
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     table = plan.config.as_table()
     (run_dir / "config.toml").write_text(dump_toml(table), encoding="utf-8")
     with Store.open(run_dir) as store:
-        run_id = store.start_run(plan.config.name, table)
+        # the same config again is the same run, resumed; another config is a new run
+        same = [r.id for r in store.runs() if r.name == plan.config.name and r.config == table]
+        run_id = same[-1] if same else store.start_run(plan.config.name, table)
     return run_dir, run_id
 
 
@@ -271,3 +274,130 @@ async def score_explanations(
     )
     result.skipped = summary.skipped
     return result
+
+
+# -- the whole run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    cache_dir: Path
+    latents: list[LatentRef]
+    explain: StageSummary
+    scores: dict[str, StageSummary]
+
+
+def _decoder(tokenizer: Any) -> Any:
+    from functools import lru_cache
+
+    @lru_cache(maxsize=1 << 16)
+    def one(token: int) -> str:
+        return tokenizer.decode([token])
+
+    return lambda ids: [one(int(t)) for t in ids]
+
+
+def execute(plan: Plan, run_dir: Path, run_id: int, *, progress: bool = True) -> RunSummary:
+    """Cache -> examples -> explain -> score, every result committed as it completes.
+
+    Rerunning on the same run directory resumes: the cache continues after its last complete
+    shard, and latents already explained or scored are skipped.
+    """
+    import itertools
+
+    from autointerp.cache import ActivationCache, build_cache
+    from autointerp.corpus import iter_texts, token_windows
+    from autointerp.examples import ExampleBuilder, ExampleSettings
+    from autointerp.llm import wrap
+
+    config = plan.config
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    adapter = plan.step("model").component.build(plan.step("model").options)
+    source_step = plan.step("feature_source")
+    source = source_step.component.build(source_step.options)
+    c = config.corpus
+    windows = token_windows(
+        adapter, iter_texts(c.path, c.text_field), seq_len=c.ctx_len, batch_size=c.batch_size,
+        bos=c.bos, seed=config.seed,
+    )  # fmt: skip
+    n_batches = max(1, c.n_tokens // (c.ctx_len * c.batch_size))
+    info = {
+        "model": plan.step("model").options.model_dump(),
+        "adapter": plan.step("model").component.name,
+        "source": source_step.component.name,
+        "source_options": source_step.options.model_dump(),
+        "corpus": c.model_dump(),
+        "seed": config.seed,
+    }
+    cache_dir = build_cache(
+        adapter, source, itertools.islice(windows, n_batches), run_dir / "cache" / source.site,
+        info, progress=progress, total_batches=n_batches,
+    )  # fmt: skip
+    cache = ActivationCache(cache_dir)
+    stats = cache.stats()
+    key = f"{source_step.component.name}/{source.site}"
+    lat = config.latents
+    if lat.indices is not None:
+        chosen = [i for i in lat.indices if 0 <= i < cache.n_latents]
+    else:
+        eligible = (stats["count"] >= lat.min_activations).nonzero()[0]
+        chosen = [int(i) for i in eligible[: lat.n]]
+    latents = [LatentRef(key, i) for i in chosen]
+    with Store.open(run_dir) as store:
+        store.put_latents(
+            run_id, key,
+            [{"index": i, "frequency": float(stats["frequency"][i]),
+              "max_activation": float(stats["max"][i]), "mean": float(stats["mean"][i])}
+             for i in chosen],
+        )  # fmt: skip
+    settings = ExampleSettings(
+        window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
+        n_negatives=lat.n_negatives, seed=config.seed,
+    )  # fmt: skip
+    builder = ExampleBuilder(cache, key, _decoder(adapter.tokenizer), settings)
+    built = {ref: builder.build(ref.index) for ref in latents}
+
+    explainer_step, llm_step = plan.step("explainer"), plan.step("llm")
+    explainer = explainer_step.component.build(explainer_step.options)
+    backend = llm_step.component.build(llm_step.options)
+
+    async def llm_stages(store: Store) -> tuple[StageSummary, dict[str, StageSummary]]:
+        llm = wrap(backend, store=store, run_id=run_id)
+        llm.check()
+        try:
+            for ref, ex in built.items():
+                store.put_examples(run_id, ref, [*ex.train, *ex.test, *ex.negatives])
+            work = [
+                LatentWork(ref, ex.train, ex.negatives, ()) for ref, ex in built.items() if ex.train
+            ]
+            explained = await explain_latents(
+                work, explainer, explainer_step.component.name, llm, store, run_id,
+                concurrency=config.concurrency, seed=config.seed, total=len(work),
+                progress=progress,
+            )  # fmt: skip
+            scored: dict[str, StageSummary] = {}
+            explanations = store.explanations(run_id, explainer_step.component.name)
+            for step in plan.steps:
+                if step.component.kind != "scorer":
+                    continue
+                scorer = step.component.build(step.options)
+                items = [
+                    ScoreWork(e, built[e.latent].test, built[e.latent].negatives)
+                    for e in explanations
+                    if e.latent in built
+                ]
+                scored[step.component.name] = await score_explanations(
+                    items, scorer, step.component.name, store, run_id, llm=llm, adapter=adapter,
+                    concurrency=config.concurrency, seed=config.seed, total=len(items),
+                    progress=progress,
+                )  # fmt: skip
+            return explained, scored
+        finally:
+            await llm.aclose()
+
+    with Store.open(run_dir) as store:
+        explained, scored = asyncio.run(llm_stages(store))
+    return RunSummary(cache_dir, latents, explained, scored)

@@ -1,0 +1,91 @@
+"""`autointerp run` end to end, offline: a tiny model, MLP neurons, the built-in corpus, and the
+scripted LLM server behind the real OpenAI-compatible client. A rerun resumes and pays nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autointerp.store import Store
+from autointerp.testing.adapters import save_tiny, tiny_model
+from autointerp.testing.llm_server import ScriptedLLMServer
+
+
+def respond(request) -> str:
+    turn = request.body["messages"][-1]["content"]
+    n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
+    return "Explanation: code words\nAnswer: [" + ", ".join(["1"] * n) + "]"
+
+
+def config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
+    model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f"""
+name = "e2e"
+run_dir = "{(tmp_path / "run").as_posix()}"
+concurrency = 4
+
+[model]
+name = "transformers"
+model = "{model.as_posix()}"
+
+[feature_source]
+name = "neurons"
+layer = 1
+top_k = 8
+
+[explainer]
+name = "default"
+
+[llm]
+name = "openai-compatible"
+base_url = "{server.openai_base_url}"
+backoff_base_s = 0.01
+
+[[scorers]]
+name = "detection"
+
+[corpus]
+ctx_len = 32
+batch_size = 4
+n_tokens = 1024
+
+[latents]
+n = 4
+min_activations = 3
+window = 16
+n_train = 5
+n_test = 4
+n_negatives = 4
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_run_caches_explains_scores_and_resumes(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
+) -> None:
+    autointerp_llm_server.responder = respond
+    path = config(tmp_path, autointerp_llm_server)
+    first = autointerp_cli("run", str(path))
+    assert first.exit_code == 0, first.stderr
+    assert "code words" in first.stdout
+    run_dir = tmp_path / "run"
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        assert run.status == "finished"
+        explanations = store.explanations(run.id)
+        scores = store.scores(run.id, "detection")
+        assert len(explanations) == 4 and len(store.latents(run.id)) == 4
+        assert len(scores) == 4 and all(s.value is not None for s in scores)
+        assert all(store.examples(run.id, e.latent) for e in explanations)
+    requests = len(autointerp_llm_server.requests)
+    assert requests >= 8  # one explanation and at least one detection call per latent
+
+    again = autointerp_cli("run", str(path))
+    assert again.exit_code == 0, again.stderr
+    assert len(autointerp_llm_server.requests) == requests  # cached: not one request repeated
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()  # the same run, resumed: every latent still stored exactly once
+        assert len(store.explanations(run.id)) == 4 and len(store.scores(run.id)) == 4
