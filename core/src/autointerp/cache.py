@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,9 +152,16 @@ def build_cache(
         _atomic_write_json(manifest_path, manifest)
         shard = _Shard([], [], [], [])
 
-    columns = [TextColumn("caching {task.description}"), BarColumn(), MofNCompleteColumn()]
+    columns = [
+        TextColumn("caching {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+    ]
+    started = time.perf_counter()
+    computed_tokens = 0  # this session's forward passes, for the tokens/s figure
     with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task(source.site, total=total_batches)
+        task = bar.add_task(source.site, total=total_batches, rate="")
         for ids in batches:
             b, t = ids.shape
             if ctx_len is None:
@@ -177,7 +185,9 @@ def build_cache(
             shard.value.append(value)
             shard.n_contexts += b
             seen_contexts += b
-            bar.advance(task)
+            computed_tokens += b * t
+            rate = computed_tokens / max(time.perf_counter() - started, 1e-9)
+            bar.update(task, advance=1, rate=f"{rate:,.0f} tokens/s")
             if shard.n_contexts >= contexts_per_shard:
                 close_shard()
         close_shard()
