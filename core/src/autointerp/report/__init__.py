@@ -1,0 +1,1 @@
+"""Reports on finished runs: the HTML report, plots, run comparisons and their statistics."""
