@@ -22,13 +22,18 @@ def cached(tmp_path_factory: pytest.TempPathFactory):
         adapter = build_tiny("gpt2", save_tiny(tiny_model("gpt2"), root / "model"))
         d = adapter.site(SITE).shape[-1]
         g = torch.Generator().manual_seed(0)
-        w = {"W_enc": torch.randn(d, N_LATENTS, generator=g), "b_enc": -torch.ones(N_LATENTS),
+        data = [torch.randint(0, 100, (4, 16), generator=g) for _ in range(10)]
+        # scaled so pre-activations are ~N(0, 1): latents fire on 1-30 % of tokens, leaving both
+        # activating and silent windows (a tiny model's residual stream is small)
+        h0 = adapter.forward(data[0], capture=[SITE], return_logits=False).captures[SITE]
+        scale = float(h0.std()) * d**0.5
+        w = {"W_enc": torch.randn(d, N_LATENTS, generator=g) / scale,
+             "b_enc": -torch.linspace(0.5, 2.3, N_LATENTS),
              "W_dec": torch.randn(N_LATENTS, d, generator=g), "b_dec": torch.zeros(d)}  # fmt: skip
         save_file(w, root / "sae.safetensors")
         sae = PluginManager().build(
             "feature_source", "sae", {"path": str(root / "sae.safetensors"), "site": SITE}
         )
-        data = [torch.randint(0, 100, (4, 16), generator=g) for _ in range(10)]
         build_cache(adapter, sae, data, root / "cache", {"m": 1}, contexts_per_shard=8,
                     progress=False)  # fmt: skip
         truth = []
@@ -48,9 +53,11 @@ def builder(cached, **settings) -> ExampleBuilder:
     return ExampleBuilder(cache, "sae/resid_post.0", decode, ExampleSettings(**settings))
 
 
-def test_train_examples_are_the_true_top_windows(cached) -> None:
+@pytest.mark.parametrize("negatives", ["random", "similar", "mixed"])
+def test_train_examples_are_the_true_top_windows(cached, negatives: str) -> None:
     _, truth, _ = cached
-    b = builder(cached, window=WINDOW, n_train=5, n_test=6, n_negatives=7)
+    b = builder(cached, window=WINDOW, n_train=5, n_test=6, n_negatives=7, negatives=negatives)
+    n_fired = 0
     for index in range(N_LATENTS):
         peaks = truth[:, index].reshape(-1, WINDOW).max(1)
         fired = np.flatnonzero(peaks > 0)
@@ -59,10 +66,67 @@ def test_train_examples_are_the_true_top_windows(cached) -> None:
         got = np.array([e.max_activation for e in ex.train])
         assert np.allclose(got, expected, atol=2e-2, rtol=1e-3), index
         assert all(e.max_activation == 0 for e in ex.negatives)
+        silent = truth[:, index].reshape(-1, WINDOW).max(1) == 0
+        assert all(silent[window_of(b, e)] for e in ex.negatives), index
         keys = [{e.key for e in s} for s in (ex.train, ex.test, ex.negatives)]
         assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
         assert len(ex.negatives) == min(7, len(peaks) - len(fired))
         assert len(ex.test) <= 6 and all(e.max_activation > 0 for e in ex.test)
+        assert len(ex.train) == min(5, len(fired))
+        n_fired += len(fired)
+    assert n_fired > 0  # the check above is not vacuous
+
+
+def window_of(b: ExampleBuilder, example) -> int:
+    (w,) = np.flatnonzero((b.stream.reshape(-1, WINDOW) == example.tokens).all(1))[:1]
+    return int(w)
+
+
+def test_similar_negatives_hold_the_top_tokens_and_are_silent(cached) -> None:
+    cache, truth, _ = cached
+    b = builder(cached, window=WINDOW, n_negatives=6, negatives="similar", similar_tokens=3)
+    windows = b.stream.reshape(-1, WINDOW)
+    n_similar = 0
+    for index in range(N_LATENTS):
+        dense = truth[:, index]
+        fired = dense > 0
+        # the expected top ids: distinct ids at the strongest activations, from the dense truth
+        order = np.argsort(-dense, kind="stable")[: int(fired.sum())]
+        top = list(dict.fromkeys(b.stream[order].tolist()))[:3]
+        tokens, values = cache.latent(index)
+        assert sorted(b.top_token_ids(tokens, values).tolist()) == sorted(top), index
+        silent = dense.reshape(-1, WINDOW).max(1) == 0
+        pool = np.flatnonzero(silent & np.isin(windows, top).any(1))
+        ex = b.build(index)
+        similar = [window_of(b, e) for e in ex.negatives if e.kind == "similar"]
+        assert len(similar) == min(6, len(pool)), index
+        assert set(similar) <= set(pool.tolist())
+        assert len(ex.negatives) == min(6, int(silent.sum()))  # topped up at random
+        n_similar += len(similar)
+    assert n_similar > 0  # the fixture has latents with silent same-token windows
+
+
+def test_mixed_negatives_split_between_similar_and_random(cached) -> None:
+    b = builder(cached, window=WINDOW, n_negatives=6, negatives="mixed")
+    kinds = [[e.kind for e in b.build(i).negatives] for i in range(N_LATENTS)]
+    assert all(k.count("similar") <= 3 for k in kinds)
+    assert any(k.count("similar") == 3 and k.count("random") == 3 for k in kinds)
+    again = builder(cached, window=WINDOW, n_negatives=6, negatives="mixed")
+    assert all(again.build(i) == b.build(i) for i in range(N_LATENTS))
+
+
+def test_embedding_neighbours_extend_the_similar_tokens(cached) -> None:
+    cache, _, decode = cached
+    tokens, values = cache.latent(0)
+    plain = ExampleBuilder(cache, "k", decode, ExampleSettings(window=WINDOW, similar_tokens=1))
+    (top,) = plain.top_token_ids(tokens, values)
+    emb = np.random.default_rng(0).normal(size=(128, 4))
+    emb[7] = emb[top] * 2 + 1e-3  # token 7 points the same way as the top token
+    b = ExampleBuilder(cache, "k", decode, embeddings=emb, settings=ExampleSettings(
+        window=WINDOW, similar_tokens=1, similar_neighbours=1, negatives="similar"))  # fmt: skip
+    assert b.top_token_ids(tokens, values).tolist() == sorted({int(top), 7})
+    with pytest.raises(ExamplesError, match="needs the model's token embeddings"):
+        ExampleBuilder(cache, "k", decode, ExampleSettings(window=WINDOW, similar_neighbours=2))
 
 
 def test_example_activations_match_the_dense_truth_token_by_token(cached) -> None:
@@ -76,10 +140,12 @@ def test_example_activations_match_the_dense_truth_token_by_token(cached) -> Non
         assert len(e.str_tokens) == WINDOW
 
 
-def test_reproducible_per_latent_and_seed(cached) -> None:
-    a = builder(cached, window=WINDOW, seed=1).build(3)
-    b = builder(cached, window=WINDOW, seed=1).build(3)
-    c = builder(cached, window=WINDOW, seed=2).build(3)
+@pytest.mark.parametrize("negatives", ["random", "similar", "mixed"])
+def test_reproducible_per_latent_and_seed(cached, negatives: str) -> None:
+    # latent 12 fires in a few windows: many silent ones to choose from
+    a = builder(cached, window=WINDOW, seed=1, n_negatives=8, negatives=negatives).build(12)
+    b = builder(cached, window=WINDOW, seed=1, n_negatives=8, negatives=negatives).build(12)
+    c = builder(cached, window=WINDOW, seed=2, n_negatives=8, negatives=negatives).build(12)
     assert a == b
     assert [e.tokens for e in a.negatives] != [e.tokens for e in c.negatives]
 

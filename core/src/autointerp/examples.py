@@ -3,9 +3,11 @@
 The token stream is cut into windows of ``window`` tokens (contexts are split, never joined). For
 one latent, only its own activations are read; per window its peak is computed vectorized. Train
 examples are the windows with the highest peaks; test examples are drawn from the remaining
-activating windows across activation quantiles; negatives are random windows where the latent never
-fires. The three sets are disjoint, and every draw comes from a generator seeded by (seed, latent),
-so any latent's examples are reproducible on their own: no global random state.
+activating windows across activation quantiles; negatives are windows where the latent never fires,
+drawn at random or from similar contexts ("hard" negatives: windows holding the tokens the latent
+fires on most, or their nearest neighbours in the model's embedding space, where it stays silent).
+The sets are disjoint, and every draw comes from a generator seeded by (seed, latent), so any
+latent's examples are reproducible on their own: no global random state.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from autointerp.errors import AutointerpError
 from autointerp.types import Example, LatentRef
@@ -37,6 +39,13 @@ class ExampleSettings:
     n_test: int = 50
     n_quantiles: int = 10
     n_negatives: int = 50
+    #: "random": any silent window; "similar": silent windows holding the latent's top tokens
+    #: (topped up at random when too few exist); "mixed": half similar, half random
+    negatives: Literal["random", "similar", "mixed"] = "random"
+    #: distinct top-activating token ids that define "similar" contexts
+    similar_tokens: int = 5
+    #: embedding-space neighbours added per top token (needs ``embeddings`` in the builder)
+    similar_neighbours: int = 0
     seed: int = 0
 
 
@@ -65,7 +74,10 @@ class ExampleBuilder:
         source_key: str,
         decode: Callable[[Sequence[int]], list[str]],
         settings: ExampleSettings | None = None,
+        *,
+        embeddings: np.ndarray | None = None,
     ) -> None:
+        """``embeddings``: the model's token embeddings ``[vocab, d]``, for neighbour negatives."""
         self.cache = cache
         self.source_key = source_key
         self.decode = decode
@@ -76,6 +88,66 @@ class ExampleBuilder:
         if w < 1 or ctx % w:
             raise ExamplesError(f"window {w} must divide the cached context length {ctx}")
         self.n_windows = len(self.stream) // w
+        if self.settings.negatives not in ("random", "similar", "mixed"):
+            raise ExamplesError(
+                f"negatives = {self.settings.negatives!r}: expected random, similar or mixed"
+            )
+        if self.settings.similar_neighbours and embeddings is None:
+            raise ExamplesError("similar_neighbours needs the model's token embeddings")
+        self.embeddings = embeddings
+        self._by_token: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _token_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """Stream positions sorted by token id, and the sorted ids: an inverted index built once,
+        so finding a token's occurrences is a binary search, not a scan per latent."""
+        import numpy as np
+
+        if self._by_token is None:
+            order = np.argsort(self.stream, kind="stable")
+            self._by_token = order, self.stream[order]
+        return self._by_token
+
+    def top_token_ids(self, tokens: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Up to ``similar_tokens`` distinct token ids the latent fires on, strongest first,
+        with their embedding-space neighbours when asked for."""
+        import numpy as np
+
+        s = self.settings
+        if not len(values):
+            return np.zeros(0, dtype=np.int64)
+        ids = self.stream[tokens.astype(np.int64)]
+        order = np.argsort(-values, kind="stable")
+        first = np.unique(ids[order], return_index=True)[1]
+        top = ids[order][np.sort(first)][: s.similar_tokens]
+        if s.similar_neighbours and self.embeddings is not None:
+            top = np.unique(np.concatenate([top, self._neighbours(top)]))
+        return top
+
+    def _neighbours(self, ids: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        assert self.embeddings is not None
+        e = self.embeddings / np.maximum(
+            np.linalg.norm(self.embeddings, axis=1, keepdims=True), 1e-12
+        )
+        sims = e[ids] @ e.T  # [len(ids), vocab]
+        sims[np.arange(len(ids)), ids] = -np.inf
+        k = min(self.settings.similar_neighbours, sims.shape[1] - 1)
+        return np.argpartition(-sims, k - 1, axis=1)[:, :k].reshape(-1) if k > 0 else ids[:0]
+
+    def similar_windows(self, ids: np.ndarray, active: np.ndarray) -> np.ndarray:
+        """Windows (ascending) holding any of ``ids`` where the latent never fires."""
+        import numpy as np
+
+        order, sorted_ids = self._token_index()
+        lo = np.searchsorted(sorted_ids, ids, side="left")
+        hi = np.searchsorted(sorted_ids, ids, side="right")
+        counts = hi - lo
+        # the positions of every chosen id, gathered without a loop: runs [lo, hi) of `order`
+        idx = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        windows = np.unique(order[idx] // self.settings.window)
+        windows = windows[windows < self.n_windows]
+        return windows[~np.isin(windows, active, assume_unique=True)]
 
     def _example(self, window: int, tokens: np.ndarray, values: np.ndarray, kind: str) -> Example:
         import numpy as np
@@ -108,7 +180,7 @@ class ExampleBuilder:
         train_w = active[order[: s.n_train]]
         rest, rest_peaks = active[order[s.n_train :]], peaks[order[s.n_train :]]
         test_w = _quantile_sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
-        negatives_w = _negatives(self.n_windows, active, s.n_negatives, rng)
+        negatives_w, negative_kinds = self._pick_negatives(tokens, values, active, rng)
 
         def make(ws: np.ndarray, kind: str) -> list[Example]:
             return [self._example(int(w), tokens, values, kind) for w in ws]
@@ -120,8 +192,29 @@ class ExampleBuilder:
                 self._example(int(w), tokens, values, f"quantile:{q}")
                 for w, q in zip(*test_w, strict=True)
             ],
-            negatives=make(negatives_w, "random"),
+            negatives=[
+                self._example(int(w), tokens, values, kind)
+                for w, kind in zip(negatives_w, negative_kinds, strict=True)
+            ],
         )
+
+    def _pick_negatives(
+        self, tokens: np.ndarray, values: np.ndarray, active: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[str]]:
+        """Negative windows and their kinds ("similar" first, then "random")."""
+        import numpy as np
+
+        s = self.settings
+        if s.negatives == "random":
+            picked = _negatives(self.n_windows, active, s.n_negatives, rng)
+            return picked, ["random"] * len(picked)
+        want = s.n_negatives if s.negatives == "similar" else s.n_negatives // 2
+        pool = self.similar_windows(self.top_token_ids(tokens, values), active)
+        similar = np.sort(rng.choice(pool, size=min(want, len(pool)), replace=False))
+        # the rest at random among silent windows not already taken
+        taken = np.union1d(active, similar)
+        rest = _negatives(self.n_windows, taken, s.n_negatives - len(similar), rng)
+        return np.concatenate([similar, rest]), ["similar"] * len(similar) + ["random"] * len(rest)
 
 
 def _quantile_sample(
