@@ -104,13 +104,17 @@ class HookSession:
     interventions: Sequence[Intervention]
     seq_len: int
     offset: int = 0
+    #: raise :class:`StopForward` once every captured activation site has its value (a call
+    #: that returns neither logits nor state needs no later layer)
+    stop_when_captured: bool = False
     pieces: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     #: site name -> function applying that site's edits and capture to its activation
     hooks: dict[str, Any] = field(default_factory=dict)
     _handles: list[Any] = field(default_factory=list)
+    _n_wanted: int = 0
 
     def install(self) -> None:
-
+        self._n_wanted = sum(n.rsplit(".", 1)[0] in ACTIVATION_KINDS for n in set(self.capture))
         by_site: dict[str, list[tuple[Intervention, torch.Tensor | None]]] = {}
         for iv in self.interventions:
             by_site.setdefault(iv.site, []).append((iv, self._position_mask(iv)))
@@ -165,6 +169,8 @@ class HookSession:
                     x = x.index_copy(1, idx, iv.edit(x.index_select(1, idx)))
             if keep:
                 self.pieces.setdefault(name, []).append(x.detach())
+                if self.stop_when_captured and len(self.pieces) == self._n_wanted:
+                    raise StopForward
             return x
 
         return hook
@@ -186,6 +192,10 @@ class HookSession:
         }
 
 
+class StopForward(Exception):
+    """Raised by a hook once the last wanted site is captured: the layers after it never run."""
+
+
 def _pre(args: tuple[Any, ...], kwargs: dict[str, Any], hook: Any) -> Any:
     if args:
         return (hook(args[0]), *args[1:]), kwargs
@@ -199,9 +209,10 @@ def hook_session(
     capture: Sequence[str],
     interventions: Sequence[Intervention],
     seq_len: int,
+    stop: bool = False,
 ) -> Iterator[HookSession]:
     """Install hooks for one call and always remove them afterwards."""
-    session = HookSession(points, capture, interventions, seq_len)
+    session = HookSession(points, capture, interventions, seq_len, stop_when_captured=stop)
     session.install()
     try:
         yield session
@@ -370,18 +381,30 @@ class HFAdapter(ModelAdapter):
         if attention_mask is not None:
             attention_mask = attention_mask.to(self.device)
         points = self.points if self.engine is None else {}  # an engine applies hooks itself
+        # only captures are returned: stop the model right after the deepest one (no wasted
+        # layers). A call from a state may run token by token, and a backend engine (nnsight,
+        # TransformerLens) runs its own call, so those always run to the end.
+        stop = (
+            bool(capture)
+            and not (return_logits or return_state or state_wanted)
+            and state is None
+            and self.engine is None
+        )
         with (
             torch.no_grad(),
-            hook_session(points, capture, interventions, input_ids.shape[1]) as session,
+            hook_session(points, capture, interventions, input_ids.shape[1], stop) as session,
         ):
-            logits, final = self._run(
-                input_ids,
-                attention_mask,
-                state,
-                return_state or bool(state_wanted),
-                return_logits,
-                session,
-            )
+            try:
+                logits, final = self._run(
+                    input_ids,
+                    attention_mask,
+                    state,
+                    return_state or bool(state_wanted),
+                    return_logits,
+                    session,
+                )
+            except StopForward:
+                logits, final = None, None
         captures = session.captures()
         for name in state_wanted:
             assert final is not None

@@ -286,6 +286,49 @@ class AdapterConformance:
         assert bare.logits is None
         _close(bare.captures[site], full.captures[site], 1e-6, site)
 
+    def test_forward_without_logits_stops_after_the_deepest_site(
+        self, adapter: ModelAdapter, ids: torch.Tensor
+    ) -> None:
+        """``return_logits=False`` runs no layer after the deepest captured site: forward hooks
+        count the blocks that ran, a pre-hook on the final norm that it was never entered."""
+        model = getattr(adapter, "model", None)
+        if model is None or adapter.n_layers < 2:
+            pytest.skip("needs an adapter over a torch model with two layers or more")
+        if getattr(adapter, "engine", None) is not None:
+            pytest.skip("nnsight / TransformerLens backends run the whole model (hooks only)")
+        blocks = [
+            model.get_submodule(adapter.site(f"resid_pre.{i}").module_path)
+            for i in range(adapter.n_layers)
+        ]
+        entered: list[int] = []
+        handles = [
+            b.register_forward_hook(lambda *_a, i=i: entered.append(i))
+            for i, b in enumerate(blocks)
+        ]
+        norm_path = getattr(adapter, "final_norm_path", "")
+        if norm_path:
+            handles.append(
+                model.get_submodule(norm_path).register_forward_pre_hook(
+                    lambda *_a: entered.append(-1)
+                )
+            )
+        try:
+            cases = {  # captured sites -> the blocks that run to their end
+                ("resid_post.0",): [0],
+                ("resid_pre.1", "resid_post.0"): [0],  # resid_pre.1 is block 1's input
+                ("resid_post.1", "resid_pre.0"): [0, 1],  # no final norm after the last
+            }
+            for sites, expected in cases.items():
+                full = adapter.forward(ids, capture=list(sites))
+                entered.clear()
+                bare = adapter.forward(ids, capture=list(sites), return_logits=False)
+                assert entered == expected, f"{sites}: blocks that ran {entered}"
+                for name in sites:
+                    _close(bare.captures[name], full.captures[name], 1e-6, name)
+        finally:
+            for h in handles:
+                h.remove()
+
     # -- interventions ---------------------------------------------------------------------------
 
     def test_zero_add_leaves_logits_unchanged(
