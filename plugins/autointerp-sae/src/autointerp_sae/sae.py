@@ -1,7 +1,9 @@
 """Sparse autoencoders as feature sources, read from three on-disk layouts.
 
 - plain: one ``.safetensors`` file with ``W_enc [d_in, n]``, ``b_enc [n]``, ``W_dec [n, d_in]``,
-  ``b_dec [d_in]`` (and ``threshold [n]`` for JumpReLU); the activation comes from the config.
+  ``b_dec [d_in]`` (and ``threshold [n]`` for JumpReLU); the activation, ``k``, the site and the
+  decoder-bias subtraction come from the options, else from the file's metadata (which
+  ``autointerp sae train`` writes).
 - sparsify: a directory with ``cfg.json`` (``k``, ``num_latents`` ...) and ``sae.safetensors``
   holding ``encoder.weight [n, d_in]``, ``encoder.bias``, ``W_dec [n, d_in]``, ``b_dec``; TopK on
   ``x - b_dec``.
@@ -17,6 +19,7 @@ by the chunk, never ``[all tokens x latents]``; TopK keeps only ``k`` values per
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,10 @@ class SparseAutoencoder(FeatureSource):
                     f"SAE {name} has shape {tuple(getattr(self, name).shape)}, expected {shape} "
                     f"for W_enc of shape {(d_in, n)}"
                 )
+        if self.activation not in ("relu", "topk", "jumprelu"):
+            raise FeatureSourceError(
+                f"SAE activation {self.activation!r}: expected relu, topk or jumprelu"
+            )
         if self.activation == "topk" and not self.k:
             raise FeatureSourceError("a topk SAE needs k (set `k` in the feature source options)")
         if self.activation == "jumprelu" and self.threshold is None:
@@ -142,49 +149,116 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
     if fmt == "plain":
         t = load_file(path, device=config.device)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path)
-        activation = config.activation or ("jumprelu" if "threshold" in t else "relu")
+        meta = _metadata(path)  # what `autointerp sae train` records; options win
+        activation = (
+            config.activation
+            or meta.get("activation")
+            or ("jumprelu" if "threshold" in t else "relu")
+        )
+        subtract = config.subtract_decoder_bias
+        if subtract is None:
+            subtract = meta.get("subtract_decoder_bias") == "true"
         sae = SparseAutoencoder(
             t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"], activation,
-            site=config.site, k=config.k, threshold=t.get("threshold"),
-            subtract_decoder_bias=bool(config.subtract_decoder_bias), **common,
+            site=config.site or meta.get("site", ""), k=config.k or _int(meta.get("k"), path),
+            threshold=t.get("threshold"), subtract_decoder_bias=subtract, **common,
         )  # fmt: skip
     elif fmt == "sparsify":
         cfg = _cfg(path)
+        where = path / "cfg.json"
+        if cfg.get("activation", "topk") != "topk":
+            raise FeatureSourceError(
+                f"{where}: activation {cfg['activation']!r} is not supported; expected topk"
+            )
+        if cfg.get("skip_connection"):
+            raise FeatureSourceError(f"{where}: skip_connection (W_skip) is not supported")
         t = load_file(path / "sae.safetensors", device=config.device)
         _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), path / "sae.safetensors")
+        subtract = config.subtract_decoder_bias
+        if subtract is None:  # a transcoder encodes its input as it is
+            subtract = not cfg.get("transcode", False)
         sae = SparseAutoencoder(
             t["encoder.weight"].T.contiguous(), t["encoder.bias"], t["W_dec"], t["b_dec"], "topk",
-            site=config.site or _sparsify_site(path), k=config.k or cfg.get("k"),
-            subtract_decoder_bias=(
-                True if config.subtract_decoder_bias is None else config.subtract_decoder_bias
-            ),
-            **common,
+            site=config.site or ('' if cfg.get('transcode') else _sparsify_site(path)),
+            k=config.k or cfg.get("k"),
+            subtract_decoder_bias=subtract, **common,
         )  # fmt: skip
     else:
         cfg = _cfg(path)
+        where = path / "cfg.json"
         t = load_file(path / "sae_weights.safetensors", device=config.device)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path / "sae_weights.safetensors")
         arch = cfg.get("architecture", "standard")
         activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(arch)
         if activation is None:
             raise FeatureSourceError(
-                f"{path / 'cfg.json'}: architecture {arch!r} is not supported; expected "
+                f"{where}: architecture {arch!r} is not supported; expected "
                 "standard, topk or jumprelu"
+            )
+        norm = cfg.get("normalize_activations") or "none"
+        if norm != "none":
+            raise FeatureSourceError(
+                f"{where}: normalize_activations = {norm!r} is not supported; expected 'none' "
+                "(fold the normalisation into the weights first)"
             )
         k = config.k or cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
         subtract = config.subtract_decoder_bias
         if subtract is None:
             subtract = bool(cfg.get("apply_b_dec_to_input", True))
+        w_enc, b_enc, w_dec = t["W_enc"], t["b_enc"], t["W_dec"]
+        if cfg.get("rescale_acts_by_decoder_norm"):
+            # TopK on pre-activations times decoder-row norms, decode divides them out again:
+            # the same map as unit-norm decoder rows with the norms folded into the encoder
+            norms = w_dec.norm(dim=1)
+            w_enc, b_enc, w_dec = w_enc * norms, b_enc * norms, w_dec / norms.unsqueeze(1)
+        meta = cfg.get("metadata") or {}
+        hook = cfg.get("hook_name") or meta.get("hook_name") or ""
         sae = SparseAutoencoder(
-            t["W_enc"], t["b_enc"], t["W_dec"], t["b_dec"], activation,
-            site=config.site or cfg.get("hook_name", ""), k=k, threshold=t.get("threshold"),
-            subtract_decoder_bias=subtract,
-            **common,
+            w_enc, b_enc, w_dec, t["b_dec"], activation,
+            site=config.site or site_from_hook(hook), k=k, threshold=t.get("threshold"),
+            subtract_decoder_bias=subtract, **common,
         )  # fmt: skip
     return sae
 
 
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _int(text: str | None, path: Path) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise FeatureSourceError(f"{path}: metadata k = {text!r} is not an integer") from None
+
+
+#: TransformerLens hook names (what SAELens records) -> our site kinds
+_TL_HOOKS = {
+    "hook_resid_pre": "resid_pre",
+    "hook_resid_post": "resid_post",
+    "hook_mlp_out": "mlp_out",
+    "hook_attn_out": "attn_out",
+    "mlp.hook_post": "mlp_neurons",
+}
+
+
+def site_from_hook(hook: str) -> str:
+    """``blocks.6.hook_resid_post`` -> ``resid_post.6``; other names are kept as they are."""
+    match = re.fullmatch(r"blocks\.(\d+)\.(.+)", hook)
+    if match and match.group(2) in _TL_HOOKS:
+        return f"{_TL_HOOKS[match.group(2)]}.{match.group(1)}"
+    return hook
+
+
 def _sparsify_site(path: Path) -> str:
-    # sparsify stores one SAE per hook point in a directory named after the module (layers.6)
-    name = path.name
-    return f"resid_post.{name.rsplit('.', 1)[1]}" if name.startswith("layers.") else ""
+    # sparsify stores one SAE per hookpoint in a folder named after the module: layers.6 reads
+    # the block's output (resid_post.6), layers.6.mlp the MLP's output (mlp_out.6)
+    match = re.fullmatch(r"(?:.*\.)?layers\.(\d+)(\.mlp)?", path.name)
+    if not match:
+        return ""
+    return f"{'mlp_out' if match.group(2) else 'resid_post'}.{match.group(1)}"
