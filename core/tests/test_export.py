@@ -63,7 +63,7 @@ def test_export_errors(tmp_path, finished_run) -> None:
         export_run(tmp_path / "nowhere")
     with pytest.raises(ExportError, match="no run 9; runs here: 1"):
         export_run(finished_run, run_id=9)
-    with pytest.raises(ExportError, match="expected jsonl or parquet"):
+    with pytest.raises(ExportError, match="expected jsonl, parquet or neuronpedia"):
         export_run(finished_run, "csv")  # type: ignore[arg-type]
 
 
@@ -87,3 +87,78 @@ def test_status_counts_done_failed_and_pending(finished_run, autointerp_cli) -> 
     assert rows[("score", "detection/default")]["done"] == 1
     table = autointerp_cli("status", str(finished_run))
     assert table.exit_code == 0 and "detection/default" in table.stdout
+
+
+def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> None:
+    from autointerp.export import neuronpedia_layer
+    from autointerp.types import Example
+
+    run_dir = tmp_path / "run"
+    src = "sae/resid_post.6"
+    a, b = LatentRef(src, 3), LatentRef(src, 8)
+    top = Example((5, 6, 7), ("The", " cat", " sat"), (0.0, 2.5, 0.5), "top")
+    quant = Example((9, 6), (" a", " cat"), (0.25, 1.0), "quantile:0")
+    neg = Example((1, 2), (" x", " y"), (0.0, 0.0), "random")
+    with Store.open(run_dir) as store:
+        run = store.start_run("r", {"model": {"name": "transformers", "model": "smollm2-135m"}})
+        store.put_latents(
+            run,
+            src,
+            [
+                {"index": 3, "frequency": 0.02, "max_activation": 2.5, "mean": 1.1},
+                {"index": 8, "frequency": 0.0, "max_activation": 0.0, "mean": 0.0},
+            ],
+        )
+        store.put_examples(run, a, [top, quant, neg])
+        for explainer, text in (("default", "cats"), ("contrastive", "felines")):
+            store.put_explanation(run, Explanation(a, text, explainer, {"model": "qwen-1.5b"}))
+        preds = (Prediction(0, 1.0, 1.0, 0.9), Prediction(1, None, 0.0))
+        store.put_score(
+            run,
+            Score(a, "detection", "default", 0.5, {"f1": 0.6}, preds, 1, {"model": "qwen-1.5b"}),
+        )
+        store.put_score(run, Score(a, "fuzzing", "contrastive", None))
+        store.put_failure(run, b, "explain", "default", "no activating examples")
+    result = autointerp_cli("export", str(run_dir), "--format", "neuronpedia")
+    assert result.exit_code == 0, result.stderr
+    assert "2 latents" in result.stdout
+    data = json.loads((run_dir / "export" / "neuronpedia.json").read_text())
+    assert data["format"] == "neuronpedia-features" and data["modelId"] == "smollm2-135m"
+    f3, f8 = data["features"]
+    assert (f3["modelId"], f3["layer"], f3["index"]) == ("smollm2-135m", "6-sae-resid-post", 3)
+    assert f3["frac_nonzero"] == 0.02 and f3["maxActApprox"] == 2.5
+    assert f3["autointerp"]["stats"] == {"mean": 1.1} and f3["autointerp"]["source"] == src
+    first = f3["activations"][0]
+    assert first["tokens"] == ["The", " cat", " sat"] and first["values"] == [0.0, 2.5, 0.5]
+    assert first["maxValue"] == 2.5 and first["maxValueTokenIndex"] == 1
+    assert first["minValue"] == 0.0
+    # the examples come back exactly, kinds and token ids included
+    back = [
+        Example(
+            tuple(x["autointerp"]["tokenIds"]), tuple(x["tokens"]), tuple(x["values"]),
+            x["autointerp"]["kind"],
+        )
+        for x in f3["activations"]
+    ]  # fmt: skip
+    with Store.open(run_dir) as store:
+        assert back == store.examples(1, a)
+    by_type = {e["typeName"]: e for e in f3["explanations"]}
+    assert by_type["default"]["description"] == "cats"
+    assert by_type["default"]["explanationModelName"] == "qwen-1.5b"
+    assert by_type["contrastive"]["description"] == "felines"
+    (det,) = by_type["default"]["scores"]
+    assert det["explanationScoreTypeName"] == "detection" and det["value"] == 0.5
+    details = json.loads(det["jsonDetails"])
+    assert details["metrics"] == {"f1": 0.6} and details["n_failures"] == 1
+    assert [Prediction(**p) for p in details["predictions"]] == list(preds)
+    (fuzz,) = by_type["contrastive"]["scores"]
+    assert fuzz["value"] is None and fuzz["explanationScoreTypeName"] == "fuzzing"
+    assert f8["explanations"] == [] and f8["activations"] == []
+    assert f8["autointerp"]["failures"] == [
+        {"stage": "explain", "component": "default", "reason": "no activating examples"}
+    ]
+    # the model id can be set; the source id without a layer keeps the site's name
+    export_run(run_dir, "neuronpedia", tmp_path / "np", model_id="my-model")
+    assert json.loads((tmp_path / "np" / "neuronpedia.json").read_text())["modelId"] == "my-model"
+    assert neuronpedia_layer("neurons/mlp_neurons.12") == "12-neurons-mlp-neurons"
+    assert neuronpedia_layer("sae/embed") == "sae-embed"

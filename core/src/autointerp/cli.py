@@ -304,17 +304,121 @@ def status_command(
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    fmt: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, parquet or neuronpedia (feature JSON).")
+    ] = "jsonl",
     out: Annotated[Path | None, typer.Option(help="Output directory (default RUN/export).")] = None,
     run_id: Annotated[
         int | None, typer.Option(help="Run id in the store (default: latest).")
     ] = None,
+    model_id: Annotated[
+        str | None, typer.Option(help="neuronpedia: modelId (default: the run's model).")
+    ] = None,
 ) -> None:
-    """Export explanations, scores and failures as JSONL or Parquet."""
+    """Export explanations, scores and failures (JSONL, Parquet), or latents with examples,
+    explanations and scores as Neuronpedia-style feature JSON."""
     from autointerp.export import export_run
 
-    for path, n in export_run(run_dir, fmt, out, run_id).items():  # type: ignore[arg-type]
-        console.print(f"{path}: {n} rows", highlight=False)
+    written = export_run(run_dir, fmt, out, run_id, model_id=model_id)  # type: ignore[arg-type]
+    unit = "latents" if fmt == "neuronpedia" else "rows"
+    for path, n in written.items():
+        console.print(f"{path}: {n} {unit}", highlight=False)
+
+
+RunsArg = Annotated[
+    list[str], typer.Argument(help="Run directories (DIR@ID for a run other than the latest).")
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+@app.command("compare")
+def compare_command(
+    runs: RunsArg,
+    scorer: Annotated[
+        list[str] | None, typer.Option("--scorer", help="Only this scorer (repeat for several).")
+    ] = None,
+    explainer: Annotated[
+        str | None, typer.Option(help="Only scores of this explainer's explanations.")
+    ] = None,
+    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.95,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
+    n_perm: Annotated[int, typer.Option(help="Permutations of the median test.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Score distributions of runs side by side: medians with bootstrap CIs, each run's median
+    difference to the first run with p-values, and each run's scorer agreement (Spearman)."""
+    from autointerp.report.compare import compare_runs, render
+
+    result = compare_runs(
+        runs, scorers=scorer, explainer=explainer, confidence=confidence, n_boot=n_boot,
+        n_perm=n_perm, seed=seed,
+    )  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    render(result, console)
+
+
+@app.command("similarity")
+def similarity_command(
+    runs: RunsArg,
+    explainer: Annotated[
+        str | None, typer.Option(help="Explanations of this explainer (needed if several).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Sentence-embedding model folder (default MiniLM-L6).")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Explanations per embedding batch.")] = 64,
+    threads: ThreadsOpt = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """How alike runs' feature sets are through their explanations: best-match cosine similarity
+    of embedded explanations, both ways, and a run-by-run (layer-by-layer) matrix."""
+    from autointerp.report.similarity import render, similarity_runs
+
+    result = similarity_runs(
+        runs, explainer=explainer, model=model, batch_size=batch_size, threads=threads,
+        progress=not as_json,
+    )  # fmt: skip
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2) + "\n")
+        return
+    render(result, console)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
+    run_id: Annotated[
+        int | None, typer.Option(help="Run id in the store (default: latest).")
+    ] = None,
+    open_: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
+) -> None:
+    """Write the run's HTML report (latent table, latent cards, plots); works offline."""
+    from autointerp.report.render import write_report
+
+    index = write_report(run_dir, out, run_id, progress=True)
+    console.print(f"report: {index}", highlight=False)
+    if open_:
+        import webbrowser
+
+        webbrowser.open(index.resolve().as_uri())
+
+
+def _report_after_run(run_path: Path, run_id: int) -> None:
+    """Write the report a finished run ends with (cheap) and say how to open it."""
+    from autointerp.report.render import write_report
+
+    try:
+        index = write_report(run_path, run_id=run_id)
+    except (AutointerpError, OSError) as exc:  # the run's results are safe; say why, go on
+        err_console.print(f"report not written: {exc}; retry with `autointerp report {run_path}`")
+        return
+    console.print(
+        f"report: {index} (open it with `autointerp report {run_path} --open`)", highlight=False
+    )
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -35,9 +35,16 @@ def default_model_path() -> Path:
 def load_encoder(path: str) -> tuple[Any, Any]:
     """Tokenizer and model from a local folder (offline), kept for the process."""
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
 
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-    model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    shown = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()  # a weight-loading bar on every command is noise
+    try:
+        model = AutoModel.from_pretrained(path, local_files_only=True).eval()
+    finally:
+        if shown:
+            logging.enable_progress_bar()
     return tokenizer, model
 
 

@@ -1,14 +1,38 @@
-"""Export a run's explanations, scores and failures as JSONL or Parquet, for other tools.
+"""Export a run for other tools: explanations, scores and failures as JSONL or Parquet, or whole
+latents as Neuronpedia-style feature JSON.
 
-Files (one row per record): ``explanations.<ext>`` (source, latent, explainer, explanation, meta),
-``scores.<ext>`` (source, latent, explainer, scorer, value, n_failures, metrics, predictions) and
-``failures.<ext>`` (source, latent, stage, component, reason). Nested fields are JSON strings in
-Parquet and objects in JSONL.
+JSONL / Parquet files (one row per record): ``explanations.<ext>`` (source, latent, explainer,
+explanation, meta), ``scores.<ext>`` (source, latent, explainer, scorer, value, n_failures, metrics,
+predictions) and ``failures.<ext>`` (source, latent, stage, component, reason). Nested fields are
+JSON strings in Parquet and objects in JSONL.
+
+``neuronpedia.json`` follows the feature records of Neuronpedia
+(https://github.com/hijohnnylin/neuronpedia: the ``Feature``, ``Activation``, ``Explanation`` and
+``ExplanationScore`` tables, as its ``/api/feature/{modelId}/{layer}/{index}`` answers and its
+dataset exports hold them; SAEDashboard's batch files share ``frac_nonzero`` and ``activations``).
+One object ``{"format", "generator", "modelId", "run", "features": [...]}``; each feature::
+
+    {"modelId", "layer", "index", "frac_nonzero", "maxActApprox",
+     "activations": [{"tokens", "values", "maxValue", "maxValueTokenIndex", "minValue",
+                      "autointerp": {"kind", "tokenIds"}}],
+     "explanations": [{"description", "typeName", "explanationModelName",
+                       "scores": [{"explanationScoreTypeName", "explanationScoreModelName",
+                                   "value", "jsonDetails"}],
+                       "autointerp": {"explainer", "meta"}}],
+     "autointerp": {"source", "stats", "failures"}}
+
+``layer`` is a Neuronpedia source id, ``<layer>-<feature source>-<site kind>`` (``sae/resid_post.6``
+-> ``6-sae-resid-post``); ``typeName`` is the explainer, ``explanationScoreTypeName`` the scorer,
+the model names the LLMs that explained and scored; ``jsonDetails`` is a JSON string with the
+score's metrics, failure count and per-example predictions (example ids are positions in the
+scorer's own example list). Every field autointerp adds beyond Neuronpedia's sits under
+``autointerp``, so the store's data round-trips. Features stream to the file one at a time.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
@@ -16,8 +40,10 @@ from typing import Any, Literal
 
 from autointerp.errors import AutointerpError
 from autointerp.store import STORE_FILENAME, Store
+from autointerp.types import LatentRef
 
-Format = Literal["jsonl", "parquet"]
+Format = Literal["jsonl", "parquet", "neuronpedia"]
+FORMATS = ("jsonl", "parquet", "neuronpedia")
 
 
 class ExportError(AutointerpError):
@@ -84,12 +110,150 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return len(flat)
 
 
+_SITE = re.compile(r"^(?P<kind>.*?)\.(?P<layer>\d+)$")
+
+
+def neuronpedia_layer(source: str) -> str:
+    """A Neuronpedia source id (``<layer>-<set name>``, lowercase, dashes) for a feature-source
+    key: ``sae/resid_post.6`` -> ``6-sae-resid-post``; a site without a layer keeps its name."""
+    component, _, site = source.partition("/")
+    m = _SITE.match(site)
+    parts = [m["layer"], component, m["kind"]] if m else [component, site]
+    return re.sub(r"[^a-z0-9]+", "-", "-".join(p for p in parts if p).lower()).strip("-")
+
+
+def _model_id(run_dir: Path, config: dict[str, Any], sources: list[str]) -> str:
+    """The subject model's name: from the run config, else from a cache manifest."""
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("model"):
+        return str(model["model"])
+    for source in sources:
+        manifest = run_dir / "cache" / source.partition("/")[2] / "manifest.json"
+        if manifest.is_file():
+            info = json.loads(manifest.read_text(encoding="utf-8")).get("info", {})
+            name = (info.get("model") or {}).get("model") if isinstance(info, dict) else None
+            if name:
+                return str(name)
+    return "unknown"
+
+
+def _activation(example: Any) -> dict[str, Any]:
+    values = [float(v) for v in example.activations]
+    top = max(range(len(values)), key=values.__getitem__) if values else 0
+    return {
+        "tokens": list(example.str_tokens),
+        "values": values,
+        "maxValue": values[top] if values else 0.0,
+        "maxValueTokenIndex": top,
+        "minValue": min(values, default=0.0),
+        "autointerp": {"kind": example.kind, "tokenIds": list(example.tokens)},
+    }
+
+
+def _neuronpedia_features(
+    store: Store, run_id: int, run_dir: Path, model_id: str | None
+) -> tuple[str, Iterable[dict[str, Any]], int]:
+    """modelId, the feature records (a generator: one latent in memory at a time), their count."""
+    stats = {s.latent: s for s in store.latents(run_id)}
+    explanations: dict[LatentRef, list[Any]] = {}
+    for e in store.explanations(run_id):
+        explanations.setdefault(e.latent, []).append(e)
+    scores: dict[tuple[LatentRef, str], list[dict[str, Any]]] = {}
+    for s in store.scores(run_id):
+        scores.setdefault((s.latent, s.explainer), []).append(
+            {
+                "explanationScoreTypeName": s.scorer,
+                "explanationScoreModelName": str(s.meta.get("model") or s.scorer),
+                "value": s.value,
+                "jsonDetails": json.dumps(
+                    {
+                        "metrics": s.metrics,
+                        "n_failures": s.n_failures,
+                        "predictions": [asdict(p) for p in s.predictions],
+                        "meta": s.meta,
+                    }
+                ),
+            }
+        )
+    failures: dict[LatentRef, list[dict[str, str]]] = {}
+    for stage in ("explain", "score"):
+        for (latent, component), reason in store.failures(run_id, stage).items():
+            failures.setdefault(latent, []).append(
+                {"stage": stage, "component": component, "reason": reason}
+            )
+    latents = sorted(
+        set(stats) | set(explanations) | {k[0] for k in scores} | set(failures),
+        key=lambda r: (r.source, r.index),
+    )
+    run = store.get_run(run_id)
+    model = model_id or _model_id(
+        run_dir, run.config if run else {}, sorted({r.source for r in latents})
+    )
+
+    def features() -> Iterable[dict[str, Any]]:
+        for ref in latents:
+            st = stats.get(ref)
+            yield {
+                "modelId": model,
+                "layer": neuronpedia_layer(ref.source),
+                "index": ref.index,
+                "frac_nonzero": st.frequency if st else None,
+                "maxActApprox": st.max_activation if st else None,
+                "activations": [_activation(ex) for ex in store.examples(run_id, ref)],
+                "explanations": [
+                    {
+                        "description": e.text,
+                        "typeName": e.explainer,
+                        "explanationModelName": str(e.meta.get("model") or "unknown"),
+                        "scores": scores.get((ref, e.explainer), []),
+                        "autointerp": {"explainer": e.explainer, "meta": e.meta},
+                    }
+                    for e in explanations.get(ref, [])
+                ],
+                "autointerp": {
+                    "source": ref.source,
+                    "stats": dict(st.extra) if st else {},
+                    "failures": failures.get(ref, []),
+                },
+            }
+
+    return model, features(), len(latents)
+
+
+def _write_neuronpedia(
+    path: Path, store: Store, run_id: int, run_dir: Path, model_id: str | None
+) -> int:
+    from autointerp import __version__
+
+    model, features, n = _neuronpedia_features(store, run_id, run_dir, model_id)
+    run = store.get_run(run_id)
+    head = {
+        "format": "neuronpedia-features",
+        "generator": f"autointerp {__version__}",
+        "reference": "https://github.com/hijohnnylin/neuronpedia",
+        "modelId": model,
+        "run": {"id": run_id, "name": run.name if run else "", "dir": str(run_dir)},
+    }
+    with path.open("w", encoding="utf-8") as f:
+        f.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "features": [\n')
+        for i, feature in enumerate(features):
+            f.write((",\n" if i else "") + json.dumps(feature, ensure_ascii=False))
+        f.write("\n]}\n")
+    return n
+
+
 def export_run(
-    run_dir: Path, fmt: Format = "jsonl", out_dir: Path | None = None, run_id: int | None = None
+    run_dir: Path,
+    fmt: Format = "jsonl",
+    out_dir: Path | None = None,
+    run_id: int | None = None,
+    *,
+    model_id: str | None = None,
 ) -> dict[Path, int]:
-    """Write the export files; returns each file with its number of rows."""
-    if fmt not in ("jsonl", "parquet"):
-        raise ExportError(f"--format {fmt!r}: expected jsonl or parquet")
+    """Write the export files; returns each file with its number of rows (latents for
+    ``neuronpedia``). ``model_id`` overrides the Neuronpedia ``modelId``."""
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: expected jsonl, parquet or neuronpedia")
     if not (run_dir / STORE_FILENAME).is_file():
         raise ExportError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
     out_dir = out_dir or run_dir / "export"
@@ -105,6 +269,9 @@ def export_run(
         elif run_id not in {r.id for r in runs}:
             ids = ", ".join(str(r.id) for r in runs)
             raise ExportError(f"{run_dir}: no run {run_id}; runs here: {ids}")
+        if fmt == "neuronpedia":
+            path = out_dir / "neuronpedia.json"
+            return {path: _write_neuronpedia(path, store, run_id, run_dir, model_id)}
         for name, rows in (
             ("explanations", _explanation_rows(store, run_id)),
             ("scores", _score_rows(store, run_id)),
