@@ -444,6 +444,14 @@ class Store:
         rows = self._query(sql + " ORDER BY source, idx, explainer", params)
         return [_explanation(r) for r in rows]
 
+    def explainer_names(self, run_id: int) -> list[str]:
+        """The explainers that explained latents in this run, sorted."""
+        rows = self._query(
+            "SELECT DISTINCT explainer FROM explanations WHERE run_id = ? ORDER BY explainer",
+            (run_id,),
+        )
+        return [r["explainer"] for r in rows]
+
     # failures
 
     def put_failure(
@@ -557,6 +565,15 @@ class Store:
             params.append(scorer)
         rows = self._query(sql + " ORDER BY source, idx, explainer, scorer", params)
         return [_score(r) for r in rows]
+
+    def score_keys(self, run_id: int) -> list[tuple[str, str]]:
+        """The distinct (explainer, scorer) pairs that scored in this run, sorted."""
+        rows = self._query(
+            "SELECT DISTINCT explainer, scorer FROM scores WHERE run_id = ? "
+            "ORDER BY explainer, scorer",
+            (run_id,),
+        )
+        return [(r["explainer"], r["scorer"]) for r in rows]
 
     # LLM calls
 

@@ -1,0 +1,99 @@
+"""HTML report at scale: time, peak Python memory and file sizes for synthetic runs.
+
+Fills a real results store (examples with negatives, explanations, two scorers with per-example
+predictions) for each size, then times ``write_report`` and measures its peak traced memory. A
+streaming generator keeps the peak nearly flat as the number of latents grows (only the table's
+numbers grow), and index.html stays small.
+
+    python benchmarks/bench_report.py --sizes 5000 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from autointerp.report.render import write_report
+from autointerp.store import Store
+from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
+
+SOURCE = "sae/resid_post.6"
+VOCAB = [f" w{i}" for i in range(2000)]
+
+
+def fill(run_dir: Path, n: int, per_group: int, width: int) -> None:
+    rng = random.Random(0)
+    store = Store.open(run_dir)
+    run = store.start_run("bench", {})
+    store.put_latents(
+        run, SOURCE,
+        [{"index": i, "frequency": 10 ** rng.uniform(-5, -1), "max_activation": 5.0}
+         for i in range(n)],
+    )  # fmt: skip
+    for i in range(n):
+        ref = LatentRef(SOURCE, i)
+        examples = []
+        for kind in ["top"] * per_group + ["quantile:0"] * per_group + ["random"] * per_group:
+            toks = [rng.randrange(len(VOCAB)) for _ in range(width)]
+            acts = [0.0 if kind == "random" or rng.random() < 0.8 else rng.uniform(0, 5)
+                    for _ in range(width)]  # fmt: skip
+            examples.append(Example(tuple(toks), tuple(VOCAB[t] for t in toks), tuple(acts), kind))
+        store.put_examples(run, ref, examples)
+        store.put_explanation(run, Explanation(ref, f"tokens about topic {i % 97}", "default"))
+        for scorer in ("detection", "fuzzing"):
+            preds = tuple(
+                Prediction(j, float(rng.random() < 0.7), float(j < per_group))
+                for j in range(2 * per_group)
+            )
+            store.put_score(run, Score(ref, scorer, "default", rng.random(), {}, preds))
+    store.close()
+
+
+def render(run_dir: Path) -> None:
+    """Write the report in this fresh process; print seconds and peak RSS for the parent."""
+    t0 = time.perf_counter()
+    write_report(run_dir)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(f"{time.perf_counter() - t0} {rss}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
+    ap.add_argument("--examples", type=int, default=10, help="examples per group and latent")
+    ap.add_argument("--width", type=int, default=32, help="tokens per example")
+    ap.add_argument("--render", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.render:
+        render(args.render)
+        return
+    print("| latents | fill store | write report | latents/s | peak RSS (report process) | "
+          "index.html | data files | data total |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for n in args.sizes:
+        with tempfile.TemporaryDirectory() as tmp:
+            run_dir = Path(tmp) / "run"
+            t0 = time.perf_counter()
+            fill(run_dir, n, args.examples, args.width)
+            fill_s = time.perf_counter() - t0
+            out = subprocess.run(
+                [sys.executable, __file__, "--render", str(run_dir)],
+                check=True, capture_output=True, text=True,
+            ).stdout.split()  # fmt: skip
+            secs, rss = float(out[0]), int(out[1])
+            index = run_dir / "report" / "index.html"
+            data = list((index.parent / "data").glob("*.js"))
+            total = sum(p.stat().st_size for p in data)
+            print(f"| {n} | {fill_s:.1f} s | {secs:.1f} s | {n / secs:.0f} | "
+                  f"{rss / 2**20:.0f} MiB | {index.stat().st_size / 1024:.0f} KiB | {len(data)} | "
+                  f"{total / 2**20:.0f} MiB |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""The HTML report: written from a real store, opened in a real headless Chromium, offline."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+import urllib.request
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autointerp.cli import main
+from autointerp.report.render import ReportError, ReportSettings, write_report
+from autointerp.store import Store
+from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
+
+SOURCE = "sae/resid_post.6"
+WORDS = ["The", " cat", " sat", " on", " the", " mat", ".", "\n", " def", " foo", "(", "):"]
+
+
+def fill_run(run_dir: Path, n_latents: int = 6, *, n_examples: int = 3) -> Store:
+    """A finished run through the Store API: stats, examples (negatives too), explanations,
+    two scorers with per-example predictions, an output-side latent and a failed latent."""
+    store = Store.open(run_dir)
+    run = store.start_run("demo", {"seed": 0})
+    store.put_latents(
+        run, SOURCE,
+        [{"index": i, "frequency": 10 ** -(1 + i % 4), "max_activation": 2.0 + i, "mean": 0.5}
+         for i in range(n_latents)],
+    )  # fmt: skip
+    for i in range(n_latents):
+        ref = LatentRef(SOURCE, i)
+        examples = []
+        for kind in ["top"] * n_examples + [f"quantile:{q}" for q in range(n_examples)]:
+            acts = [0.0] * len(WORDS)
+            acts[(i + len(examples)) % len(WORDS)] = 2.0 + i  # one peak per example
+            acts[(i + len(examples) + 1) % len(WORDS)] = (2.0 + i) / 4
+            examples.append(Example(tuple(range(len(WORDS))), tuple(WORDS), tuple(acts), kind))
+        examples += [
+            Example(tuple(range(len(WORDS))), tuple(WORDS), (0.0,) * len(WORDS), "random")
+            for _ in range(n_examples)
+        ]
+        store.put_examples(run, ref, examples)
+        if i == 1:
+            store.put_failure(run, ref, "explain", "default", "answer could not be parsed")
+            continue
+        meta = {"promoted": [" cat", " dog"]} if i == 2 else {}
+        store.put_explanation(run, Explanation(ref, f"the word number {i} <b>", "default", meta))
+        n_scored = 2 * n_examples
+        for scorer, shift in (("detection", 0.0), ("fuzzing", 0.1)):
+            preds = tuple(
+                Prediction(j, float(j < n_examples) if j != i else None, float(j < n_examples))
+                for j in range(n_scored)
+            )
+            value = 0.5 + 0.4 * (i % 3) / 2 + shift * (i % 2)
+            store.put_score(
+                run,
+                Score(ref, scorer, "default", value, {"accuracy": value}, preds,
+                      sum(p.predicted is None for p in preds)),
+            )  # fmt: skip
+    store.finish_run(run)
+    return store
+
+
+# -- data and plots, without a browser ----------------------------------------------------------
+
+
+def test_report_files_plots_and_chunks(tmp_path: Path) -> None:
+    fill_run(tmp_path / "run", 7).close()
+    settings = ReportSettings(rows_per_file=3, cards_per_file=2)
+    index = write_report(tmp_path / "run", settings=settings)
+    out = index.parent
+    assert index == tmp_path / "run" / "report" / "index.html"
+    assert sorted(p.name for p in (out / "data").glob("rows-*.js")) == [
+        "rows-0001.js",
+        "rows-0002.js",
+        "rows-0003.js",
+    ]
+    assert len(list((out / "data").glob("latents-*.js"))) == 4
+    html = index.read_text()
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "https://" not in html and "<b>" not in html  # no CDN; explanations never as markup
+
+    plots = sorted((out / "plots").glob("*.svg"))
+    names = {p.name for p in plots}
+    assert names == {
+        "hist-detection.svg", "hist-fuzzing.svg", "freq-detection.svg", "freq-fuzzing.svg",
+        "pair-detection-vs-fuzzing.svg",
+    }  # fmt: skip
+    for p in plots:
+        assert p.stat().st_size > 1500, p
+        root = ET.parse(p).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert root.find("{http://www.w3.org/2000/svg}title") is not None
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    hist = ET.parse(out / "plots" / "hist-detection.svg").getroot()
+    bars = [r for r in hist.findall("s:rect", ns) if r.find("s:title", ns) is not None]
+    assert sum(int(r.find("s:title", ns).text.rsplit(": ", 1)[1]) for r in bars) == 6
+    pair = ET.parse(out / "plots" / "pair-detection-vs-fuzzing.svg").getroot()
+    assert "Spearman" in pair.find("s:title", ns).text
+
+    # the data files are the scripts the page loads: strip the JSONP call and read them back
+    rows: list[list[Any]] = []
+    for p in sorted((out / "data").glob("rows-*.js")):
+        rows += _jsonp(p)[2]
+    assert [r[2] for r in rows] == list(range(7))
+    assert rows[1][3] == "" and rows[1][6] == 1  # latent 1: no explanation, one failure
+    cards = {}
+    for p in sorted((out / "data").glob("latents-*.js")):
+        _, n, items, strings = _jsonp(p)
+        for c in items:
+            cards[c["i"]] = (n, c, strings)
+    assert {i: cards[i][0] for i in cards} == {r[2]: r[7] for r in rows}
+    n, card, strings = cards[2]
+    assert card["e"][0][2] == [" cat", " dog"]  # promoted tokens of the output-side latent
+    top = card["ex"]["top"][0]
+    assert [strings[t] for t in top["t"]] == WORDS
+    assert max(top["a"]) == 1000 and card["am"] == 4.0
+    assert len(card["ex"]["neg"]) == 3 and all(max(e["a"]) == 0 for e in card["ex"]["neg"])
+    # the prediction for scored example 2 (the latent's own unparsed one) lands on test example 2
+    assert card["ex"]["test"][2]["p"] == [[0, None, 1.0, None], [1, None, 1.0, None]]
+    assert card["ex"]["neg"][0]["p"][0] == [0, 0.0, 0.0, None]
+
+
+def _jsonp(path: Path) -> list[Any]:
+    text = path.read_text()
+    head = "window.AUTOINTERP.push("
+    assert text.startswith(head) and text.endswith(");\n")
+    return json.loads("[" + text[len(head) : -3] + "]")
+
+
+def test_report_errors_are_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ReportError, match=r"no results\.sqlite here"):
+        write_report(tmp_path)
+    fill_run(tmp_path / "run", 2).close()
+    with pytest.raises(ReportError, match="no run 9; runs here: 1"):
+        write_report(tmp_path / "run", run_id=9)
+
+
+def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fill_run(tmp_path / "run", 3).close()
+    assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
+    assert (tmp_path / "rep" / "index.html").is_file()
+    assert "rep/index.html" in capsys.readouterr().out
+
+
+def test_large_run_streams_into_small_files(tmp_path: Path) -> None:
+    """3,000 latents: index.html stays small, data is split, the scatter is subsampled."""
+    store = Store.open(tmp_path / "run")
+    run = store.start_run("big", {})
+    n = 3000
+    store.put_latents(
+        run, SOURCE,
+        [{"index": i, "frequency": (i + 1) / n, "max_activation": 1.0} for i in range(n)],
+    )  # fmt: skip
+    for i in range(n):
+        ref = LatentRef(SOURCE, i)
+        store.put_explanation(run, Explanation(ref, f"latent {i}", "default"))
+        store.put_score(run, Score(ref, "detection", "default", (i % 97) / 97))
+    store.close()
+    index = write_report(tmp_path / "run", settings=ReportSettings(cards_per_file=500))
+    assert index.stat().st_size < 60_000
+    assert len(list((index.parent / "data").glob("latents-*.js"))) == 6
+    svg = (index.parent / "plots" / "freq-detection.svg").read_text()
+    assert "(4000 of" not in svg and svg.count("h0") == n  # under the cap: every point drawn
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over a hand-rolled websocket (RFC 6455)."""
+
+    def __init__(self, url: str) -> None:
+        rest = url.removeprefix("ws://")
+        hostport, path = rest.split("/", 1)
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(1)
+        assert b" 101 " in head.split(b"\r\n")[0], head
+        self.next_id = 0
+        self.events: list[dict[str, Any]] = []
+
+    def _read(self, n: int) -> bytes:
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("DevTools closed the connection")
+            buf += chunk
+        return buf
+
+    def _send(self, payload: bytes, opcode: int = 1) -> None:
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(head + mask + masked)
+
+    def _message(self) -> dict[str, Any]:
+        data = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            payload = self._read(n)
+            opcode = b0 & 0x0F
+            if opcode == 9:  # ping
+                self._send(payload, 10)
+                continue
+            if opcode == 8:
+                raise ConnectionError("DevTools closed the connection")
+            data += payload
+            if b0 & 0x80:
+                return json.loads(data)
+
+    def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}).encode())
+        while True:
+            msg = self._message()
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+        assert "exceptionDetails" not in result, result
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str, timeout: float = 20.0) -> Any:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = self.evaluate(expression)
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {expression}")
+
+    def errors(self) -> list[str]:
+        """Console errors, uncaught exceptions and failed loads seen so far."""
+        out = []
+        for e in self.events:
+            p = e.get("params", {})
+            if e.get("method") == "Runtime.exceptionThrown":
+                out.append(json.dumps(p["exceptionDetails"])[:500])
+            elif e.get("method") == "Runtime.consoleAPICalled" and p["type"] in ("error", "assert"):
+                out.append(json.dumps(p["args"])[:500])
+            elif e.get("method") == "Log.entryAdded" and p["entry"]["level"] == "error":
+                out.append(p["entry"]["text"])
+        return out
+
+    def requests(self) -> list[str]:
+        return [
+            e["params"]["request"]["url"]
+            for e in self.events
+            if e.get("method") == "Network.requestWillBeSent"
+        ]
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it")
+    profile = tmp_path / "chromium-profile"
+    proc = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-extensions", "--disable-background-networking", "--disable-sync",
+         "--proxy-server=127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+         "--remote-debugging-port=0", "--remote-debugging-address=127.0.0.1",
+         f"--user-data-dir={profile}", "--window-size=1280,1000", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        port_file = profile / "DevToolsActivePort"
+        end = time.monotonic() + 60
+        while not (port_file.is_file() and port_file.read_text().count("\n") >= 1):
+            if proc.poll() is not None or time.monotonic() > end:
+                pytest.fail(f"chromium did not start (exit code {proc.poll()})")
+            time.sleep(0.1)
+        port = int(port_file.read_text().split()[0])
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
+            pages = [t for t in json.load(r) if t["type"] == "page"]
+        tools = DevTools(pages[0]["webSocketDebuggerUrl"])
+        for domain in ("Runtime", "Log", "Page", "Network"):
+            tools.call(f"{domain}.enable")
+        yield tools
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _screenshot(tools: DevTools, path: Path) -> None:
+    size = tools.call("Page.getLayoutMetrics")["cssContentSize"]
+    shot = tools.call(
+        "Page.captureScreenshot", format="png", captureBeyondViewport=True,
+        clip={"x": 0, "y": 0, "width": 1280, "height": min(size["height"], 6000), "scale": 1},
+    )  # fmt: skip
+    path.write_bytes(base64.b64decode(shot["data"]))
+    if target := os.environ.get("AUTOINTERP_SCREENSHOT_DIR"):
+        Path(target).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(target) / path.name)
+
+
+def test_report_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
+    fill_run(tmp_path / "run", 6).close()
+    index = write_report(tmp_path / "run", settings=ReportSettings(rows_per_file=4))
+    url = index.resolve().as_uri() + f"#latent={SOURCE}:2"
+    browser.call("Page.navigate", url=url)
+    browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 6
+    assert browser.evaluate("document.querySelectorAll('#head th').length") == 7
+    # the card of latent 2 (opened from the URL) shows its tokens, shaded by activation
+    browser.wait_for("document.querySelectorAll('#card .tok.hot').length > 0")
+    hot = browser.evaluate(
+        "[...document.querySelector('#card .example').querySelectorAll('.tok.hot')]"
+        ".map(s => [s.textContent, s.style.backgroundColor, s.title])"
+    )
+    assert hot == [
+        [" sat", "rgb(255, 140, 0)", "activation 4"],
+        [" on", "rgba(255, 140, 0, 0.25)", "activation 1"],
+    ]
+    assert browser.evaluate("document.querySelector('#card .explanation').textContent") == (
+        "the word number 2 <b>"
+    )
+    assert browser.evaluate("document.querySelector('#card .chips').textContent").endswith(
+        " cat dog"
+    )
+    preds = browser.evaluate("[...document.querySelectorAll('#card .pred')].map(p => p.className)")
+    assert "pred bad" not in preds and "pred none" in preds and "pred ok" in preds
+    assert browser.evaluate("document.querySelectorAll('#agreement-matrix td').length") == 4
+    assert browser.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
+    _screenshot(browser, tmp_path / "report-card.png")
+
+    # sort by detection (descending), then filter by text: the table follows
+    browser.evaluate("document.querySelectorAll('#head th')[2].click()")
+    order = browser.evaluate("[...document.querySelectorAll('#rows tr td:first-child')]"
+                             ".map(td => td.textContent)")  # fmt: skip
+    assert order[-1] == "1" and order[:2] == ["2", "5"], order  # unscored latent 1 last
+    browser.evaluate(
+        "const f = document.getElementById('filter'); f.value = 'number 4';"
+        "f.dispatchEvent(new Event('input'))"
+    )
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 1
+    assert browser.errors() == []
+    assert all(u.startswith(("file://", "data:")) for u in browser.requests()), browser.requests()
+    assert (tmp_path / "report-card.png").stat().st_size > 10_000
+
+
+def test_large_report_paginates_and_lazy_loads(tmp_path: Path, browser: DevTools) -> None:
+    fill_run(tmp_path / "run", 450, n_examples=1).close()
+    index = write_report(
+        tmp_path / "run", settings=ReportSettings(rows_per_file=100, cards_per_file=50)
+    )
+    browser.call("Page.navigate", url=index.resolve().as_uri())
+    browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 100
+    assert "page 1 of 5 (450 of 450 latents)" in browser.evaluate(
+        "document.getElementById('page').textContent"
+    )
+    browser.evaluate("document.getElementById('last').click()")
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 50
+    # no card file is loaded until a card is opened; then only that one
+    loaded = "[...document.scripts].map(s => s.src).filter(s => s.includes('latents-'))"
+    assert browser.evaluate(loaded) == []
+    browser.evaluate("document.querySelector('#rows tr:last-child').click()")
+    browser.wait_for("document.querySelectorAll('#card .tok.hot').length > 0")
+    assert [s.rsplit("/", 1)[1] for s in browser.evaluate(loaded)] == ["latents-0009.js"]
+    assert browser.errors() == []
