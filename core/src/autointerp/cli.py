@@ -422,40 +422,6 @@ def _report_after_run(run_path: Path, run_id: int) -> None:
     )
 
 
-@app.command("report")
-def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
-    run_id: Annotated[
-        int | None, typer.Option(help="Run id in the store (default: latest).")
-    ] = None,
-    open_: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
-) -> None:
-    """Write the run's HTML report (latent table, latent cards, plots); works offline."""
-    from autointerp.report.render import write_report
-
-    index = write_report(run_dir, out, run_id, progress=True)
-    console.print(f"report: {index}", highlight=False)
-    if open_:
-        import webbrowser
-
-        webbrowser.open(index.resolve().as_uri())
-
-
-def _report_after_run(run_path: Path, run_id: int) -> None:
-    """Write the report a finished run ends with (cheap) and say how to open it."""
-    from autointerp.report.render import write_report
-
-    try:
-        index = write_report(run_path, run_id=run_id)
-    except (AutointerpError, OSError) as exc:  # the run's results are safe; say why, go on
-        err_console.print(f"report not written: {exc}; retry with `autointerp report {run_path}`")
-        return
-    console.print(
-        f"report: {index} (open it with `autointerp report {run_path} --open`)", highlight=False
-    )
-
-
 # -- entry point -------------------------------------------------------------------------------
 
 
