@@ -1,8 +1,9 @@
-"""Registers the `sae` feature source. Light: torch is imported only when a run builds it."""
+"""Registers the `sae` feature source and `autointerp sae train`. Light: torch is imported only when
+a run builds the source or the command runs."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -42,3 +43,10 @@ def autointerp_register_feature_sources(register: Register) -> None:
         config=SAEConfig,
         description="sparse autoencoder (ReLU, TopK, JumpReLU): sparsify, SAELens, safetensors",
     )
+
+
+@hookimpl
+def autointerp_register_commands(cli: Any) -> None:
+    from autointerp_sae.commands import app
+
+    cli.add_typer(app, name="sae")
