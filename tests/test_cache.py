@@ -144,3 +144,27 @@ def test_cache_command_on_a_corpus_file(adapter, tmp_path, autointerp_cli) -> No
     assert cache.manifest["complete"] and cache.tokens().shape == (8, 16)
     again = autointerp_cli(*args)  # a finished cache is reused, not recomputed
     assert again.exit_code == 0 and "cached 128 tokens" in again.stdout
+
+
+def test_shards_store_four_bytes_per_activation_when_their_tokens_fit_uint16(
+    adapter, sae, tmp_path
+) -> None:
+    import json
+
+    from safetensors import safe_open
+
+    data = batches(4)
+    build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=6, progress=False)
+    cache = ActivationCache(tmp_path / "c")
+    firsts = [s["first_token"] for s in cache.manifest["shards"]]
+    assert firsts == [0, 6 * 10]  # global index of each shard's first token
+    for path in cache.shards:
+        with safe_open(str(path), framework="numpy") as f:
+            token, value = f.get_tensor("token"), f.get_tensor("value")
+            assert token.dtype == np.uint16 and value.dtype == np.float16
+            assert token.max() < 6 * 10  # within the shard
+    manifest = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    manifest["format"] = 1
+    (tmp_path / "c" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(CacheError, match=r"cache format 1.*delete the directory"):
+        build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=6, progress=False)

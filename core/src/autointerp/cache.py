@@ -2,12 +2,15 @@
 
 Layout of ``RUN/cache/<key>/``::
 
-    manifest.json              model, site, source, dataset, fingerprint, shard list (complete ones)
+    manifest.json              model, site, source, dataset, fingerprint, shard list (complete
+                               ones, each with its first token's global index)
     shard-00000.safetensors    tokens [contexts, ctx_len] (uint16 when the vocabulary fits, else
                                int32), and the shard's activations sorted latent-major:
-                               offsets [n_latents + 1] (int64), token [n] (uint32, global token
-                               index), value [n] (float16) -> 6 bytes per stored activation
+                               offsets [n_latents + 1] (int64), token [n] (token index within the
+                               shard: uint16 when the shard holds at most 65,536 tokens, else
+                               uint32), value [n] (float16) -> 4 (or 6) bytes per stored activation
                                and per latent of the shard: max [n_latents], sum [n_latents]
+                               (float32)
 
 Memory is bounded by one shard: activations are encoded batch by batch, kept sparse, and sorted
 once when the shard closes. Reading one latent reads only its ranges (``offsets``) of each shard.
@@ -37,7 +40,8 @@ if TYPE_CHECKING:
     from autointerp.features import FeatureSource
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+#: 2: token indices relative to their shard (``first_token`` in the manifest), uint16 when they fit
+FORMAT_VERSION = 2
 
 
 class CacheError(AutointerpError):
@@ -59,6 +63,7 @@ class _Shard:
     latent: list[np.ndarray]
     value: list[np.ndarray]
     n_contexts: int = 0
+    first_context: int = 0
 
 
 def _atomic_write_json(path: Path, data: Any) -> None:
@@ -102,6 +107,11 @@ def build_cache(
                 f"{cache_dir}: holds a cache of other settings (fingerprint "
                 f"{manifest.get('fingerprint')} != {fp}); use another run directory or delete it"
             )
+        if manifest.get("format") != FORMAT_VERSION:
+            raise CacheError(
+                f"{cache_dir}: written in cache format {manifest.get('format')}, this version "
+                f"writes format {FORMAT_VERSION}; delete the directory to cache again"
+            )
     else:
         manifest = {
             "format": FORMAT_VERSION,
@@ -117,7 +127,7 @@ def build_cache(
     vocab = getattr(adapter, "vocab_size", 1 << 31)
     token_dtype = np.uint16 if vocab <= 1 << 16 else np.int32
 
-    shard = _Shard([], [], [], [])
+    shard = _Shard([], [], [], [], first_context=done_contexts)
     seen_contexts = 0
     ctx_len = manifest.get("ctx_len")
 
@@ -125,7 +135,9 @@ def build_cache(
         nonlocal shard
         if shard.n_contexts == 0:
             return
-        token = np.concatenate(shard.token).astype(np.uint32)
+        assert ctx_len is not None
+        n_tokens = shard.n_contexts * ctx_len
+        token = np.concatenate(shard.token).astype(np.uint16 if n_tokens <= 1 << 16 else np.uint32)
         latent = np.concatenate(shard.latent).astype(np.int64)
         value = np.concatenate(shard.value).astype(np.float16)
         order = np.lexsort((token, latent))  # latent-major, tokens ascending within a latent
@@ -142,15 +154,20 @@ def build_cache(
             "token": token,
             "value": value,
             "max": shard_max,
-            "sum": np.bincount(latent, weights=value.astype(np.float64), minlength=n),
+            "sum": np.bincount(latent, weights=value, minlength=n).astype(np.float32),
         }
         save_file(tensors, str(cache_dir / (name + ".tmp")))
         os.replace(cache_dir / (name + ".tmp"), cache_dir / name)
         manifest["shards"].append(
-            {"file": name, "contexts": shard.n_contexts, "activations": len(token)}
+            {
+                "file": name,
+                "contexts": shard.n_contexts,
+                "activations": len(token),
+                "first_token": shard.first_context * ctx_len,
+            }
         )
         _atomic_write_json(manifest_path, manifest)
-        shard = _Shard([], [], [], [])
+        shard = _Shard([], [], [], [], first_context=shard.first_context + shard.n_contexts)
 
     columns = [
         TextColumn("caching {task.description}"),
@@ -175,8 +192,7 @@ def build_cache(
             with torch.no_grad():
                 h = adapter.forward(ids, capture=[source.site], return_logits=False)
             acts = source.encode(h.captures[source.site].reshape(b * t, -1))
-            base = seen_contexts * t
-            token = acts.rows.numpy() + base
+            token = acts.rows.numpy() + (seen_contexts - shard.first_context) * t
             latent = acts.latents.numpy()
             value = acts.values.float().numpy()
             shard.tokens.append(ids.numpy())
@@ -225,22 +241,23 @@ class ActivationCache:
         return np.concatenate(parts) if parts else np.zeros((0, self.ctx_len), dtype=np.int64)
 
     def latent(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """Global token indices (ascending) and float32 values where latent ``index`` is nonzero;
-        reads only that latent's ranges of each shard."""
+        """Global token indices (ascending, int64) and float32 values where latent ``index`` is
+        nonzero; reads only that latent's ranges of each shard."""
         import numpy as np
         from safetensors import safe_open
 
         if not 0 <= index < self.n_latents:
             raise CacheError(f"latent {index} out of range: the cache has {self.n_latents}")
         tokens, values = [], []
-        for shard in self.shards:
-            with safe_open(str(shard), framework="numpy") as f:
+        for entry in self.manifest["shards"]:
+            with safe_open(str(self.dir / entry["file"]), framework="numpy") as f:
                 lo, hi = (int(v) for v in f.get_slice("offsets")[index : index + 2])
                 if hi > lo:
-                    tokens.append(f.get_slice("token")[lo:hi])
+                    local = f.get_slice("token")[lo:hi].astype(np.int64)
+                    tokens.append(local + entry.get("first_token", 0))  # format 1: global
                     values.append(f.get_slice("value")[lo:hi].astype(np.float32))
         if not tokens:
-            return np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.float32)
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
         return np.concatenate(tokens), np.concatenate(values)
 
     def stats(self) -> dict[str, np.ndarray]:
