@@ -400,3 +400,41 @@ def test_large_report_paginates_and_lazy_loads(tmp_path: Path, browser: DevTools
     browser.wait_for("document.querySelectorAll('#card .tok.hot').length > 0")
     assert [s.rsplit("/", 1)[1] for s in browser.evaluate(loaded)] == ["latents-0009.js"]
     assert browser.errors() == []
+
+
+def _e2e_fixture() -> Any:
+    """tests/test_run_e2e.py's run config and scripted answers (one fixture, not two)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "tests" / "test_run_e2e.py"
+    spec = importlib.util.spec_from_file_location("autointerp_run_e2e_fixture", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_run_ends_with_its_report(
+    autointerp_llm_server: Any, autointerp_cli: Any, tmp_path: Path, browser: DevTools
+) -> None:
+    """A real `autointerp run` (tiny model, scripted LLM) writes the report and says how to open
+    it; the page shows the run's latents and their cards."""
+    e2e = _e2e_fixture()
+    autointerp_llm_server.responder = e2e.respond
+    config = str(e2e.config(tmp_path, autointerp_llm_server))
+    result = autointerp_cli("run", config)
+    assert result.exit_code == 0, result.stderr
+    index = tmp_path / "run" / "report" / "index.html"
+    assert f"report: {index}" in result.stdout
+    assert f"autointerp report {tmp_path / 'run'} --open" in result.stdout
+    browser.call("Page.navigate", url=index.resolve().as_uri())
+    browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 4
+    browser.evaluate("document.querySelector('#rows tr').click()")
+    browser.wait_for("document.querySelectorAll('#card .tok.hot').length > 0")
+    assert browser.evaluate("document.querySelector('#card .explanation').textContent") == (
+        "code words"
+    )
+    assert browser.evaluate("document.querySelectorAll('#card .pred').length") > 0
+    _screenshot(browser, tmp_path / "report-run.png")
+    assert browser.errors() == []
