@@ -63,6 +63,12 @@ def test_training_lowers_fvu_on_a_planted_dictionary() -> None:
         assert ((atoms @ sae.W_dec.T).max(1).values > 0.9).float().mean() >= 0.95
 
 
+def test_passes_reuse_each_buffer() -> None:
+    settings = TrainSettings(width=32, k=2, tokens=4096, batch_size=512, passes=3)
+    _, stats = train_topk(planted(3), D, settings, progress=False)
+    assert (stats.tokens, stats.steps, len(stats.history)) == (4096, 24, 8)
+
+
 def test_training_is_seeded() -> None:
     settings = TrainSettings(width=32, k=2, tokens=4096, batch_size=512, seed=3)
     a, _ = train_topk(planted(3), D, settings, progress=False)

@@ -65,6 +65,9 @@ def train_command(
     buffer_tokens: Annotated[
         int, typer.Option(help="Activations held and shuffled at once (bounds memory).")
     ] = 65_536,
+    passes: Annotated[
+        int, typer.Option(help="Optimizer passes over each buffer (more steps per forward).")
+    ] = 1,
     auxk_alpha: Annotated[float, typer.Option(help="AuxK loss weight (0: off).")] = 1 / 32,
     dead_tokens: Annotated[
         int, typer.Option(help="A latent silent for this many tokens counts as dead.")
@@ -84,8 +87,9 @@ def train_command(
 
     if fmt not in ("plain", "sparsify"):
         raise ConfigError(f"--format {fmt!r}: expected plain or sparsify")
-    for name, value in (("k", k), ("tokens", tokens), ("batch-size", batch_size),
-                        ("expansion", expansion), ("buffer-tokens", buffer_tokens)):  # fmt: skip
+    positive = {"k": k, "tokens": tokens, "batch-size": batch_size, "expansion": expansion,
+                "buffer-tokens": buffer_tokens, "passes": passes}  # fmt: skip
+    for name, value in positive.items():
         if value < 1:
             raise ConfigError(f"--{name} must be at least 1, got {value}")
     model_adapter = load_adapter(adapter, model, option, threads)
@@ -96,7 +100,7 @@ def train_command(
     out = out or Path(f"sae-{site}.safetensors" if fmt == "plain" else f"sae-{site}")
     settings = TrainSettings(
         width=n, k=k, tokens=tokens, batch_size=batch_size, lr=lr, buffer_tokens=buffer_tokens,
-        auxk_alpha=auxk_alpha, dead_tokens=dead_tokens, seed=seed,
+        passes=passes, auxk_alpha=auxk_alpha, dead_tokens=dead_tokens, seed=seed,
     )  # fmt: skip
     batches = corpus_batches(model_adapter, corpus, text_field, ctx_len, forward_batch, seed)
     sae, stats = train_topk(
@@ -109,7 +113,9 @@ def train_command(
     )  # fmt: skip
     console.print(
         f"SAE {d_in} -> {n} latents, k={k}, at {site}: {stats.tokens:,} tokens in "
-        f"{stats.seconds:.1f} s ({summary['tokens_per_s']:,.0f} tok/s); FVU "
-        f"{stats.fvu_start:.3f} -> {stats.fvu:.3f}; dead latents {stats.dead_fraction:.1%}"
+        f"{stats.seconds:.1f} s ({summary['tokens_per_s']:,.0f} tok/s, {stats.steps} steps); "
+        f"FVU {stats.fvu_start:.3f} -> {stats.fvu:.3f}; dead latents {stats.dead_fraction:.1%}"
     )
-    console.print(f'wrote {out}; use it with: [feature_source] name = "sae", path = "{out}"')
+    console.print(
+        f'wrote {out}; use it with: [feature_source] name = "sae", path = "{out}"', markup=False
+    )

@@ -8,7 +8,9 @@ the residual from dead latents, Adam with a learning rate scaled by the width, a
 gradient component along each row removed before a step and the rows renormalised after it.
 
 Activations stream in: each model forward's site block enters a bounded buffer, which is shuffled
-and trained on once full, so memory is the buffer's, whatever the number of training tokens.
+and trained on once full (``passes`` times: on a CPU the forward pass costs more than a step), so
+memory is the buffer's, whatever the number of training tokens. The reported FVU is measured on the
+first pass, each batch before the SAE has trained on it.
 The result is saved as a plain safetensors file whose metadata names the activation, ``k`` and the
 site (or in the sparsify layout), and loads back through the ``sae`` feature source.
 """
@@ -40,6 +42,7 @@ class TrainSettings:
     batch_size: int = 4096  # tokens per optimizer step
     lr: float | None = None  # default: 2e-4 / sqrt(width / 2**14), as sparsify
     buffer_tokens: int = 65_536  # activations held (and shuffled) at once
+    passes: int = 1  # optimizer passes over each buffer (reuses costly activations)
     auxk_alpha: float = 1 / 32
     dead_tokens: int = 200_000  # a latent silent for this many tokens counts as dead
     seed: int = 0
@@ -51,13 +54,13 @@ class TrainSettings:
 
 @dataclass
 class TrainStats:
-    tokens: int = 0
+    tokens: int = 0  # activations read from the stream
     steps: int = 0
     seconds: float = 0.0
     fvu_start: float = float("nan")  # FVU of the first step (the initialisation)
-    fvu: float = float("nan")  # mean FVU of the last steps
+    fvu: float = float("nan")  # mean FVU of the last first-pass steps (on unseen batches)
     dead_fraction: float = 0.0
-    history: list[float] = field(default_factory=list, repr=False)  # FVU per step
+    history: list[float] = field(default_factory=list, repr=False)  # first-pass FVU per step
 
     def summary(self) -> dict[str, Any]:
         out = {k: v for k, v in asdict(self).items() if k != "history"}
@@ -158,7 +161,6 @@ def train_topk(
     opt = torch.optim.Adam(sae.parameters(), lr=s.learning_rate, eps=6.25e-10)
     stats = TrainStats()
     since_fired = torch.zeros(s.width, dtype=torch.long)
-    k_aux = min(d_in // 2, s.width)
     start = time.perf_counter()
     columns = (
         TextColumn("training SAE"), BarColumn(),
@@ -176,38 +178,52 @@ def train_topk(
             if stats.steps == 0:
                 with torch.no_grad():
                     sae.b_dec.copy_(buffer.mean(0))
-            order = torch.randperm(len(buffer), generator=gen)
-            for i in range(0, len(buffer), s.batch_size):
-                x = buffer[order[i : i + s.batch_size]]
-                values, latents = sae.encode(x)
-                x_hat = sae.decode(values, latents)
-                fvu = _fvu(x, x_hat)
-                loss = fvu
-                fired = torch.zeros(s.width, dtype=torch.bool)
-                fired[latents[values > 0]] = True
-                since_fired += len(x)
-                since_fired[fired] = 0
-                dead = since_fired >= s.dead_tokens
-                if s.auxk_alpha > 0 and dead.any():
-                    loss = loss + s.auxk_alpha * _auxk(sae, x, x_hat, dead, k_aux)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                sae.project_decoder_grad()
-                opt.step()
-                sae.renormalize()
-                stats.steps += 1
-                stats.tokens += len(x)
-                stats.history.append(float(fvu.detach()))
-                elapsed = time.perf_counter() - start
-                bar.update(
-                    task, completed=stats.tokens, rate=stats.tokens / max(elapsed, 1e-9),
-                    fvu=_tail_mean(stats.history), dead=float(dead.float().mean()),
-                )  # fmt: skip
+            for epoch in range(s.passes):
+                order = torch.randperm(len(buffer), generator=gen)
+                for i in range(0, len(buffer), s.batch_size):
+                    fvu, dead = _step(sae, opt, buffer[order[i : i + s.batch_size]], since_fired, s)
+                    stats.steps += 1
+                    if epoch == 0:
+                        # first pass: the batch is scored before the SAE has trained on it
+                        stats.tokens += min(s.batch_size, len(buffer) - i)
+                        stats.history.append(fvu)
+                    elapsed = time.perf_counter() - start
+                    bar.update(
+                        task, completed=stats.tokens, rate=stats.tokens / max(elapsed, 1e-9),
+                        fvu=_tail_mean(stats.history), dead=dead,
+                    )  # fmt: skip
     stats.seconds = time.perf_counter() - start
     stats.fvu_start = stats.history[0] if stats.history else float("nan")
     stats.fvu = _tail_mean(stats.history)
     stats.dead_fraction = float((since_fired >= s.dead_tokens).float().mean())
     return sae.eval(), stats
+
+
+def _step(
+    sae: TopKSAE,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    since_fired: torch.Tensor,
+    s: TrainSettings,
+) -> tuple[float, float]:
+    """One optimizer step on ``x``; returns its FVU and the dead share after it."""
+    values, latents = sae.encode(x)
+    x_hat = sae.decode(values, latents)
+    fvu = _fvu(x, x_hat)
+    loss = fvu
+    fired = torch.zeros(s.width, dtype=torch.bool)
+    fired[latents[values > 0]] = True
+    since_fired += len(x)
+    since_fired[fired] = 0
+    dead = since_fired >= s.dead_tokens
+    if s.auxk_alpha > 0 and dead.any():
+        loss = loss + s.auxk_alpha * _auxk(sae, x, x_hat, dead, min(sae.d_in // 2, s.width))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.project_decoder_grad()
+    opt.step()
+    sae.renormalize()
+    return float(fvu.detach()), float(dead.float().mean())
 
 
 def _tail_mean(history: list[float], n: int = 20) -> float:
