@@ -76,6 +76,8 @@ def test_a_planted_drop_is_detected(runs) -> None:
     assert vs["median_diff"] < -0.1
     assert vs["p_permutation"] < 0.01 and vs["p_mann_whitney"] < 0.01
     assert second["ci"][1] < first["ci"][0]  # the intervals are apart
+    lo, hi = vs["median_diff_ci"]
+    assert lo < vs["median_diff"] < hi < 0
     assert first["ci"][0] <= first["median"] <= first["ci"][1]
     fuzz = result["scorers"]["fuzzing"]["runs"][1]
     assert fuzz["n"] == 59 and fuzz["missing"] == 1
@@ -92,6 +94,8 @@ def test_a_run_against_a_copy_of_itself_shows_no_difference(runs, tmp_path) -> N
         assert b["vs_first"]["median_diff"] == 0
         assert b["vs_first"]["p_permutation"] > 0.5 and b["vs_first"]["p_mann_whitney"] > 0.5
         assert a["ci"] == b["ci"] and a["median"] == b["median"]
+        lo, hi = b["vs_first"]["median_diff_ci"]
+        assert lo <= 0 <= hi
     # two runs with one directory name are told apart by their path
     labels = [r["name"] for r in result["runs"]]
     assert labels == [str(sae), str(copy)]
@@ -143,6 +147,8 @@ def test_errors_name_the_run_and_what_exists(runs, tmp_path, autointerp_cli) -> 
         compare_runs([f"{sae}@7"])
     with pytest.raises(RunInputError, match=r"no scores of explainer 'other'; explainers here"):
         compare_runs([str(sae)], explainer="other")
+    with pytest.raises(RunInputError, match=r"--confidence 95.0: expected a number between"):
+        compare_runs([str(sae)], confidence=95.0)
     out = autointerp_cli("compare", str(sae), str(tmp_path / "unscored"))
     assert out.exit_code == 1
     assert "has no scores yet" in out.stderr and "Traceback" not in out.stderr

@@ -11,7 +11,9 @@ import pytest
 from autointerp.report.stats import (
     agreement,
     bootstrap_ci,
+    bootstrap_medians,
     mann_whitney,
+    median_difference_ci,
     permutation_test,
     rankdata,
     spearman,
@@ -76,13 +78,39 @@ def test_bootstrap_ci_covers_the_true_median_at_about_the_nominal_rate() -> None
     assert all(math.isnan(v) for v in bootstrap_ci([float("nan")]))
 
 
-def test_bootstrap_resamples_in_bounded_chunks() -> None:
-    # 5000 values x 2000 resamples would be 10M indices at once; the chunked result is the same
-    # statistic, and still close to the sample median
-    x = np.random.default_rng(2).uniform(size=5000)
-    med, lo, hi = bootstrap_ci(x, n_boot=2000)
+@pytest.mark.parametrize("n", [1, 2, 7, 8])
+def test_bootstrap_medians_have_the_distribution_of_resampled_medians(n) -> None:
+    # the order-statistic shortcut against plain resampling: same distribution over the
+    # (few) values a resample median of n = 7 or 8 points can take
+    x = np.random.default_rng(n).normal(size=n)
+    fast = bootstrap_medians(x, 100_000, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    slow = np.median(x[rng.integers(0, n, size=(100_000, n))], axis=1)
+    support = np.union1d(np.round(fast, 9), np.round(slow, 9))
+    p = np.array([(np.round(fast, 9) == v).mean() for v in support])
+    q = np.array([(np.round(slow, 9) == v).mean() for v in support])
+    assert 0.5 * np.abs(p - q).sum() < 0.01  # total variation distance
+    assert fast.min() >= x.min() and fast.max() <= x.max()
+
+
+def test_bootstrap_is_fast_for_a_million_values_and_brackets_the_median() -> None:
+    x = np.random.default_rng(2).uniform(size=1_000_000)
+    med, lo, hi = bootstrap_ci(x, n_boot=5000)
     assert med == pytest.approx(float(np.median(x)))
-    assert hi - lo < 0.05 and lo < med < hi
+    # the median of U(0, 1) has standard error 1 / (2 sqrt(n)) = 0.0005
+    assert lo < med < hi and 0.001 < hi - lo < 0.003
+
+
+def test_median_difference_interval() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(0.8, 0.1, size=300), rng.normal(0.6, 0.1, size=300)
+    diff, lo, hi = median_difference_ci(a, b)
+    assert diff == pytest.approx(float(np.median(b) - np.median(a)))
+    assert lo < diff < hi < -0.1
+    diff, lo, hi = median_difference_ci(a, a.copy())
+    assert diff == 0 and lo < 0 < hi
+    with pytest.raises(ValueError, match="confidence must be between 0 and 1"):
+        median_difference_ci(a, b, confidence=1.5)
 
 
 def test_tests_detect_a_planted_shift_and_not_identical_samples() -> None:

@@ -28,7 +28,13 @@ from autointerp.report.runs import (
     run_sources,
     unique_names,
 )
-from autointerp.report.stats import agreement, bootstrap_ci, mann_whitney, permutation_test
+from autointerp.report.stats import (
+    agreement,
+    bootstrap_ci,
+    mann_whitney,
+    median_difference_ci,
+    permutation_test,
+)
 from autointerp.types import LatentRef
 
 #: histogram bins shown per run and scorer (shared edges across runs, so bars compare)
@@ -99,6 +105,11 @@ def compare_runs(
     """The comparison as plain data (JSON-ready: NaN becomes None); see the module docstring."""
     if not args:
         raise RunInputError("compare: give at least one run directory")
+    if not 0 < confidence < 1:
+        raise RunInputError(f"--confidence {confidence}: expected a number between 0 and 1")
+    for flag, value in (("--n-boot", n_boot), ("--n-perm", n_perm)):
+        if value < 1:
+            raise RunInputError(f"{flag} {value}: expected a positive number of resamples")
     paths = [parse_run_arg(a)[0] for a in args]
     names = unique_names(list(args), paths)
     runs = [load_run_scores(a, n, explainer) for a, n in zip(args, names, strict=True)]
@@ -154,8 +165,12 @@ def compare_runs(
             if r is not runs[0] and len(x) and len(samples[0]):
                 diff, p_perm = permutation_test(samples[0], x, n_perm=n_perm, seed=seed)
                 u, p_mwu = mann_whitney(samples[0], x)
+                _, d_lo, d_hi = median_difference_ci(
+                    samples[0], x, confidence=confidence, n_boot=n_boot, seed=seed
+                )
                 row["vs_first"] = {
                     "median_diff": _num(diff),
+                    "median_diff_ci": [_num(d_lo), _num(d_hi)],
                     "p_permutation": _num(p_perm),
                     "u": _num(u),
                     "p_mann_whitney": _num(p_mwu),
@@ -191,6 +206,13 @@ def _fmt_p(p: float | None) -> str:
     return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def _fmt_diff(vs: dict[str, Any]) -> str:
+    if not vs or vs.get("median_diff") is None:
+        return "-"
+    lo, hi = vs["median_diff_ci"]
+    return f"{vs['median_diff']:+.3f} [{_fmt(lo)}, {_fmt(hi)}]"
+
+
 def render(result: dict[str, Any], console: Any) -> None:
     """Print the comparison as rich tables: one per scorer, then each run's agreement matrix."""
     from rich import box
@@ -203,7 +225,8 @@ def render(result: dict[str, Any], console: Any) -> None:
             box=box.SIMPLE_HEAD,
             title=f"{key}: median [{pct}% bootstrap CI]; histogram over {lo:.2f}..{hi:.2f}",
         )
-        for col in ("run", "n", "median [CI]", "mean", "histogram", "Δ median", "p perm", "p MWU"):
+        cols = ("run", "n", "median [CI]", "mean", "histogram", "Δ median [CI]", "p perm", "p MWU")
+        for col in cols:
             table.add_column(col, justify="left" if col in ("run", "histogram") else "right")
         for i, row in enumerate(block["runs"]):
             vs = row["vs_first"] or {}
@@ -217,7 +240,7 @@ def render(result: dict[str, Any], console: Any) -> None:
                 else f"{row['median']:.3f} [{_fmt(lo_ci)}, {_fmt(hi_ci)}]",
                 _fmt(row["mean"]),
                 sparkline(row["histogram"]),
-                "(first)" if i == 0 else _fmt(vs.get("median_diff")),
+                "(first)" if i == 0 else _fmt_diff(vs),
                 _fmt_p(vs.get("p_permutation")),
                 _fmt_p(vs.get("p_mann_whitney")),
             )

@@ -72,6 +72,30 @@ def _chunk_rows(n_rows: int, row_len: int, budget: int = 4_000_000) -> int:
     return max(1, min(n_rows, budget // max(1, row_len)))
 
 
+def bootstrap_medians(
+    values: Sequence[float] | np.ndarray, n_boot: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Medians of ``n_boot`` bootstrap resamples of ``values`` (NaN-free), drawn exactly but
+    without building the resamples.
+
+    A resample is ``x_sorted[idx]`` for ``n`` uniform indices, so its i-th smallest value is
+    ``x_sorted[floor(n * U_(i))]`` with ``U_(i)`` the i-th order statistic of ``n`` uniforms,
+    ``Beta(i, n + 1 - i)``. The median needs the middle one (odd ``n``) or the middle two (even
+    ``n``: the next is ``U + (1 - U) * Beta(1, n - i)``, the smallest of the ``n - i`` uniforms
+    above ``U``), so each resample costs O(1) after one sort: same distribution as resampling
+    ``n`` values ``n_boot`` times (checked against it in the tests), at O(n log n + n_boot).
+    """
+    x = np.sort(np.asarray(values, dtype=float))
+    n = len(x)
+    k = (n + 1) // 2  # 1-based rank of the (lower) middle value
+    u = rng.beta(k, n + 1 - k, size=n_boot)
+    lower = x[np.minimum((u * n).astype(np.int64), n - 1)]
+    if n % 2:
+        return lower
+    nxt = u + (1 - u) * rng.beta(1, n - k, size=n_boot)
+    return (lower + x[np.minimum((nxt * n).astype(np.int64), n - 1)]) / 2
+
+
 def bootstrap_ci(
     values: Sequence[float] | np.ndarray,
     *,
@@ -81,25 +105,44 @@ def bootstrap_ci(
 ) -> tuple[float, float, float]:
     """The median of ``values`` with a percentile-bootstrap confidence interval.
 
-    Returns ``(median, low, high)``; NaN values are left out; all NaN when nothing is left.
-    Resamples are drawn from a ``numpy.random.Generator`` seeded with ``seed`` (same inputs, same
-    interval), as index matrices of at most a few million entries at a time: memory stays bounded.
+    Returns ``(median, low, high)``; NaN values are left out; all NaN when nothing is left. The
+    bootstrap medians come from :func:`bootstrap_medians` with a ``numpy.random.Generator``
+    seeded with ``seed``: same inputs, same interval; fast for a million values.
     """
-    if not 0 < confidence < 1:
-        raise ValueError(f"bootstrap_ci: confidence must be in (0, 1), got {confidence}")
+    _check_confidence(confidence)
     x = _clean(values)
-    n = len(x)
-    if n == 0:
+    if len(x) == 0:
         return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    medians = np.empty(n_boot)
-    step = _chunk_rows(n_boot, n)
-    for start in range(0, n_boot, step):
-        rows = min(step, n_boot - start)
-        medians[start : start + rows] = np.median(x[rng.integers(0, n, size=(rows, n))], axis=1)
+    medians = bootstrap_medians(x, n_boot, np.random.default_rng(seed))
     alpha = (1 - confidence) / 2
     low, high = np.quantile(medians, [alpha, 1 - alpha])
     return float(np.median(x)), float(low), float(high)
+
+
+def median_difference_ci(
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    *,
+    confidence: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``median(b) - median(a)`` with a percentile-bootstrap interval (independent samples,
+    each resampled on its own); all NaN when either side is empty."""
+    _check_confidence(confidence)
+    x, y = _clean(a), _clean(b)
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    diffs = bootstrap_medians(y, n_boot, rng) - bootstrap_medians(x, n_boot, rng)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(diffs, [alpha, 1 - alpha])
+    return float(np.median(y) - np.median(x)), float(low), float(high)
+
+
+def _check_confidence(confidence: float) -> None:
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be between 0 and 1 (exclusive), got {confidence}")
 
 
 def permutation_test(
