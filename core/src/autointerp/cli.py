@@ -401,7 +401,7 @@ def report_command(
     from autointerp.report.render import write_report
 
     index = write_report(run_dir, out, run_id, progress=True)
-    console.print(f"report: {index}", highlight=False)
+    console.print(f"report: {index}", highlight=False, soft_wrap=True)
     if open_:
         import webbrowser
 
@@ -418,7 +418,9 @@ def _report_after_run(run_path: Path, run_id: int) -> None:
         err_console.print(f"report not written: {exc}; retry with `autointerp report {run_path}`")
         return
     console.print(
-        f"report: {index} (open it with `autointerp report {run_path} --open`)", highlight=False
+        f"report: {index} (open it with `autointerp report {run_path} --open`)",
+        highlight=False,
+        soft_wrap=True,  # a path to copy, never broken across lines
     )
 
 
