@@ -438,3 +438,14 @@ def test_run_ends_with_its_report(
     assert browser.evaluate("document.querySelectorAll('#card .pred').length") > 0
     _screenshot(browser, tmp_path / "report-run.png")
     assert browser.errors() == []
+
+
+def test_empty_run_report_loads(tmp_path: Path, browser: DevTools) -> None:
+    with Store.open(tmp_path / "run") as store:
+        store.start_run("empty", {})
+    index = write_report(tmp_path / "run")
+    browser.call("Page.navigate", url=index.resolve().as_uri())
+    browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
+    assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 0
+    assert "0 of 0 latents" in browser.evaluate("document.getElementById('page').textContent")
+    assert browser.errors() == []
