@@ -170,7 +170,7 @@ def test_run_validates_everything_before_work(only_every_kind, autointerp_cli, t
     assert recorded["run_dir"] == run_dir.as_posix()
     with Store.open(run_dir) as store:
         (run,) = store.runs()
-    assert run.config == recorded and run.status == "interrupted"
+    assert run.config == recorded and run.status == "failed"  # an error, not Ctrl-C
 
     bad = autointerp_cli("run", "--scorer", "detecton", "--explainer", "nope")
     assert bad.exit_code == 1

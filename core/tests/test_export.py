@@ -16,7 +16,10 @@ def finished_run(autointerp_run_dir):
     with Store.open(autointerp_run_dir) as store:
         run = store.start_run("r", {})
         a, b = LatentRef("sae/resid_post.3", 1), LatentRef("sae/resid_post.3", 2)
-        store.put_explanation(run, Explanation(a, "days of the week", "default", {"reasks": 0}))
+        store.put_explanation(
+            run,
+            Explanation(a, "days of the week", "default", {"reasks": 0}, {"config_hash": "abc"}),
+        )
         store.put_score(
             run,
             Score(a, "detection", "default", 0.75, {"f1": 0.8}, (Prediction(0, 1.0, 1.0),), 1),
@@ -36,6 +39,7 @@ def test_jsonl_export_holds_every_record(finished_run, autointerp_cli) -> None:
         "explainer": "default",
         "explanation": "days of the week",
         "meta": {"reasks": 0},
+        "provenance": {"config_hash": "abc"},
     }
     (score,) = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
     assert score["value"] == 0.75 and score["n_failures"] == 1

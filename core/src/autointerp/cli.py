@@ -15,7 +15,7 @@ from rich.text import Text
 
 from autointerp import __version__
 from autointerp.adapter_cli import AdapterOpt, ModelOpt, OptionOpt, ThreadsOpt
-from autointerp.errors import AutointerpError
+from autointerp.errors import AutointerpError, ConfigError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -128,40 +128,55 @@ def config_validate(file: ConfigFile = None, set_: SetOption = None) -> None:
 # -- run ---------------------------------------------------------------------------------------
 
 
-@app.command("run")
-def run_command(
-    file: ConfigFile = None,
-    set_: SetOption = None,
-    model: Annotated[str | None, typer.Option(help="Model adapter name.")] = None,
-    source: Annotated[str | None, typer.Option("--source", help="Feature source name.")] = None,
-    explainer: Annotated[str | None, typer.Option(help="Explainer name.")] = None,
-    llm: Annotated[str | None, typer.Option(help="LLM client name.")] = None,
-    scorer: Annotated[
-        list[str] | None, typer.Option("--scorer", help="Scorer name (repeat for several).")
-    ] = None,
-    run_dir: Annotated[
-        Path | None, typer.Option(help="Run directory (default runs/<name>).")
-    ] = None,
-) -> None:
-    """Run the pipeline: cache activations, build examples, explain latents, score explanations.
+RunSelections = dict[str, Any]
+ModelFlag = Annotated[str | None, typer.Option(help="Model adapter name.")]
+SourceFlag = Annotated[str | None, typer.Option("--source", help="Feature source name.")]
+ExplainerFlag = Annotated[str | None, typer.Option(help="Explainer name.")]
+LLMFlag = Annotated[str | None, typer.Option(help="LLM client name.")]
+ScorerFlag = Annotated[
+    list[str] | None, typer.Option("--scorer", help="Scorer name (repeat for several).")
+]
+RunDirFlag = Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>).")]
+Target = Annotated[
+    Path | None,
+    typer.Argument(
+        help="A run directory (its config.toml) or a run config (TOML); omit for the defaults."
+    ),
+]
 
-    Rerun the same command to resume: finished work is skipped, failures are retried."""
+
+def _run_stages(
+    target: Path | None,
+    set_: list[str] | None,
+    selections: RunSelections,
+    run_dir: Path | None,
+    stages: tuple[str, ...],
+    report: bool = True,
+) -> None:
+    """Plan, open (or resume) the run, execute ``stages``, print the summary and enforce the
+    failure rate, then write the HTML report. Ctrl-C marks the run interrupted (exit 130);
+    rerunning resumes it."""
     from autointerp.config import load_config
-    from autointerp.pipeline import execute, finish_run, plan_run, prepare_run_dir
+    from autointerp.pipeline import (
+        check_failure_rate,
+        execute,
+        finish_run,
+        plan_run,
+        prepare_run_dir,
+    )
 
     overrides = list(set_ or [])
+    file = target
+    if target is not None and target.is_dir():  # a run directory: its recorded config
+        file = target / "config.toml"
+        if not file.is_file():
+            raise ConfigError(f"{target}: no config.toml here; is this a run directory?")
+        run_dir = run_dir or target
     if run_dir is not None:
         overrides.append(f'run_dir="{run_dir.as_posix()}"')
-    selections = {
-        "model": model,
-        "feature_source": source,
-        "explainer": explainer,
-        "llm": llm,
-        "scorers": scorer or None,
-    }
     config = load_config(file, overrides, {k: v for k, v in selections.items() if v})
     plan = plan_run(config, _plugins(), source=str(file) if file else "defaults")
-    table = Table(title=f"run '{config.name}'", show_header=True)
+    table = Table(title=f"{' + '.join(stages)} '{config.name}'", show_header=True)
     for col in ("stage", "component", "distribution"):
         table.add_column(col)
     for step in plan.steps:
@@ -169,12 +184,86 @@ def run_command(
     console.print(table)
     run_path, run_id = prepare_run_dir(plan)
     try:
-        summary = execute(plan, run_path, run_id)
-    except BaseException:
+        summary = execute(plan, run_path, run_id, stages=stages)
+    except KeyboardInterrupt:
         finish_run(run_path, run_id, "interrupted")
+        err_console.print(
+            f"interrupted: finished work is saved in {run_path}; rerun the same command to resume",
+            soft_wrap=True,
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    except BaseException:
+        finish_run(run_path, run_id, "failed")
+        raise
+    _print_summary(run_path, run_id, summary)
+    try:
+        check_failure_rate(plan, run_path, run_id, stages)
+    except AutointerpError:
+        finish_run(run_path, run_id, "failed")
         raise
     finish_run(run_path, run_id, "finished")
-    _print_summary(run_path, run_id, summary)
+    if report:
+        _report_after_run(run_path, run_id)
+
+
+@app.command("run")
+def run_command(
+    file: ConfigFile = None,
+    set_: SetOption = None,
+    model: ModelFlag = None,
+    source: SourceFlag = None,
+    explainer: ExplainerFlag = None,
+    llm: LLMFlag = None,
+    scorer: ScorerFlag = None,
+    run_dir: RunDirFlag = None,
+    no_report: Annotated[
+        bool, typer.Option("--no-report", help="Do not write the HTML report (RUN/report).")
+    ] = False,
+) -> None:
+    """Run the pipeline: cache activations, build examples, explain latents, score explanations.
+
+    Rerun the same command to resume: finished work is skipped, failures are retried. Exits 1
+    when a stage's share of failed latents exceeds max_failure_rate."""
+    selections = {
+        "model": model,
+        "feature_source": source,
+        "explainer": explainer,
+        "llm": llm,
+        "scorers": scorer or None,
+    }
+    _run_stages(file, set_, selections, run_dir, ("cache", "explain", "score"), not no_report)
+
+
+@app.command("explain")
+def explain_command(
+    target: Target = None,
+    set_: SetOption = None,
+    model: ModelFlag = None,
+    source: SourceFlag = None,
+    explainer: ExplainerFlag = None,
+    llm: LLMFlag = None,
+    run_dir: RunDirFlag = None,
+) -> None:
+    """Cache (or reuse the run's cache), build examples and explain latents; no scoring.
+
+    Resumable like run; `autointerp score` then scores the explanations."""
+    selections = {"model": model, "feature_source": source, "explainer": explainer, "llm": llm}
+    _run_stages(target, set_, selections, run_dir, ("cache", "explain"))
+
+
+@app.command("score")
+def score_command(
+    target: Target = None,
+    set_: SetOption = None,
+    scorer: ScorerFlag = None,
+    llm: LLMFlag = None,
+    run_dir: RunDirFlag = None,
+) -> None:
+    """Score a run's stored explanations with its scorers (or --scorer ...); resumable.
+
+    Scores made with the same scorer options are skipped; other scorers are added to the run."""
+    _run_stages(target, set_, {"llm": llm, "scorers": scorer or None}, run_dir, ("score",))
 
 
 def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
@@ -186,6 +275,7 @@ def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
         for s in store.scores(run_id):
             scores.setdefault(s.latent, {})[s.scorer] = s.value
         failures = store.failures(run_id)
+        usage = store.usage(run_id)
     scorers = list(summary.scores)
     table = Table(box=box.SIMPLE_HEAD, title=f"{run_path}: {len(summary.latents)} latents")
     for col in ("latent", "explanation", *scorers):
@@ -196,13 +286,17 @@ def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
         cells = [scores.get(ref, {}).get(name) for name in scorers]
         table.add_row(str(ref.index), text, *("-" if v is None else f"{v:.2f}" for v in cells))
     console.print(table)
+    console.print(
+        f"LLM: {usage.calls} calls paid, {usage.cache_hits} from the cache, "
+        f"{usage.prompt_tokens + usage.completion_tokens:,} tokens, ${usage.cost_usd:.4f}",
+        highlight=False,
+    )
     if failures:
         err_console.print(f"{len(failures)} failures recorded; see `autointerp status {run_path}`")
     console.print(
         f"results: {run_path / 'results.sqlite'}; export with `autointerp export {run_path}`",
         highlight=False,
     )
-    _report_after_run(run_path, run_id)
 
 
 @app.command("sites")
@@ -372,6 +466,9 @@ def similarity_command(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Explanations per embedding batch.")] = 64,
     threads: ThreadsOpt = None,
+    matches: Annotated[
+        Path | None, typer.Option(help="Write every latent's best match here (JSON lines).")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """How alike runs' feature sets are through their explanations: best-match cosine similarity
@@ -380,7 +477,7 @@ def similarity_command(
 
     result = similarity_runs(
         runs, explainer=explainer, model=model, batch_size=batch_size, threads=threads,
-        progress=not as_json,
+        progress=not as_json, matches=matches,
     )  # fmt: skip
     if as_json:
         sys.stdout.write(json.dumps(result, indent=2) + "\n")

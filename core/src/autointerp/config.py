@@ -115,6 +115,12 @@ class RunConfig(BaseModel):
         default_factory=LatentSettings, description="latents to explain"
     )
     concurrency: int = Field(64, ge=1, description="latents in flight in the LLM stages")
+    max_failure_rate: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="a stage whose share of failed latents exceeds this makes the run exit 1",
+    )
 
     @property
     def resolved_run_dir(self) -> Path:
@@ -133,6 +139,7 @@ class RunConfig(BaseModel):
                 out[key] = sel.as_table()
         out["scorers"] = [s.as_table() for s in self.scorers]
         out["concurrency"] = self.concurrency
+        out["max_failure_rate"] = self.max_failure_rate
         out["corpus"] = self.corpus.model_dump(exclude_none=True)
         out["latents"] = self.latents.model_dump(exclude_none=True)
         return out

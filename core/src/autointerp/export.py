@@ -2,9 +2,11 @@
 latents as Neuronpedia-style feature JSON.
 
 JSONL / Parquet files (one row per record): ``explanations.<ext>`` (source, latent, explainer,
-explanation, meta), ``scores.<ext>`` (source, latent, explainer, scorer, value, n_failures, metrics,
-predictions) and ``failures.<ext>`` (source, latent, stage, component, reason). Nested fields are
-JSON strings in Parquet and objects in JSONL.
+explanation, meta, provenance), ``scores.<ext>`` (source, latent, explainer, scorer, value,
+n_failures, metrics, predictions, provenance) and ``failures.<ext>`` (source, latent, stage,
+component, reason). Nested fields are JSON strings in Parquet and objects in JSONL.
+``provenance`` says what made the record: config hash, subject model, feature source, LLM client
+and model, component name, version and options hash, prompt version, autointerp version.
 
 ``neuronpedia.json`` follows the feature records of Neuronpedia
 (https://github.com/hijohnnylin/neuronpedia: the ``Feature``, ``Activation``, ``Explanation`` and
@@ -58,6 +60,7 @@ def _explanation_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
             "explainer": e.explainer,
             "explanation": e.text,
             "meta": e.meta,
+            "provenance": e.provenance,
         }
 
 
@@ -72,6 +75,7 @@ def _score_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
             "n_failures": s.n_failures,
             "metrics": s.metrics,
             "predictions": [asdict(p) for p in s.predictions],
+            "provenance": s.provenance,
         }
 
 

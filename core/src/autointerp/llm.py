@@ -656,6 +656,13 @@ class ClientStats:
     cached_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
+    in_flight: int = 0  #: attempts of this client awaiting the endpoint right now
+    peak_in_flight: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt plus completion tokens of paid calls (what the ledger sums for them)."""
+        return self.prompt_tokens + self.completion_tokens
 
 
 class LLMClient:
@@ -814,7 +821,10 @@ class LLMClient:
                         await ep.tpm.acquire(estimate)
                     ep.in_flight += 1
                     ep.peak_in_flight = max(ep.peak_in_flight, ep.in_flight)
-                    self.stats.requests += 1
+                    stats = self.stats
+                    stats.requests += 1
+                    stats.in_flight += 1
+                    stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
                     start = time.monotonic()
                     try:
                         async with asyncio.timeout(cfg.timeout_s):
@@ -825,6 +835,7 @@ class LLMClient:
                         ) from None
                     finally:
                         ep.in_flight -= 1
+                        stats.in_flight -= 1
                 latency = time.monotonic() - start
             except TransientLLMError as exc:
                 verdict = True

@@ -7,17 +7,19 @@ validate, so a typo costs nothing. Stages are added as caching, explaining and s
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from autointerp.adapter import AdapterError
 from autointerp.config import RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.plugins import Component, PluginManager
-from autointerp.store import Store
+from autointerp.store import Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
+
+log = logging.getLogger("autointerp.pipeline")
 
 
 @dataclass(frozen=True)
@@ -70,11 +72,32 @@ def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
     run_dir.mkdir(parents=True, exist_ok=True)
     table = plan.config.as_table()
     (run_dir / "config.toml").write_text(dump_toml(table), encoding="utf-8")
+    key = run_identity(table)
     with Store.open(run_dir) as store:
         # the same config again is the same run, resumed; another config is a new run
-        same = [r.id for r in store.runs() if r.name == plan.config.name and r.config == table]
+        same = [
+            r.id
+            for r in store.runs()
+            if r.name == plan.config.name and run_identity(r.config) == key
+        ]
         run_id = same[-1] if same else store.start_run(plan.config.name, table)
     return run_dir, run_id
+
+
+#: config fields that change how a run executes or what it adds, not what its records mean: a
+#: rerun with other values (another scorer, more concurrency) resumes the same run
+_EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads")
+
+
+def run_identity(table: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a config table that identifies a run (scores are kept per scorer and options,
+    so the scorers are not part of it)."""
+    return {k: v for k, v in table.items() if k not in _EXECUTION_ONLY}
+
+
+def config_hash(table: Mapping[str, Any]) -> str:
+    """A short content hash of a run's identity, recorded in every record's provenance."""
+    return request_hash(run_identity(table))[:16]
 
 
 def finish_run(run_dir: Path, run_id: int, status: str) -> None:
@@ -94,6 +117,46 @@ class StageSummary:
     failed: int = 0
 
 
+def llm_meter(stats: Any) -> str:
+    """``calls in flight · tokens · cost`` of an LLM client's counters (plain attribute reads)."""
+    if stats is None:
+        return ""
+    tokens = stats.prompt_tokens + stats.completion_tokens
+    return f"{stats.in_flight} in flight · {tokens:,} tokens · ${stats.cost_usd:.4f}"
+
+
+def stage_progress(llm: Any = None, *, progress: bool = True) -> Any:
+    """One rich display for a stage: bar, done/total, latents/s, elapsed, and with an LLM client
+    its calls in flight, tokens and cost so far (read from its counters at each refresh)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TimeElapsedColumn,
+    )
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed or 0.0:.2f} latents/s")
+
+    class Meter(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(llm_meter(getattr(llm, "stats", None)))
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        Rate(),
+        Meter(),
+        TimeElapsedColumn(),
+        disable=not progress,
+        transient=True,
+    )
+
+
 async def run_pool(
     items: Iterable[T],
     handle: Callable[[T], Awaitable[bool]],
@@ -102,13 +165,12 @@ async def run_pool(
     concurrency: int,
     total: int | None = None,
     progress: bool = True,
+    llm: Any = None,
 ) -> StageSummary:
     """Feed ``items`` (read lazily) to ``concurrency`` workers; ``handle`` returns True on success.
 
     Memory stays bounded whatever the number of items: only ``concurrency`` are in flight.
     """
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     summary = StageSummary()
     iterator = iter(items)
 
@@ -119,14 +181,7 @@ async def run_pool(
             summary.failed += not ok
             bar.advance(task)
 
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        disable=not progress,
-        transient=True,
-    ) as bar:
+    with stage_progress(llm, progress=progress) as bar:
         task = bar.add_task(description, total=total)
         await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
     return summary
@@ -143,17 +198,28 @@ def _pending(
             yield item
 
 
+def _reason(exc: BaseException) -> str:
+    """A failure's one-line reason; errors that are not ours name their type (a bug to report)."""
+    reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+    if not isinstance(exc, AutointerpError):
+        reason = f"{type(exc).__name__}: {reason}"
+    return str(reason).splitlines()[0] if reason else type(exc).__name__
+
+
 # -- explaining ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class LatentWork:
-    """What an explainer gets for one latent: its train examples, and the optional extras."""
+    """What an explainer gets for one latent: its train examples, and the optional extras.
+
+    ``error`` set: the latent cannot be explained (no activating examples ...), a failure."""
 
     latent: LatentRef
     examples: Sequence[Example]
     negatives: Sequence[Example] = ()
     promoted: Sequence[tuple[str, float]] = ()
+    error: str | None = None
 
 
 async def explain_latents(
@@ -168,15 +234,16 @@ async def explain_latents(
     seed: int = 0,
     total: int | None = None,
     progress: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> StageSummary:
     """Explain every latent of ``work`` with at most ``concurrency`` latents in flight.
 
     Each explanation (or failure, with its reason) is committed as it completes; latents already
-    explained in this run are skipped, so a killed run resumes where it stopped.
+    explained in this run are skipped, so a killed run resumes where it stopped. A latent that
+    fails, whatever the error, is recorded and never stops the others.
     """
-    from autointerp.llm import LLMError
-
     needs = getattr(explainer, "needs", frozenset())
+    prov = dict(provenance or {})
 
     async def handle(item: LatentWork) -> bool:
         kwargs: dict[str, Any] = {"seed": seed}
@@ -185,11 +252,15 @@ async def explain_latents(
         if "promoted_tokens" in needs:
             kwargs["promoted"] = item.promoted
         try:
+            if item.error is not None:
+                raise ExplainStageError(item.error)
             explanation = await explainer.explain(item.latent, item.examples, llm, **kwargs)
-        except LLMError as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            store.put_failure(run_id, item.latent, "explain", explainer_name, reason)
+        except Exception as exc:  # one latent's failure never aborts the run
+            log.debug("explaining %s failed", item.latent, exc_info=True)
+            store.put_failure(run_id, item.latent, "explain", explainer_name, _reason(exc))
             return False
+        if prov:
+            explanation = replace(explanation, provenance={**explanation.provenance, **prov})
         store.put_explanation(run_id, explanation)
         store.clear_failure(run_id, item.latent, "explain", explainer_name)
         return True
@@ -204,9 +275,14 @@ async def explain_latents(
         concurrency=concurrency,
         total=total,
         progress=progress,
+        llm=llm,
     )
     result.skipped = summary.skipped
     return result
+
+
+class ExplainStageError(AutointerpError):
+    """A latent that cannot be explained at all (recorded as its failure)."""
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -214,12 +290,16 @@ async def explain_latents(
 
 @dataclass(frozen=True)
 class ScoreWork:
-    """What a scorer gets for one explanation: held-out activating examples and negatives."""
+    """What a scorer gets for one explanation: held-out activating examples and negatives.
+
+    ``extras`` go to ``score()`` as keywords (``direction=`` for intervention); ``error`` set:
+    this explanation cannot be scored (its inputs could not be made), a failure."""
 
     explanation: Explanation
     examples: Sequence[Example]
     negatives: Sequence[Example] = ()
-    extras: Mapping[str, Any] = field(default_factory=dict)  # e.g. direction= for intervention
+    extras: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
 
 
 async def score_explanations(
@@ -235,23 +315,31 @@ async def score_explanations(
     seed: int = 0,
     total: int | None = None,
     progress: bool = True,
+    provenance: Mapping[str, Any] | None = None,
 ) -> StageSummary:
     """Score every explanation of ``work``; each score (or failure) is committed as it completes
-    and explanations this scorer already scored in this run are skipped."""
-    from autointerp.llm import LLMError
+    and explanations this scorer already scored in this run (with the same options, when the
+    provenance has an ``options_hash``) are skipped."""
+    prov = dict(provenance or {})
+    same = {"options_hash": prov["options_hash"]} if "options_hash" in prov else None
 
     async def handle(item: ScoreWork) -> bool:
         e = item.explanation
+        component = f"{scorer_name}/{e.explainer}"
         try:
+            if item.error is not None:
+                raise ScoreStageError(item.error)
             score = await scorer.score(
                 e, item.examples, item.negatives, llm, seed=seed, adapter=adapter, **item.extras
             )
-        except (LLMError, AdapterError) as exc:
-            reason = getattr(exc, "reason", None) or str(exc)
-            store.put_failure(run_id, e.latent, "score", f"{scorer_name}/{e.explainer}", reason)
+        except Exception as exc:  # one latent's failure never aborts the run
+            log.debug("scoring %s failed", e.latent, exc_info=True)
+            store.put_failure(run_id, e.latent, "score", component, _reason(exc))
             return False
+        if prov:
+            score = replace(score, provenance={**score.provenance, **prov})
         store.put_score(run_id, score)
-        store.clear_failure(run_id, e.latent, "score", f"{scorer_name}/{e.explainer}")
+        store.clear_failure(run_id, e.latent, "score", component)
         return True
 
     summary = StageSummary()
@@ -260,7 +348,7 @@ async def score_explanations(
     def is_done(item: ScoreWork) -> bool:
         explainer = item.explanation.explainer
         if explainer not in scored:
-            scored[explainer] = store.scored(run_id, explainer, scorer_name)
+            scored[explainer] = store.scored(run_id, explainer, scorer_name, same)
         return item.explanation.latent in scored[explainer]
 
     pending = _pending(work, is_done, summary)
@@ -271,20 +359,33 @@ async def score_explanations(
         concurrency=concurrency,
         total=total,
         progress=progress,
+        llm=llm,
     )
     result.skipped = summary.skipped
     return result
 
 
+class ScoreStageError(AutointerpError):
+    """An explanation that cannot be scored at all (recorded as its failure)."""
+
+
 # -- the whole run ---------------------------------------------------------------------------------
+
+#: the stages of ``autointerp run``, in order; ``explain`` and ``score`` run subsets
+STAGES = ("cache", "explain", "score")
 
 
 @dataclass
 class RunSummary:
-    cache_dir: Path
+    cache_dir: Path | None
     latents: list[LatentRef]
-    explain: StageSummary
+    explain: StageSummary | None
     scores: dict[str, StageSummary]
+    llm_stats: Any = None  #: the LLM client's counters (calls, tokens, cost) of this process
+
+
+class FailureRateError(AutointerpError):
+    """More latents of a stage failed than ``max_failure_rate`` allows (the run exits 1)."""
 
 
 def _decoder(tokenizer: Any) -> Any:
@@ -297,27 +398,87 @@ def _decoder(tokenizer: Any) -> Any:
     return lambda ids: [one(int(t)) for t in ids]
 
 
-def execute(plan: Plan, run_dir: Path, run_id: int, *, progress: bool = True) -> RunSummary:
-    """Cache -> examples -> explain -> score, every result committed as it completes.
+def _options_hash(options: Any) -> str:
+    data = options.model_dump(mode="json") if hasattr(options, "model_dump") else options
+    return request_hash({"options": data})[:16]
 
-    Rerunning on the same run directory resumes: the cache continues after its last complete
-    shard, and latents already explained or scored are skipped.
-    """
+
+def prompt_version(component: Any) -> str:
+    """The prompt-template version of an explainer or scorer: its ``prompt_version`` attribute,
+    else its loaded template's ``name.vN``, else "1"."""
+    version = getattr(component, "prompt_version", None)
+    if version is not None:
+        return str(version)
+    template = getattr(component, "template", None) or getattr(component, "prompt", None)
+    name, number = getattr(template, "name", None), getattr(template, "version", None)
+    if isinstance(name, str) and number is not None:
+        return f"{name}.v{number}"
+    return "1"
+
+
+class RunContext:
+    """One invocation's view of a run: its plan, directory and id, and the heavy components
+    (adapter, feature source, LLM backend), each built on first use and then shared by stages."""
+
+    def __init__(self, plan: Plan, run_dir: Path, run_id: int, *, progress: bool = True) -> None:
+        self.plan, self.run_dir, self.run_id, self.progress = plan, run_dir, run_id, progress
+        self.config = plan.config
+        self._built: dict[str, Any] = {}
+
+    def build(self, field_name: str) -> Any:
+        """The component of ``field_name`` (e.g. ``"model"``, ``"scorers[0]"``), built once."""
+        if field_name not in self._built:
+            if field_name == "model" and self.config.threads:
+                import torch
+
+                torch.set_num_threads(self.config.threads)
+            step = self.plan.step(field_name)
+            self._built[field_name] = step.component.build(step.options)
+        return self._built[field_name]
+
+    @property
+    def source_key(self) -> str:
+        """``<feature source>/<site>``, the latents' source in the store."""
+        return (
+            f"{self.plan.step('feature_source').component.name}/{self.build('feature_source').site}"
+        )
+
+    def provenance(self, field_name: str, component: Any) -> dict[str, Any]:
+        """What every record a component writes carries: config hash, model ids, the
+        component's name, version, options hash and prompt version, the library version."""
+        from autointerp import __version__
+
+        step, model, llm = (
+            self.plan.step(field_name),
+            self.plan.step("model"),
+            self.plan.step("llm"),
+        )
+        backend = self.build("llm")
+        return {
+            "config_hash": config_hash(self.config.as_table()),
+            "subject_model": f"{model.component.name}:{getattr(model.options, 'model', '')}",
+            "feature_source": self.source_key,
+            "llm_client": llm.component.name,
+            "llm_model": str(getattr(backend, "model", "")),
+            "component": step.component.name,
+            "component_version": step.component.version,
+            "options_hash": _options_hash(step.options),
+            "prompt_version": prompt_version(component),
+            "autointerp_version": __version__,
+        }
+
+
+def stage_cache(ctx: RunContext) -> tuple[Path, list[LatentRef]]:
+    """Cache the feature source's activations (resuming a partial cache), choose the latents and
+    record their statistics in the store."""
     import itertools
 
     from autointerp.cache import ActivationCache, build_cache
     from autointerp.corpus import iter_texts, token_windows
-    from autointerp.examples import ExampleBuilder, ExampleSettings
-    from autointerp.llm import wrap
 
-    config = plan.config
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
-    adapter = plan.step("model").component.build(plan.step("model").options)
+    plan, config = ctx.plan, ctx.config
+    adapter, source = ctx.build("model"), ctx.build("feature_source")
     source_step = plan.step("feature_source")
-    source = source_step.component.build(source_step.options)
     c = config.corpus
     windows = token_windows(
         adapter, iter_texts(c.path, c.text_field), seq_len=c.ctx_len, batch_size=c.batch_size,
@@ -333,71 +494,249 @@ def execute(plan: Plan, run_dir: Path, run_id: int, *, progress: bool = True) ->
         "seed": config.seed,
     }
     cache_dir = build_cache(
-        adapter, source, itertools.islice(windows, n_batches), run_dir / "cache" / source.site,
-        info, progress=progress, total_batches=n_batches,
+        adapter, source, itertools.islice(windows, n_batches), ctx.run_dir / "cache" / source.site,
+        info, progress=ctx.progress, total_batches=n_batches,
     )  # fmt: skip
     cache = ActivationCache(cache_dir)
     stats = cache.stats()
-    key = f"{source_step.component.name}/{source.site}"
     lat = config.latents
     if lat.indices is not None:
         chosen = [i for i in lat.indices if 0 <= i < cache.n_latents]
     else:
         eligible = (stats["count"] >= lat.min_activations).nonzero()[0]
         chosen = [int(i) for i in eligible[: lat.n]]
-    latents = [LatentRef(key, i) for i in chosen]
-    with Store.open(run_dir) as store:
+    key = ctx.source_key
+    with Store.open(ctx.run_dir) as store:
         store.put_latents(
-            run_id, key,
+            ctx.run_id, key,
             [{"index": i, "frequency": float(stats["frequency"][i]),
               "max_activation": float(stats["max"][i]), "mean": float(stats["mean"][i])}
              for i in chosen],
         )  # fmt: skip
+    ctx._built["cache"] = cache
+    return cache_dir, [LatentRef(key, i) for i in chosen]
+
+
+def _cache(ctx: RunContext) -> Any:
+    """The run's activation cache (built by :func:`stage_cache`, else opened from disk)."""
+    if "cache" not in ctx._built:
+        from autointerp.cache import ActivationCache
+
+        site = ctx.build("feature_source").site
+        ctx._built["cache"] = ActivationCache(ctx.run_dir / "cache" / site)
+    return ctx._built["cache"]
+
+
+def _latent_work(
+    ctx: RunContext, latents: Iterable[LatentRef], store: Store, skip: set[LatentRef]
+) -> Iterator[LatentWork]:
+    """Build each pending latent's examples only when a worker asks for it, store them, and
+    hand them on: memory holds the examples of the latents in flight, not of the whole run."""
+    from autointerp.examples import ExampleBuilder, ExampleSettings
+
+    lat, config = ctx.config.latents, ctx.config
     settings = ExampleSettings(
         window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
         n_negatives=lat.n_negatives, seed=config.seed,
     )  # fmt: skip
-    builder = ExampleBuilder(cache, key, _decoder(adapter.tokenizer), settings)
-    built = {ref: builder.build(ref.index) for ref in latents}
+    builder = ExampleBuilder(
+        _cache(ctx), ctx.source_key, _decoder(ctx.build("model").tokenizer), settings
+    )
+    for ref in latents:
+        if ref in skip:
+            yield LatentWork(ref, ())  # counted as skipped downstream; nothing built
+            continue
+        ex = builder.build(ref.index)
+        store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
+        error = None if ex.train else "no activating examples in the cache"
+        yield LatentWork(ref, ex.train, ex.negatives, (), error)
 
-    explainer_step, llm_step = plan.step("explainer"), plan.step("llm")
-    explainer = explainer_step.component.build(explainer_step.options)
-    backend = llm_step.component.build(llm_step.options)
 
-    async def llm_stages(store: Store) -> tuple[StageSummary, dict[str, StageSummary]]:
-        llm = wrap(backend, store=store, run_id=run_id)
-        llm.check()
-        try:
-            for ref, ex in built.items():
-                store.put_examples(run_id, ref, [*ex.train, *ex.test, *ex.negatives])
-            work = [
-                LatentWork(ref, ex.train, ex.negatives, ()) for ref, ex in built.items() if ex.train
-            ]
-            explained = await explain_latents(
-                work, explainer, explainer_step.component.name, llm, store, run_id,
-                concurrency=config.concurrency, seed=config.seed, total=len(work),
-                progress=progress,
-            )  # fmt: skip
-            scored: dict[str, StageSummary] = {}
-            explanations = store.explanations(run_id, explainer_step.component.name)
-            for step in plan.steps:
-                if step.component.kind != "scorer":
-                    continue
-                scorer = step.component.build(step.options)
-                items = [
-                    ScoreWork(e, built[e.latent].test, built[e.latent].negatives)
-                    for e in explanations
-                    if e.latent in built
-                ]
-                scored[step.component.name] = await score_explanations(
-                    items, scorer, step.component.name, store, run_id, llm=llm, adapter=adapter,
-                    concurrency=config.concurrency, seed=config.seed, total=len(items),
-                    progress=progress,
-                )  # fmt: skip
-            return explained, scored
-        finally:
-            await llm.aclose()
+async def stage_explain(
+    ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
+) -> StageSummary:
+    """Examples -> explanations for every latent not explained yet in this run."""
+    step = ctx.plan.step("explainer")
+    explainer = ctx.build("explainer")
+    done = store.explained(ctx.run_id, step.component.name)
+    pending = sum(1 for ref in latents if ref not in done)
+    return await explain_latents(
+        _latent_work(ctx, latents, store, done), explainer, step.component.name, llm, store,
+        ctx.run_id, concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=pending,
+        progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
+    )  # fmt: skip
 
+
+def _split_examples(stored: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """(test, negatives) of a latent's stored examples: test ones are the quantile-sampled
+    activating windows, negatives everything that is neither train ("top") nor test."""
+    test = [x for x in stored if x.kind.startswith("quantile")]
+    negatives = [x for x in stored if x.kind != "top" and not x.kind.startswith("quantile")]
+    return test, negatives
+
+
+def _score_work(
+    ctx: RunContext, store: Store, explanations: Iterable[Explanation], needs: frozenset[str]
+) -> Iterator[ScoreWork]:
+    """Each explanation with its latent's stored test examples and negatives (read per latent,
+    when a worker asks) and, for scorers that need it, the latent's decoder direction."""
+    for e in explanations:
+        test, negatives = _split_examples(store.examples(ctx.run_id, e.latent))
+        extras: dict[str, Any] = {}
+        error = None
+        if "direction" in needs:
+            try:
+                extras["direction"] = _direction(ctx, e.latent.index)
+            except Exception as exc:  # e.g. a feature source with no decoder: this score fails
+                error = _reason(exc)
+        yield ScoreWork(e, test, negatives, extras, error)
+
+
+def _direction(ctx: RunContext, index: int) -> Any:
+    """Latent ``index``'s decoder direction from the feature source, as a float32 array."""
+    import torch
+
+    source = ctx.build("feature_source")
+    with torch.no_grad():
+        vector = source.decoder_directions(torch.tensor([index]))[0]
+    return vector.detach().float().cpu().numpy()
+
+
+async def stage_score(
+    ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
+) -> dict[str, StageSummary]:
+    """Every selected scorer on every explanation of the run's latents not scored yet."""
+    explainer_name = ctx.plan.step("explainer").component.name
+    wanted = set(latents)
+    explanations = [e for e in store.explanations(ctx.run_id, explainer_name) if e.latent in wanted]
+    out: dict[str, StageSummary] = {}
+    for step in ctx.plan.steps:
+        if step.component.kind != "scorer":
+            continue
+        scorer = ctx.build(step.field)
+        needs = getattr(scorer, "needs", None)
+        # a scorer that does not say what it needs gets the model adapter, as it always did
+        adapter = ctx.build("model") if needs is None or {"adapter", "direction"} & needs else None
+        out[step.component.name] = await score_explanations(
+            _score_work(ctx, store, explanations, frozenset(needs or ())), scorer,
+            step.component.name, store, ctx.run_id, llm=llm, adapter=adapter,
+            concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=len(explanations),
+            progress=ctx.progress, provenance=ctx.provenance(step.field, scorer),
+        )  # fmt: skip
+    return out
+
+
+def execute(
+    plan: Plan,
+    run_dir: Path,
+    run_id: int,
+    *,
+    progress: bool = True,
+    stages: Sequence[str] = STAGES,
+) -> RunSummary:
+    """Run ``stages`` (of cache -> examples + explain -> score), every result committed as it
+    completes.
+
+    Rerunning on the same run directory resumes: the cache continues after its last complete
+    shard, and latents already explained or scored are skipped. ``stages`` without ``cache``
+    work on what the store already holds (``autointerp score`` on a finished explain).
+    """
+    from autointerp.llm import wrap
+
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ValueError(f"unknown stages {unknown}; expected some of {STAGES}")
+    ctx = RunContext(plan, run_dir, run_id, progress=progress)
+    cache_dir: Path | None = None
+    if "cache" in stages:
+        cache_dir, latents = stage_cache(ctx)
+    else:
+        with Store.open(run_dir) as store:
+            latents = [s.latent for s in store.latents(run_id)]
+        if not latents:
+            raise ConfigError(
+                f"{run_dir}: this run has no latents yet; run `autointerp explain` on it first"
+            )
+    explained: StageSummary | None = None
+    scored: dict[str, StageSummary] = {}
+    llm_stats = None
+    if "explain" in stages or "score" in stages:
+        backend = ctx.build("llm")
+
+        async def llm_stages(store: Store) -> None:
+            nonlocal explained, scored, llm_stats
+            llm = wrap(backend, store=store, run_id=run_id)
+            llm_stats = llm.stats
+            llm.check()
+            try:
+                if "explain" in stages:
+                    explained = await stage_explain(ctx, store, llm, latents)
+                if "score" in stages:
+                    scored = await stage_score(ctx, store, llm, latents)
+            finally:
+                await llm.aclose()
+
+        with Store.open(run_dir) as store:
+            if "explain" not in stages and not store.explanations(run_id):
+                raise ConfigError(
+                    f"{run_dir}: no explanations to score; run `autointerp explain` on it first"
+                )
+            asyncio.run(llm_stages(store))
+    return RunSummary(cache_dir, latents, explained, scored, llm_stats)
+
+
+@dataclass(frozen=True)
+class StageFailures:
+    """Failed latents of one stage and component, out of the latents it was given."""
+
+    stage: str
+    component: str
+    failed: int
+    total: int
+
+    @property
+    def rate(self) -> float:
+        return self.failed / self.total if self.total else 0.0
+
+
+def stage_failures(
+    plan: Plan, run_dir: Path, run_id: int, stages: Sequence[str] = STAGES
+) -> list[StageFailures]:
+    """Failures per stage and component as the store holds them now (after any resume)."""
+    explainer = plan.step("explainer").component.name
+    scorers = [s.component.name for s in plan.steps if s.component.kind == "scorer"]
+    out: list[StageFailures] = []
     with Store.open(run_dir) as store:
-        explained, scored = asyncio.run(llm_stages(store))
-    return RunSummary(cache_dir, latents, explained, scored)
+        n_latents = len(store.latents(run_id))
+        if "explain" in stages:
+            failed = store.failures(run_id, "explain")
+            n = sum(1 for (_, component) in failed if component == explainer)
+            out.append(StageFailures("explain", explainer, n, n_latents))
+        if "score" in stages:
+            n_explained = len(store.explained(run_id, explainer))
+            failed = store.failures(run_id, "score")
+            for scorer in scorers:
+                name = f"{scorer}/{explainer}"
+                n = sum(1 for (_, component) in failed if component == name)
+                out.append(StageFailures("score", name, n, n_explained))
+    return out
+
+
+def check_failure_rate(
+    plan: Plan, run_dir: Path, run_id: int, stages: Sequence[str] = STAGES
+) -> list[StageFailures]:
+    """Raise :class:`FailureRateError` (one line per stage over the limit) when a stage's share
+    of failed latents exceeds ``max_failure_rate``; returns every stage's failures otherwise."""
+    limit = plan.config.max_failure_rate
+    rows = stage_failures(plan, run_dir, run_id, stages)
+    over = [r for r in rows if r.failed and r.rate > limit]
+    if over:
+        raise FailureRateError(
+            "\n".join(
+                f"{r.stage} ({r.component}): {r.failed} of {r.total} latents failed "
+                f"({r.rate:.0%}), more than max_failure_rate = {limit:g}; "
+                f"see `autointerp status {run_dir}`"
+                for r in over
+            )
+        )
+    return rows

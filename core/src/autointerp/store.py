@@ -131,6 +131,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, source, idx, stage, component)
         )""",
     ),
+    # 4: provenance of explanations and scores (config hash, model ids, prompt version, library
+    # version), stored once per distinct record and referenced by id
+    (
+        """CREATE TABLE provenance (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            data TEXT NOT NULL
+        )""",
+        "ALTER TABLE explanations ADD COLUMN provenance_id INTEGER REFERENCES provenance(id)",
+        "ALTER TABLE scores ADD COLUMN provenance_id INTEGER REFERENCES provenance(id)",
+    ),
 )
 
 #: The schema version this code writes.
@@ -192,6 +203,7 @@ class Store:
         """Open (creating if needed) the store at ``path`` and migrate it to ``SCHEMA_VERSION``."""
         self.path = Path(path)
         self._lock = threading.RLock()
+        self._provenance_ids: dict[str, int] = {}
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -400,18 +412,44 @@ class Store:
         e = explanation
         meta = _dumps(e.meta, f"meta of explanation {e.latent}")
         with self._write() as conn:
+            prov = self._provenance_id(conn, e.provenance)
             conn.execute(
                 "INSERT OR REPLACE INTO explanations "
-                "(run_id, source, idx, explainer, text, meta, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (run_id, e.latent.source, e.latent.index, e.explainer, e.text, meta, time.time()),
+                "(run_id, source, idx, explainer, text, meta, created_at, provenance_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    run_id,
+                    e.latent.source,
+                    e.latent.index,
+                    e.explainer,
+                    e.text,
+                    meta,
+                    time.time(),
+                    prov,
+                ),
             )
+
+    def _provenance_id(self, conn: sqlite3.Connection, data: Mapping[str, Any]) -> int | None:
+        """The id of this provenance record (inserted once; None for an empty one)."""
+        if not data:
+            return None
+        text = _dumps(dict(data), "provenance")
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        known = self._provenance_ids.get(digest)
+        if known is not None:
+            return known
+        conn.execute(
+            "INSERT OR IGNORE INTO provenance (digest, data) VALUES (?, ?)", (digest, text)
+        )
+        (pid,) = conn.execute("SELECT id FROM provenance WHERE digest = ?", (digest,)).fetchone()
+        self._provenance_ids[digest] = int(pid)
+        return int(pid)
 
     def get_explanation(self, run_id: int, latent: LatentRef, explainer: str) -> Explanation | None:
         """The stored explanation, or None."""
         rows = self._query(
-            "SELECT * FROM explanations WHERE run_id = ? AND source = ? AND idx = ? "
-            "AND explainer = ?",
+            _EXPLANATIONS + " WHERE e.run_id = ? AND e.source = ? AND e.idx = ? "
+            "AND e.explainer = ?",
             (run_id, latent.source, latent.index, explainer),
         )
         return _explanation(rows[0]) if rows else None
@@ -436,12 +474,12 @@ class Store:
 
     def explanations(self, run_id: int, explainer: str | None = None) -> list[Explanation]:
         """A run's explanations (of one explainer if given), ordered by latent and explainer."""
-        sql = "SELECT * FROM explanations WHERE run_id = ?"
+        sql = _EXPLANATIONS + " WHERE e.run_id = ?"
         params: list[Any] = [run_id]
         if explainer is not None:
-            sql += " AND explainer = ?"
+            sql += " AND e.explainer = ?"
             params.append(explainer)
-        rows = self._query(sql + " ORDER BY source, idx, explainer", params)
+        rows = self._query(sql + " ORDER BY e.source, e.idx, e.explainer", params)
         return [_explanation(r) for r in rows]
 
     def explainer_names(self, run_id: int) -> list[str]:
@@ -520,11 +558,12 @@ class Store:
             time.time(),
         )
         with self._write() as conn:
+            prov = self._provenance_id(conn, s.provenance)
             conn.execute(
                 "INSERT OR REPLACE INTO scores (run_id, source, idx, explainer, scorer, value, "
-                "metrics, predictions, n_failures, meta, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+                "metrics, predictions, n_failures, meta, created_at, provenance_id) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row, prov),
             )
 
     def get_score(
@@ -532,8 +571,8 @@ class Store:
     ) -> Score | None:
         """The stored score, or None."""
         rows = self._query(
-            "SELECT * FROM scores WHERE run_id = ? AND source = ? AND idx = ? AND explainer = ? "
-            "AND scorer = ?",
+            _SCORES + " WHERE s.run_id = ? AND s.source = ? AND s.idx = ? AND s.explainer = ? "
+            "AND s.scorer = ?",
             (run_id, latent.source, latent.index, explainer, scorer),
         )
         return _score(rows[0]) if rows else None
@@ -548,22 +587,42 @@ class Store:
             )
         )
 
-    def scored(self, run_id: int, explainer: str, scorer: str) -> set[LatentRef]:
-        """The latents whose ``explainer`` explanation ``scorer`` has already scored in this run."""
+    def scored(
+        self,
+        run_id: int,
+        explainer: str,
+        scorer: str,
+        where: Mapping[str, Any] | None = None,
+    ) -> set[LatentRef]:
+        """The latents whose ``explainer`` explanation ``scorer`` has already scored in this run;
+        with ``where``, only scores whose provenance has these values (e.g. the scorer's options
+        hash: a score made with other options does not count as done)."""
         rows = self._query(
-            "SELECT source, idx FROM scores WHERE run_id = ? AND explainer = ? AND scorer = ?",
+            "SELECT s.source, s.idx, p.data FROM scores s "
+            "LEFT JOIN provenance p ON p.id = s.provenance_id "
+            "WHERE s.run_id = ? AND s.explainer = ? AND s.scorer = ?",
             (run_id, explainer, scorer),
         )
-        return {LatentRef(r["source"], r["idx"]) for r in rows}
+        wanted = dict(where or {})
+        out: set[LatentRef] = set()
+        parsed: dict[str | None, bool] = {}
+        for r in rows:
+            data = r["data"]
+            if data not in parsed:
+                prov = json.loads(data) if data else {}
+                parsed[data] = all(prov.get(k) == v for k, v in wanted.items())
+            if parsed[data]:
+                out.add(LatentRef(r["source"], r["idx"]))
+        return out
 
     def scores(self, run_id: int, scorer: str | None = None) -> list[Score]:
         """A run's scores (of one scorer if given), ordered by latent, explainer and scorer."""
-        sql = "SELECT * FROM scores WHERE run_id = ?"
+        sql = _SCORES + " WHERE s.run_id = ?"
         params: list[Any] = [run_id]
         if scorer is not None:
-            sql += " AND scorer = ?"
+            sql += " AND s.scorer = ?"
             params.append(scorer)
-        rows = self._query(sql + " ORDER BY source, idx, explainer, scorer", params)
+        rows = self._query(sql + " ORDER BY s.source, s.idx, s.explainer, s.scorer", params)
         return [_score(r) for r in rows]
 
     def score_keys(self, run_id: int) -> list[tuple[str, str]]:
@@ -709,12 +768,29 @@ def _run(r: sqlite3.Row) -> RunRecord:
     )
 
 
+#: explanations and scores with their provenance (an empty dict when none was recorded)
+_EXPLANATIONS = (
+    "SELECT e.*, p.data AS provenance FROM explanations e "
+    "LEFT JOIN provenance p ON p.id = e.provenance_id"
+)
+_SCORES = (
+    "SELECT s.*, p.data AS provenance FROM scores s "
+    "LEFT JOIN provenance p ON p.id = s.provenance_id"
+)
+
+
+def _provenance(r: sqlite3.Row) -> dict[str, Any]:
+    data = r["provenance"] if "provenance" in r.keys() else None  # noqa: SIM118
+    return json.loads(data) if data else {}
+
+
 def _explanation(r: sqlite3.Row) -> Explanation:
     return Explanation(
         latent=LatentRef(r["source"], r["idx"]),
         text=r["text"],
         explainer=r["explainer"],
         meta=json.loads(r["meta"]),
+        provenance=_provenance(r),
     )
 
 
@@ -728,4 +804,5 @@ def _score(r: sqlite3.Row) -> Score:
         predictions=tuple(Prediction(**p) for p in json.loads(r["predictions"])),
         n_failures=r["n_failures"],
         meta=json.loads(r["meta"]),
+        provenance=_provenance(r),
     )

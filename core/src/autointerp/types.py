@@ -106,6 +106,8 @@ class Explanation:
     text: str
     explainer: str
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: what made it: config hash, model ids, prompt version, library version (set by the run)
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,8 @@ class Score:
     predictions: tuple[Prediction, ...] = ()
     n_failures: int = 0
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    #: what made it: config hash, model ids, prompt version, library version (set by the run)
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

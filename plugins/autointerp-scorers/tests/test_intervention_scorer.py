@@ -100,7 +100,7 @@ def test_missing_inputs_fail_the_latent(
         score(score_with, build_scorer, adapter, z_direction[:5])
     with pytest.raises(ScoringFailedError, match="resid_postt"):
         score(score_with, build_scorer, adapter, z_direction, site="resid_postt.1")
-    assert build_scorer("intervention").needs == frozenset({"llm", "adapter"})
+    assert build_scorer("intervention").needs == frozenset({"llm", "adapter", "direction"})
 
 
 def test_choice_parsing_and_probability() -> None:

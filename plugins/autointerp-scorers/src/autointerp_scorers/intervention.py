@@ -138,7 +138,7 @@ def continuations(
 
 class InterventionScorer:
     name = "intervention"
-    needs: frozenset[str] = frozenset({"llm", "adapter"})
+    needs: frozenset[str] = frozenset({"llm", "adapter", "direction"})
 
     def __init__(self, config: InterventionConfig) -> None:
         self.config = config

@@ -1,0 +1,232 @@
+"""`autointerp run` as a real process on the packaged SmolLM2-135M, against the scripted LLM
+server: killed with SIGKILL (or stopped with Ctrl-C) in the middle of a stage, then rerun.
+
+The server answers the first ``answer_first`` requests and leaves every later one hanging, so the
+kill lands while requests are in flight but only after every answered request was committed (the
+store's cache holds exactly the answered ones). The rerun must finish with every latent stored
+once per stage and never send again a request that was answered before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from autointerp.store import Store
+from autointerp.testing.llm_server import RecordedRequest, ScriptedLLMServer, hang, reply
+
+N_LATENTS = 6
+
+
+def respond_text(request: RecordedRequest) -> str:
+    """Explanations and detection answers that parse: every example judged active."""
+    turn = request.body["messages"][-1]["content"]
+    n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
+    return "Explanation: code words\nAnswer: [" + ", ".join(["1"] * n) + "]"
+
+
+def request_key(request: RecordedRequest) -> str:
+    return json.dumps(request.body, sort_keys=True)
+
+
+class Gate:
+    """A responder that answers the first ``answer_first`` requests (all when None) and hangs the
+    rest; it records which request bodies were answered, in order."""
+
+    def __init__(self, answer_first: int | None) -> None:
+        self.answer_first = answer_first
+        self.answered: list[str] = []
+        self.hung = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest):
+        with self.lock:
+            if self.answer_first is not None and len(self.answered) >= self.answer_first:
+                self.hung += 1
+                return hang(600)
+            self.answered.append(request_key(request))
+        return reply(respond_text(request))
+
+
+def write_config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        f"""
+name = "interrupt"
+run_dir = "{(tmp_path / "run").as_posix()}"
+concurrency = 2
+threads = 1
+
+[model]
+name = "transformers"
+model = "smollm2-135m"
+
+[feature_source]
+name = "neurons"
+layer = 1
+top_k = 16
+
+[explainer]
+name = "default"
+
+[llm]
+name = "openai-compatible"
+base_url = "{server.openai_base_url}"
+backoff_base_s = 0.01
+
+[[scorers]]
+name = "detection"
+
+[corpus]
+ctx_len = 32
+batch_size = 4
+n_tokens = 1024
+
+[latents]
+n = {N_LATENTS}
+min_activations = 3
+window = 16
+n_train = 5
+n_test = 4
+n_negatives = 4
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
+    out = (tmp_path / f"{name}.out").open("wb")
+    err = (tmp_path / f"{name}.err").open("wb")
+    return subprocess.Popen(
+        [sys.executable, "-m", "autointerp", "run", str(config)],
+        stdout=out,
+        stderr=err,
+        env=env,
+        cwd=tmp_path,
+    )
+
+
+def committed_calls(run_dir: Path) -> int:
+    """Paid LLM calls in the store's cache (read-only; 0 before the store exists)."""
+    path = run_dir / "results.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(conn.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0])
+        finally:
+            conn.close()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return 0
+
+
+def wait_mid_stage(
+    process: subprocess.Popen[bytes], gate: Gate, run_dir: Path, tmp_path: Path
+) -> None:
+    """Until every answered request is committed and at least one more is hanging."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            err = (tmp_path / "first.err").read_text(errors="replace")
+            pytest.fail(f"the run ended before the interruption (rc {process.returncode}): {err}")
+        with gate.lock:
+            answered, hung = len(gate.answered), gate.hung
+        if answered == gate.answer_first and hung >= 1 and committed_calls(run_dir) == answered:
+            return
+        time.sleep(0.05)
+    process.kill()
+    pytest.fail("the run never reached the interruption point")
+
+
+def check_resumed(run_dir: Path, server: ScriptedLLMServer, first: Gate, second: Gate) -> None:
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()  # the same run, resumed
+        assert run.status == "finished"
+        latents = {s.latent for s in store.latents(run.id)}
+        explanations = store.explanations(run.id)
+        scores = store.scores(run.id, "detection")
+        assert len(latents) == N_LATENTS
+        # exactly once per stage: as many records as latents, one per latent
+        assert len(explanations) == N_LATENTS and {e.latent for e in explanations} == latents
+        assert len(scores) == N_LATENTS and {s.latent for s in scores} == latents
+        assert not store.failures(run.id)
+        usage = store.usage(run.id)
+    answered = first.answered + second.answered
+    # no request was answered twice: every paid call is a distinct request
+    assert len(answered) == len(set(answered)) == usage.calls
+    # the rerun never re-sent a request the first process had been answered
+    assert not set(first.answered) & {
+        request_key(r) for r in server.requests[-len(second.answered) :]
+    }
+    # what the rerun did send: only the unanswered remainder, each once
+    assert len(second.answered) == len(set(second.answered))
+
+
+@pytest.mark.parametrize(
+    "answer_first", [N_LATENTS // 2, N_LATENTS + 1], ids=["mid-explain", "mid-score"]
+)
+def test_kill_9_mid_stage_then_rerun_repeats_no_request(
+    autointerp_llm_server: ScriptedLLMServer, tmp_path: Path, answer_first: int
+) -> None:
+    server = autointerp_llm_server
+    config = write_config(tmp_path, server)
+    run_dir = tmp_path / "run"
+    first = Gate(answer_first)
+    server.responder = first
+    process = start(config, tmp_path, "first")
+    wait_mid_stage(process, first, run_dir, tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.wait(30)
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        assert run.status == "running"  # killed: nobody could mark it
+        # one call per explanation here; detection needs more than one per latent
+        assert len(store.explanations(run.id)) == min(answer_first, N_LATENTS)
+        assert len(store.scores(run.id)) < N_LATENTS
+    sent_before = len(server.requests)
+
+    second = Gate(None)
+    server.responder = second
+    rerun = start(config, tmp_path, "second")
+    assert rerun.wait(240) == 0, (tmp_path / "second.err").read_text(errors="replace")
+    assert len(server.requests) - sent_before == len(second.answered)
+    check_resumed(run_dir, server, first, second)
+
+
+def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_resumes(
+    autointerp_llm_server: ScriptedLLMServer, tmp_path: Path
+) -> None:
+    server = autointerp_llm_server
+    config = write_config(tmp_path, server)
+    run_dir = tmp_path / "run"
+    first = Gate(N_LATENTS // 2)
+    server.responder = first
+    process = start(config, tmp_path, "first")
+    wait_mid_stage(process, first, run_dir, tmp_path)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 130
+    err = (tmp_path / "first.err").read_text(errors="replace")
+    assert "interrupted" in err and "rerun the same command to resume" in err
+    assert "Traceback" not in err
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        assert run.status == "interrupted"
+        assert len(store.explanations(run.id)) == N_LATENTS // 2
+
+    second = Gate(None)
+    server.responder = second
+    rerun = start(config, tmp_path, "second")
+    assert rerun.wait(240) == 0, (tmp_path / "second.err").read_text(errors="replace")
+    check_resumed(run_dir, server, first, second)
