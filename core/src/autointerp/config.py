@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -87,6 +87,11 @@ class LatentSettings(BaseModel):
     n_train: int = Field(10, ge=1, description="examples shown to the explainer")
     n_test: int = Field(5, ge=0, description="held-out activating examples for scoring")
     n_negatives: int = Field(5, ge=0, description="non-activating examples for scoring")
+    negatives: Literal["random", "similar", "mixed"] = Field(
+        "random",
+        description="negatives: random silent windows, similar (hold the latent's top tokens), "
+        "or mixed (half each)",
+    )
 
 
 class RunConfig(BaseModel):

@@ -537,7 +537,7 @@ def _latent_work(
     lat, config = ctx.config.latents, ctx.config
     settings = ExampleSettings(
         window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
-        n_negatives=lat.n_negatives, seed=config.seed,
+        n_negatives=lat.n_negatives, negatives=lat.negatives, seed=config.seed,
     )  # fmt: skip
     builder = ExampleBuilder(
         _cache(ctx), ctx.source_key, _decoder(ctx.build("model").tokenizer), settings
