@@ -360,3 +360,55 @@ def test_a_source_without_directions_fails_those_scores_not_the_run(
         assert len(store.scores(run.id, "detection")) == 4
         reasons = set(store.failures(run.id, "score").values())
     assert len(reasons) == 1 and "decoder directions" in reasons.pop()
+
+
+# -- examples are built lazily ------------------------------------------------------------------
+
+
+class PeekingExplainer:
+    """Notes how many latents have stored examples when it is asked about each latent."""
+
+    needs = frozenset()
+
+    def __init__(self, config: Any) -> None:
+        self.store_path: Path | None = None
+
+    async def explain(self, latent, examples, llm, **_: Any):
+        from autointerp.types import Explanation
+
+        assert self.store_path is not None
+        with Store(self.store_path) as store:
+            (stored,) = store._query("SELECT COUNT(DISTINCT idx) FROM examples")[0]
+        return Explanation(latent, "peeked", "peek", {"stored_before": stored})
+
+
+class PeekPlugin:
+    def __init__(self, explainer_holder: list[PeekingExplainer], store_path: Path) -> None:
+        self.holder, self.store_path = explainer_holder, store_path
+
+    def build(self, config: Any) -> PeekingExplainer:
+        explainer = PeekingExplainer(config)
+        explainer.store_path = self.store_path
+        self.holder.append(explainer)
+        return explainer
+
+    @hookimpl
+    def autointerp_register_explainers(self, register):
+        register("peek", self.build, config=EmptyConfig)
+
+
+def test_examples_are_built_per_latent_as_workers_ask(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, autointerp_plugins, tmp_path
+) -> None:
+    autointerp_llm_server.responder = respond
+    run_dir = tmp_path / "run"
+    built: list[PeekingExplainer] = []
+    autointerp_plugins.register(PeekPlugin(built, run_dir / "results.sqlite"), "peek")
+    path = write_config(tmp_path, autointerp_llm_server)
+    result = autointerp_cli("explain", str(path), "--explainer", "peek")
+    assert result.exit_code == 0, result.stderr
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        explanations = store.explanations(run.id, "peek")
+    # one worker (concurrency = 1): latent k's examples exist, later latents' do not yet
+    assert [e.meta["stored_before"] for e in explanations] == [1, 2, 3, 4]
