@@ -18,7 +18,7 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -28,9 +28,15 @@ DEFAULTS_RESOURCE = "defaults.toml"
 
 
 class ComponentConfig(BaseModel):
-    """Base class of every component's options: unknown fields are errors, instances are frozen."""
+    """Base class of every component's options: unknown fields are errors, instances are frozen.
+
+    The field defaults are the ``parity`` mode. ``presets`` maps another mode to the values it
+    changes; a preset only fills fields the user did not set (see :func:`with_preset`).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
 
 
 class EmptyConfig(ComponentConfig):
@@ -84,9 +90,11 @@ class LatentSettings(BaseModel):
     indices: list[int] | None = Field(None, description="explicit latent indices instead of n")
     min_activations: int = Field(10, ge=1, description="skip latents firing fewer times")
     window: int = Field(32, ge=2, description="tokens per example (divides ctx_len)")
-    n_train: int = Field(10, ge=1, description="examples shown to the explainer")
-    n_test: int = Field(5, ge=0, description="held-out activating examples for scoring")
-    n_negatives: int = Field(5, ge=0, description="non-activating examples for scoring")
+    # parity with the peer tools (delphi): 40 train, 50 test, 50 negatives of 32 tokens; the
+    # quickstart (no config file) uses smaller numbers, from defaults.toml's [quickstart.latents]
+    n_train: int = Field(40, ge=1, description="examples shown to the explainer")
+    n_test: int = Field(50, ge=0, description="held-out activating examples for scoring")
+    n_negatives: int = Field(50, ge=0, description="non-activating examples for scoring")
     negatives: Literal["random", "similar", "mixed"] = Field(
         "random",
         description="negatives: random silent windows, similar (hold the latent's top tokens), "
@@ -104,6 +112,11 @@ class RunConfig(BaseModel):
     )
     run_dir: Path | None = Field(None, description="where the cache, store and report go")
     seed: int = Field(0, description="seed for sampling, shuffling and initialisation")
+    mode: Literal["parity", "economy"] = Field(
+        "parity",
+        description="parity: peer-tool defaults; economy: many examples per LLM call with "
+        "structured output (fills only options you did not set)",
+    )
     threads: int | None = Field(
         None, ge=1, description="torch threads for the subject model (default: all cores)"
     )
@@ -134,6 +147,8 @@ class RunConfig(BaseModel):
     def as_table(self) -> dict[str, Any]:
         """The config as plain TOML-able data, in the file's own shape."""
         out: dict[str, Any] = {"name": self.name, "seed": self.seed}
+        if self.mode != "parity":
+            out["mode"] = self.mode
         if self.run_dir is not None:
             out["run_dir"] = str(self.run_dir)
         if self.threads is not None:
@@ -204,12 +219,25 @@ def format_validation_error(
     return "\n".join(lines)
 
 
+def with_preset(
+    model: type[ComponentConfig], options: Mapping[str, Any], mode: str = "parity"
+) -> dict[str, Any]:
+    """``options`` with the ``mode`` preset of ``model`` filled in where the user set nothing."""
+    preset = getattr(model, "presets", {}).get(mode, {})
+    return {**preset, **options}
+
+
 def validate_options(
-    model: type[ComponentConfig], options: Mapping[str, Any], *, where: str
+    model: type[ComponentConfig],
+    options: Mapping[str, Any],
+    *,
+    where: str,
+    mode: str = "parity",
 ) -> Any:
-    """Validate a component's options; ``where`` is ``"file: field.path"`` for error messages."""
+    """Validate a component's options (after filling in the ``mode`` preset); ``where`` is
+    ``"file: field.path"`` for error messages."""
     try:
-        return model.model_validate(dict(options))
+        return model.model_validate(with_preset(model, options, mode))
     except ValidationError as exc:
         source, _, prefix = where.rpartition(": ")
         raise ConfigError(
@@ -271,10 +299,16 @@ def data_replace(data: dict[str, Any], path: Sequence[str], value: Any) -> Any:
     return value
 
 
-def default_data() -> dict[str, Any]:
-    """The embedded defaults (the quickstart run) as raw TOML data."""
+def default_data(quickstart: bool = False) -> dict[str, Any]:
+    """The embedded defaults as raw TOML data; with ``quickstart``, its ``[quickstart.*]`` tables
+    (the small sizes of a run without a config file) laid over the tables they name."""
     text = files("autointerp").joinpath(DEFAULTS_RESOURCE).read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    data = tomllib.loads(text)
+    overlay = data.pop("quickstart", {})
+    if quickstart:
+        for key, table in overlay.items():
+            data[key] = {**data.get(key, {}), **table}
+    return data
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -295,14 +329,15 @@ def load_config(
     overrides: Sequence[str] = (),
     selections: Mapping[str, Any] | None = None,
 ) -> RunConfig:
-    """Read ``path`` (or the embedded defaults), apply selections and ``--set`` overrides, validate.
+    """Read ``path`` (or, without one, the embedded defaults with the quickstart's small sizes),
+    apply selections and ``--set`` overrides, validate.
 
     A file is laid over the defaults table by table: a file that only sets ``[explainer]`` keeps
     the default model, source, LLM and scorers. ``selections`` maps a stage to a component name
     (``{"explainer": "default", "scorers": ["detection"]}``); choosing a new name drops the
     previous component's options, which belonged to the other component.
     """
-    data = default_data()
+    data = default_data(quickstart=path is None)
     source = str(path) if path is not None else "defaults"
     if path is not None:
         data.update(read_toml(path))

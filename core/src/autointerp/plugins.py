@@ -61,9 +61,12 @@ class Component:
     distribution: str
     version: str
 
-    def validate(self, options: Mapping[str, Any] | None = None, *, where: str = "") -> Any:
-        """Validate ``options`` against this component's config model (raises ConfigError)."""
-        return validate_options(self.config, options or {}, where=where or self.name)
+    def validate(
+        self, options: Mapping[str, Any] | None = None, *, where: str = "", mode: str = "parity"
+    ) -> Any:
+        """Validate ``options`` (with the ``mode`` preset filled in) against this component's
+        config model (raises ConfigError)."""
+        return validate_options(self.config, options or {}, where=where or self.name, mode=mode)
 
     def load_factory(self) -> Callable[[Any], Any]:
         if callable(self.factory):

@@ -82,6 +82,30 @@ def test_the_default_explainer_marks_firing_tokens_and_parses_the_answer(
     assert turn.endswith("Marked tokens: Monday, Friday, Sunday")
 
 
+def test_special_tokens_of_the_subject_model_never_reach_the_prompt(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    # a chat server parses <|im_end|> inside a message as its own end-of-turn token
+    boundary = Example((1, 2, 3), ("the end", "<|im_end|>", "Monday"), (0.0, 0.0, 5.0))
+    explain(build("default"), autointerp_llm_server, examples=[boundary])
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert "<|im_end|>" not in turn and "Example 1: the end\\n<<Monday>>" in turn
+
+
+def test_parity_shows_forty_examples_in_one_prompt_and_names_its_prompt_version(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    many = [ex(f"day {i} was a Monday again", "Monday", 1.0 + i) for i in range(45)]
+    explainer = build("default")
+    assert explainer.prompt_version == "default.v1"
+    assert build("contrastive").prompt_version == "contrastive.v1"
+    explain(explainer, autointerp_llm_server, examples=many)
+    assert autointerp_llm_server.count() == 1
+    turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]
+    assert "Example 40:" in turn and "Example 41:" not in turn
+    assert "day 44 was" in turn and "day 4 was" not in turn  # the strongest 40
+
+
 def test_activation_values_can_be_shown(autointerp_llm_server: ScriptedLLMServer) -> None:
     explain(build("default", show_activations=True), autointerp_llm_server)
     turn = autointerp_llm_server.requests[0].body["messages"][-1]["content"]

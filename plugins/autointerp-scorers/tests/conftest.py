@@ -130,3 +130,15 @@ def last_examples(request: Any) -> list[str]:
 @pytest.fixture
 def example_lines() -> Callable[[Any], list[str]]:
     return last_examples
+
+
+@pytest.fixture
+def example_maker() -> Callable[..., Example]:
+    """``make_example(text, fire=(), value=5.0)``: an example firing on the words in ``fire``."""
+    return make_example
+
+
+@pytest.fixture
+def make_client(autointerp_llm_server: ScriptedLLMServer) -> Callable[..., LLMClient]:
+    """An OpenAI-compatible client on the scripted server (close it with ``aclose``)."""
+    return lambda **options: openai_client(autointerp_llm_server, **options)

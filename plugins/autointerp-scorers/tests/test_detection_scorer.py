@@ -3,6 +3,7 @@ inverted ones 0, batches, re-asks, counted parse failures, AUROC from logprobs, 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Sequence
@@ -283,11 +284,13 @@ def test_structured_output_asks_for_a_json_schema(
 ) -> None:
     def respond(request: Any) -> str:
         answers = [int(bool(WEEKDAY.search(line))) for line in example_lines(request)]
-        return '{"answers": ' + str(answers) + "}"
+        return json.dumps({str(i): a for i, a in enumerate(answers, 1)})
 
     autointerp_llm_server.responder = respond
     scorer = build_scorer("detection", structured=True, batch_size=8)
     score = score_with(scorer, explanation, activating, negatives)
-    assert score.value == 1.0
+    assert score.value == 1.0 and score.metrics["auroc"] == 1.0
     schema = autointerp_llm_server.requests[0].body["response_format"]["json_schema"]["schema"]
-    assert schema["properties"]["answers"]["minItems"] == 8
+    assert schema["required"] == [str(i) for i in range(1, 9)]
+    assert schema["properties"]["8"] == {"type": "integer", "enum": [0, 1]}
+    assert scorer.prompt_version == "detection-json.v1" == score.meta["prompt"]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from autointerp_scorers.common import binary_probabilities
+from autointerp_scorers.common import parse_keyed, parse_list, span_probabilities
 
 from autointerp.llm import TokenLogprob
 from autointerp.plugins import PluginManager
@@ -42,9 +42,20 @@ def test_the_score_interface_is_uniform(name: str) -> None:
     assert isinstance(scorer.needs, frozenset)
 
 
-def test_answer_probabilities_count_a_spaced_token_once() -> None:
+def test_answer_probabilities_come_from_the_token_holding_each_answer() -> None:
     top = (("1", math.log(0.75)), ("0", math.log(0.25)))
-    assert binary_probabilities([TokenLogprob(" 1", math.log(0.75), top)], 1) == [
-        pytest.approx(0.75)
-    ]
-    assert binary_probabilities([TokenLogprob("1", -0.1)], 2) is None
+    text = "Answer: [ 1]"
+    tokens = [TokenLogprob("Answer", -0.1), TokenLogprob(": [", -0.1)]
+    tokens += [TokenLogprob(" 1", math.log(0.75), top), TokenLogprob("]", -0.1)]
+    answers = parse_list(text, 1)
+    assert span_probabilities(tokens, text, answers.spans) == [pytest.approx(0.75)]
+    # keyed answers: the key's digits are not taken for answers
+    text = '{"1": 0, "2": 1}'
+    pieces = ['{"', "1", '":', " 0", ',', ' "', "2", '":', " 1", "}"]
+    lp = [TokenLogprob(p, -0.1, ((p, -0.1), ("1" if "0" in p else "0", -2.4))) for p in pieces]
+    probs = span_probabilities(lp, text, parse_keyed(text, 2).spans)
+    assert probs is not None
+    assert probs[0] == pytest.approx(math.exp(-2.4) / (math.exp(-0.1) + math.exp(-2.4)))
+    assert probs[1] == pytest.approx(math.exp(-0.1) / (math.exp(-0.1) + math.exp(-2.4)))
+    # tokens that do not spell the reply cannot be matched
+    assert span_probabilities([TokenLogprob("1", -0.1)], text, [(0, 1)]) is None

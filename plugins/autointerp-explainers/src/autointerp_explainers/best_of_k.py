@@ -38,6 +38,11 @@ class BestOfKExplainer:
         return self._base
 
     @property
+    def prompt_version(self) -> str:
+        """The base explainer's prompt template id (provenance)."""
+        return f"best_of_k({getattr(self.base, 'prompt_version', '1')})"
+
+    @property
     def needs(self) -> frozenset[str]:
         return frozenset(getattr(self.base, "needs", frozenset()))
 

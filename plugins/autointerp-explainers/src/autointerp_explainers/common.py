@@ -103,7 +103,13 @@ def load_template(prompt_id: str) -> PromptTemplate:
     )
 
 
+# special tokens of the subject model (a document separator such as <|im_end|>): inside a prompt
+# a chat server may parse them as the LLM's own control tokens and end the user turn early
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
+
+
 def _clean(token: str) -> str:
+    token = SPECIAL_TOKEN.sub("\n", token)
     return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
 
 
@@ -195,10 +201,13 @@ class BaseExplainer:
     name = "base"
     #: inputs beyond the activating examples that this explainer uses
     needs: frozenset[str] = frozenset()
+    #: the prompt template id (``<name>.v<version>``) recorded as provenance
+    prompt_version = ""
 
     def __init__(self, config: ExplainerConfig) -> None:
         self.config = config
         self.template = load_template(config.prompt)
+        self.prompt_version = self.template.id
 
     def params(self, seed: int | None, temperature: float | None) -> SamplingParams:
         return SamplingParams(

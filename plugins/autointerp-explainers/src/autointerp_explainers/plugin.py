@@ -12,10 +12,12 @@ from autointerp.plugins import Register
 
 
 class ExplainerConfig(ComponentConfig):
-    """Options shared by the prompt-based explainers."""
+    """Options shared by the prompt-based explainers. Defaults: parity with the peer tools (all
+    of 40 train examples of 32 tokens in one prompt); the economy mode changes nothing here, as
+    one prompt per latent is already the least."""
 
     prompt: str = Field("default.v1", description="prompt template file (prompts/<id>.toml)")
-    max_examples: int = Field(10, ge=1, description="activating examples shown, strongest first")
+    max_examples: int = Field(40, ge=1, description="activating examples shown, strongest first")
     example_width: int = Field(32, ge=4, description="tokens per example, centred on the peak")
     highlight_threshold: float = Field(
         0.3, ge=0, le=1, description="mark tokens above this fraction of the strongest activation"

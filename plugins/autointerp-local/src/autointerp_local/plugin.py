@@ -30,7 +30,8 @@ class LocalConfig(EndpointConfig):
         None, ge=1, description="llama.cpp threads (default: half the cores, leaving the rest)"
     )
     parallel: int = Field(2, ge=1, description="server slots decoding concurrently")
-    context_size: int = Field(2048, ge=256, description="context tokens per slot")
+    # parity prompts (40 explainer examples) and economy prompts (100 examples) need > 2048
+    context_size: int = Field(8192, ge=256, description="context tokens per slot")
     cache_dir: Path | None = Field(
         None, description="where the assembled GGUF is kept (default: ~/.cache/autointerp/models)"
     )

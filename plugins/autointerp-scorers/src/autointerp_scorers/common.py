@@ -18,8 +18,9 @@ import math
 import random
 import re
 import tomllib
+from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib.resources import files
 from string import Template
@@ -69,6 +70,8 @@ class ScorerPrompt:
     turn: Template
     reask: str
     sha256: str
+    #: how examples are rendered for this prompt (the file's ``[render]`` table)
+    render: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -105,6 +108,7 @@ def load_prompt(prompt_id: str) -> ScorerPrompt:
         turn=Template(data["turn"]["user"]),
         reask=data.get("reask", "Your answer could not be used: {error}"),
         sha256=hashlib.sha256(raw).hexdigest(),
+        render=dict(data.get("render", {})),
     )
 
 
@@ -138,8 +142,15 @@ def select(
     return items, skipped
 
 
+# special tokens of the subject model (a document separator such as <|im_end|>): inside a prompt
+# a chat server may parse them as the LLM's own control tokens and end the user turn early
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
+
+
 def clean(token: str) -> str:
-    """A token made safe for a one-line, ``<<marked>>`` rendering."""
+    """A token made safe for a one-line, ``<<marked>>`` rendering: newlines and special tokens
+    shown as ``\\n``."""
+    token = SPECIAL_TOKEN.sub("\n", token)
     return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
 
 
@@ -163,71 +174,119 @@ def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
 _YES = {"1", "yes", "true", "y"}
 _NO = {"0", "no", "false", "n"}
 _LIST = re.compile(r"\[([^\[\]]*)\]")
+_WORD = re.compile(r"[^\s,]+")
 _PUNCT = " \t\n\"'[](),.:;{}*`"
+# `"12": 1`, `12: yes`, `Example 12 - 0` (JSON or a text fallback), one answer each
+_KEYED = re.compile(
+    r"(?:example\s*)?[\"']?(\d+)[\"']?\s*[:=\-]\s*[\"']?(yes|no|true|false|1|0)\b[\"']?",
+    re.IGNORECASE,
+)
+
+Span = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Answers:
+    """0/1 answers parsed from a reply, one per example (None: that example got no answer), with
+    where each answer stands in the reply's text (to find its token's logprobs)."""
+
+    values: tuple[int | None, ...]
+    spans: tuple[Span | None, ...]
+
+
+def _word_value(word: str) -> int | None:
+    w = word.strip(_PUNCT).lower()
+    return 1 if w in _YES else 0 if w in _NO else None
+
+
+def parse_list(text: str, n: int) -> Answers:
+    """``n`` 0/1 answers from a reply: the last ``[...]`` list (JSON ``{"answers": [...]}``
+    included), else a reply made only of 0/1 words. Raises :class:`ParseError`."""
+    found = list(_LIST.finditer(text))
+    if found:
+        offset, body = found[-1].start(1), found[-1].group(1)
+    else:
+        head = re.match(r"^\W*answers?\W*", text, flags=re.IGNORECASE)
+        offset = head.end() if head else 0
+        body = text[offset:]
+    words = [(m.group(), m.start() + offset) for m in _WORD.finditer(body)]
+    words = [(w, at) for w, at in words if w.strip(_PUNCT)]
+    if not words:
+        raise ParseError(f"no list of {n} answers (0 or 1) found")
+    values, spans = [], []
+    for word, at in words:
+        value = _word_value(word)
+        if value is None:
+            raise ParseError(f"{word!r} is not an answer; use 1 or 0")
+        lead = len(word) - len(word.lstrip(_PUNCT))
+        core = len(word.strip(_PUNCT))
+        values.append(value)
+        spans.append((at + lead, at + lead + core))
+    if len(values) != n:
+        raise ParseError(f"expected {n} answers, one per example, but got {len(values)}")
+    return Answers(tuple(values), tuple(spans))
 
 
 def parse_binary(text: str, n: int) -> list[int]:
-    """``n`` 0/1 answers from a reply: the last ``[...]`` list (JSON ``{"answers": [...]}``
-    included), else a reply made only of 0/1 words. Raises :class:`ParseError`."""
-    lists = _LIST.findall(text)
-    if lists:
-        words = [w for w in re.split(r"[\s,]+", lists[-1]) if w.strip(_PUNCT)]
-    else:
-        body = re.sub(r"^\W*answers?\W*", "", text.strip(), flags=re.IGNORECASE)
-        words = [w for w in re.split(r"[\s,]+", body) if w.strip(_PUNCT)]
-    if not words:
-        raise ParseError(f"no list of {n} answers (0 or 1) found")
-    answers = []
-    for word in words:
-        w = word.strip(_PUNCT).lower()
-        if w in _YES:
-            answers.append(1)
-        elif w in _NO:
-            answers.append(0)
-        else:
-            raise ParseError(f"{word!r} is not an answer; use 1 or 0")
-    if len(answers) != n:
-        raise ParseError(f"expected {n} answers, one per example, but got {len(answers)}")
-    return answers
+    """The 0/1 answers of :func:`parse_list` (raises :class:`ParseError`)."""
+    return [int(v) for v in parse_list(text, n).values if v is not None]
 
 
-def binary_probabilities(logprobs: Sequence[TokenLogprob] | None, n: int) -> list[float] | None:
-    """P(answer is 1) for each of the ``n`` answers, from the answer tokens' top alternatives;
-    None when the tokens cannot be matched one-to-one with the answers."""
+def parse_keyed(text: str, n: int) -> Answers:
+    """0/1 answers keyed by example number (``{"1": 1, "2": 0}``, or ``1: yes`` lines). An
+    example without an answer gets None (a counted failure, never a 0); a number answered twice
+    differently, or a reply with no answer for any example, raises :class:`ParseError`."""
+    values: list[int | None] = [None] * n
+    spans: list[Span | None] = [None] * n
+    for m in _KEYED.finditer(text):
+        number, value = int(m.group(1)), _word_value(m.group(2))
+        if not 1 <= number <= n or value is None:
+            continue
+        if values[number - 1] is not None and values[number - 1] != value:
+            raise ParseError(f"example {number} was answered twice, differently")
+        values[number - 1], spans[number - 1] = value, m.span(2)
+    if all(v is None for v in values):
+        raise ParseError(f"no answers found; map each example number 1..{n} to 1 or 0")
+    return Answers(tuple(values), tuple(spans))
+
+
+def span_probabilities(
+    logprobs: Sequence[TokenLogprob] | None, text: str, spans: Sequence[Span | None]
+) -> list[float | None] | None:
+    """P(answer is 1) per answer, from the top alternatives of the token holding it; None when
+    the tokens do not spell the text (so positions cannot be matched)."""
     if not logprobs:
         return None
-    slots = [t for t in logprobs if t.token.strip(_PUNCT).lower() in _YES | _NO]
-    if len(slots) != n:
+    starts, at = [], 0
+    for t in logprobs:
+        starts.append(at)
+        at += len(t.token)
+    if not "".join(t.token for t in logprobs).startswith(text.rstrip()):
         return None
-    out = []
-    for slot in slots:
+    out: list[float | None] = []
+    for span in spans:
+        if span is None:
+            out.append(None)
+            continue
+        i = max(0, bisect_right(starts, span[0]) - 1)
+        slot = logprobs[i]
         yes = no = 0.0
-        alternatives = slot.top or ((slot.token, slot.logprob),)  # top holds the chosen token
-        for tok, lp in alternatives:
-            word = tok.strip(_PUNCT).lower()
-            if word in _YES:
+        for tok, lp in slot.top or ((slot.token, slot.logprob),):  # top holds the chosen token
+            value = _word_value(tok)
+            if value == 1:
                 yes += math.exp(lp)
-            elif word in _NO:
+            elif value == 0:
                 no += math.exp(lp)
-        if yes + no <= 0:
-            return None
-        out.append(yes / (yes + no))
+        out.append(yes / (yes + no) if yes + no > 0 else None)
     return out
 
 
-def answers_schema(n: int) -> dict[str, Any]:
-    """JSON schema of ``{"answers": [n times 0 or 1]}`` for clients with structured output."""
+def keyed_schema(n: int) -> dict[str, Any]:
+    """JSON schema of ``{"1": 0|1, ..., "n": 0|1}`` for clients with structured output."""
     return {
         "type": "object",
-        "properties": {
-            "answers": {
-                "type": "array",
-                "items": {"type": "integer", "enum": [0, 1]},
-                "minItems": n,
-                "maxItems": n,
-            }
-        },
-        "required": ["answers"],
+        "properties": {str(i): {"type": "integer", "enum": [0, 1]} for i in range(1, n + 1)},
+        "required": [str(i) for i in range(1, n + 1)],
         "additionalProperties": False,
     }
 
@@ -293,15 +352,26 @@ class Shown:
 
 
 class BinaryLLMScorer:
-    """Shows several examples per prompt and asks for one 0/1 answer each (detection, fuzzing)."""
+    """Shows several examples per prompt and asks for one 0/1 answer each (detection, fuzzing).
+
+    ``batch_size`` examples per prompt (0: all in one). With ``structured`` the answer is a JSON
+    object keyed by example number (sent as a JSON schema to clients that support one, parsed
+    from plain text otherwise), so a long prompt's answers stay aligned with its examples.
+    """
 
     name = "binary"
     default_prompt = ""
+    structured_prompt = ""
+    #: the prompt template id (``<name>.v<version>``) recorded as provenance; per instance the
+    #: template actually used
+    prompt_version = ""
     needs: frozenset[str] = frozenset({"llm"})
 
     def __init__(self, config: Any) -> None:
         self.config = config
-        self.template = load_prompt(config.prompt or self.default_prompt)
+        default = self.structured_prompt if config.structured else self.default_prompt
+        self.template = load_prompt(config.prompt or default)
+        self.prompt_version = self.template.id
 
     def shown(self, items: Sequence[Item], rng: random.Random) -> list[Shown]:
         raise NotImplementedError
@@ -310,16 +380,20 @@ class BinaryLLMScorer:
         c = self.config
         return SamplingParams(
             temperature=c.temperature,
-            max_tokens=16 + 4 * n,
+            # a keyed answer spends ~8 tokens per example (`"12": 1, `), a list ~2-4
+            max_tokens=16 + (8 if c.structured else 4) * n,
             seed=seed,
             logprobs=c.logprobs,
             top_logprobs=c.top_logprobs if c.logprobs else 0,
-            json_schema=answers_schema(n) if c.structured else None,
+            json_schema=keyed_schema(n) if c.structured else None,
         )
+
+    def parse(self, text: str, n: int) -> Answers:
+        return parse_keyed(text, n) if self.config.structured else parse_list(text, n)
 
     async def _ask(
         self, client: LLMClient, explanation: Explanation, batch: Sequence[Shown], seed: int
-    ) -> tuple[list[int] | None, list[float] | None, list[ChatResponse], str, int]:
+    ) -> tuple[Answers | None, list[float | None] | None, list[ChatResponse], str, int]:
         """Answers, P(1)s and responses for one prompt; if unparseable: (None, None, [], reason,
         attempts)."""
         n = len(batch)
@@ -327,7 +401,7 @@ class BinaryLLMScorer:
         messages = self.template.messages(
             explanation=explanation.text, examples=listing, count=str(n)
         )
-        parse: Callable[[str], list[int]] = lambda text: parse_binary(text, n)  # noqa: E731
+        parse: Callable[[str], Answers] = lambda text: self.parse(text, n)  # noqa: E731
         try:
             answers, responses = await chat_parsed(
                 client,
@@ -339,12 +413,16 @@ class BinaryLLMScorer:
             )
         except UnparseableResponseError as exc:
             return None, None, [], str(exc), exc.attempts
-        probabilities = binary_probabilities(responses[-1].logprobs, n)
+        last = responses[-1]
+        probabilities = span_probabilities(last.logprobs, last.text, answers.spans)
         if probabilities is not None and any(
-            (p >= 0.5) != bool(a) for p, a in zip(probabilities, answers, strict=True)
+            p is not None and a is not None and (p >= 0.5) != bool(a)
+            for p, a in zip(probabilities, answers.values, strict=True)
         ):
             probabilities = None  # logprobs that disagree with the text belong to other tokens
-        return answers, probabilities, responses, "", 0
+        missing = [i for i, v in enumerate(answers.values, 1) if v is None]
+        reason = f"no answer for example(s) {', '.join(map(str, missing))} of {n}" * bool(missing)
+        return answers, probabilities, responses, reason, 0
 
     async def score(
         self,
@@ -365,7 +443,7 @@ class BinaryLLMScorer:
         rng = random.Random(f"{self.name}:{explanation.latent}:{seed}")
         shown = self.shown(items, rng)
         rng.shuffle(shown)  # activating and non-activating mixed in every prompt
-        size = self.config.batch_size
+        size = self.config.batch_size or len(shown)
         batches = [shown[i : i + size] for i in range(0, len(shown), size)]
         results = await asyncio.gather(
             *(self._ask(client, explanation, b, seed) for b in batches), return_exceptions=True
@@ -392,7 +470,7 @@ class BinaryLLMScorer:
                 predictions.append(
                     Prediction(
                         example_id=s.item.example_id,
-                        predicted=None if answers is None else float(answers[j]),
+                        predicted=_value(answers, j),
                         actual=s.actual,
                         probability=None if probabilities is None else probabilities[j],
                     )
@@ -410,6 +488,7 @@ class BinaryLLMScorer:
         )
         meta = {
             "prompt": self.template.id,
+            "structured": bool(self.config.structured),
             "prompt_sha256": self.template.sha256[:16],
             "batches": len(batches),
             "parse_failures": reasons,
@@ -427,3 +506,9 @@ class BinaryLLMScorer:
             skipped=skipped,
             meta=meta,
         )
+
+
+def _value(answers: Answers | None, j: int) -> float | None:
+    if answers is None or answers.values[j] is None:
+        return None
+    return float(answers.values[j])  # type: ignore[arg-type]

@@ -17,6 +17,8 @@ from autointerp_scorers.plugin import DetectionConfig
 class DetectionScorer(BinaryLLMScorer):
     name = "detection"
     default_prompt = "detection.v1"
+    structured_prompt = "detection-json.v1"
+    prompt_version = default_prompt
 
     def __init__(self, config: DetectionConfig) -> None:
         super().__init__(config)

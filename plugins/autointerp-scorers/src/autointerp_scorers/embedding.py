@@ -25,6 +25,7 @@ from autointerp_scorers.plugin import EmbeddingConfig
 
 class EmbeddingScorer:
     name = "embedding"
+    prompt_version = "embedding.v1"  # its query prefix is an option (hashed into provenance)
     needs: frozenset[str] = frozenset({"embedding_model"})
 
     def __init__(self, config: EmbeddingConfig) -> None:

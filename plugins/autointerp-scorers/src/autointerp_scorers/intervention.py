@@ -143,6 +143,7 @@ class InterventionScorer:
     def __init__(self, config: InterventionConfig) -> None:
         self.config = config
         self.template = load_prompt(config.prompt or "intervention.v1")
+        self.prompt_version = self.template.id
 
     def params(self, seed: int) -> SamplingParams:
         c = self.config

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
 from pydantic import Field
 
 from autointerp import hookimpl
@@ -22,12 +25,23 @@ class LLMScorerConfig(ComponentConfig):
     top_logprobs: int = Field(5, ge=1, le=20, description="alternatives per token with logprobs")
 
 
-class DetectionConfig(LLMScorerConfig):
-    """Does the whole example activate the latent? Activating and non-activating examples mixed."""
+#: economy mode: every example of a latent in one prompt, answered as one JSON object (no
+#: re-ask, so explain + detection + fuzzing stay within 5 calls per latent)
+ECONOMY = {"batch_size": 0, "structured": True, "max_reasks": 0}
 
-    batch_size: int = Field(5, ge=1, description="examples per prompt")
+
+class DetectionConfig(LLMScorerConfig):
+    """Does the whole example activate the latent? Activating and non-activating examples mixed.
+
+    Defaults: parity with the peer tools (5 examples per prompt, 32-token examples)."""
+
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"economy": ECONOMY}
+
+    batch_size: int = Field(5, ge=0, description="examples per prompt (0: all in one prompt)")
     structured: bool = Field(
-        False, description="ask for JSON-schema output (clients that support it)"
+        False,
+        description="answer as a JSON object keyed by example number (a JSON schema where the "
+        "client supports one, parsed from text otherwise)",
     )
 
 

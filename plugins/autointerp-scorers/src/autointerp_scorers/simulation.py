@@ -97,6 +97,7 @@ class SimulationScorer:
     def __init__(self, config: SimulationConfig) -> None:
         self.config = config
         self.template = load_prompt(config.prompt or "simulation.v1")
+        self.prompt_version = self.template.id
 
     def params(self, n: int, seed: int) -> SamplingParams:
         c = self.config

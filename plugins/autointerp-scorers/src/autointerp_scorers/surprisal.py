@@ -71,6 +71,7 @@ def continuation_losses(
 
 class SurprisalScorer:
     name = "surprisal"
+    prompt_version = "surprisal.v1"  # its prefixes are options (hashed into provenance)
     needs: frozenset[str] = frozenset({"adapter"})
 
     def __init__(self, config: SurprisalConfig) -> None:
