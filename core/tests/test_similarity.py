@@ -98,9 +98,15 @@ def test_identical_paraphrased_and_unrelated_explanation_sets(tmp_path, autointe
     assert out.exit_code == 0, out.stderr
     data = json.loads(out.stdout)
     assert len(data["pairs"]) == 2 and np.array(data["matrix"]["mean"]).shape == (2, 2)
-    table = autointerp_cli("similarity", a, para, "--threads", "1")
+    matches = tmp_path / "matches.jsonl"
+    table = autointerp_cli("similarity", a, para, "--threads", "1", "--matches", str(matches))
     assert table.exit_code == 0, table.stderr
     assert "best-match" in table.stdout and "sae-l6" in table.stdout
+    rows = [json.loads(line) for line in matches.read_text().splitlines()]
+    assert len(rows) == 12  # 6 latents each way
+    dogs = next(r for r in rows if r["text"] == ANIMALS[0])
+    assert dogs["match_text"] == ANIMALS_PARAPHRASED[0] and dogs["match"] == 0
+    assert dogs["from"].startswith("sae-l2") and 0.5 < dogs["similarity"] <= 1.0
 
 
 def test_errors(tmp_path) -> None:

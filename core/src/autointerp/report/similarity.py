@@ -159,7 +159,8 @@ def embed_runs(
     if not path.is_dir():
         raise RunInputError(f"--model {path}: no such model folder")
     encoder = TextEncoder(path, max_length=128, threads=threads)
-    unique = sorted({t for r in runs for t in r.texts})
+    # by length, so a batch pads little
+    unique = sorted({t for r in runs for t in r.texts}, key=lambda t: (len(t), t))
     from rich.progress import Progress
 
     vectors: list[np.ndarray] = []
@@ -174,6 +175,30 @@ def embed_runs(
     return [table[[row[t] for t in r.texts]] for r in runs]
 
 
+def _write_matches(
+    path: Path,
+    runs: list[RunExplanations],
+    per_latent: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]],
+) -> None:
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for (src, dst), (sim, idx) in sorted(per_latent.items()):
+            a, b = runs[src], runs[dst]
+            for i, (s, j) in enumerate(zip(sim.tolist(), idx.tolist(), strict=True)):
+                row = {
+                    "from": a.run.label,
+                    "to": b.run.label,
+                    "latent": a.latents[i].index,
+                    "text": a.texts[i],
+                    "match": b.latents[j].index,
+                    "match_text": b.texts[j],
+                    "similarity": s,
+                }
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
 def similarity_runs(
     args: list[str],
     *,
@@ -184,8 +209,11 @@ def similarity_runs(
     n_shown: int = 3,
     chunk_elements: int = 4_000_000,
     progress: bool = False,
+    matches: Path | None = None,
 ) -> dict[str, Any]:
-    """Best-match similarity between every ordered pair of runs, as JSON-ready data."""
+    """Best-match similarity between every ordered pair of runs, as JSON-ready data; with
+    ``matches``, every latent's best match in every other run is written there as JSON lines
+    (``from``, ``to``, ``latent``, ``text``, ``match``, ``match_text``, ``similarity``)."""
     if len(args) < 2:
         raise RunInputError("similarity: give at least two run directories")
     paths = [parse_run_arg(a)[0] for a in args]
@@ -198,6 +226,7 @@ def similarity_runs(
     mean = np.full((k, k), np.nan)
     median = np.full((k, k), np.nan)
     found: dict[tuple[int, int], dict[str, Any]] = {}
+    per_latent: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
     for i in range(k):
         for j in range(i, k):
             sim_a, idx_a, sim_b, idx_b = best_matches(
@@ -207,6 +236,8 @@ def similarity_runs(
                 mean[src, dst] = float(sim.mean())
                 median[src, dst] = float(np.median(sim))
                 if src != dst:
+                    if matches is not None:
+                        per_latent[src, dst] = (sim, idx)
                     found[src, dst] = {
                         "from": runs[src].run.label,
                         "to": runs[dst].run.label,
@@ -214,6 +245,8 @@ def similarity_runs(
                         **_pairs_shown(runs[src], runs[dst], sim, idx, n_shown),
                     }
     pairs = [found[key] for key in sorted(found)]
+    if matches is not None:
+        _write_matches(matches, runs, per_latent)
     return {
         "model": str(Path(model).expanduser() if model else "all-MiniLM-L6-v2"),
         "runs": [
