@@ -63,19 +63,49 @@ def render(run_dir: Path) -> None:
     print(f"{time.perf_counter() - t0} {rss}")
 
 
+def browse(index: Path, tmp: Path) -> tuple[float, float]:
+    """Seconds until the table is ready in headless Chromium, then until the last latent's card
+    (from the last card file) shows its tokens. Uses the browser fixture of core/tests."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "core" / "tests" / "test_report.py"
+    spec = importlib.util.spec_from_file_location("report_browser_test", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    gen = mod.browser.__wrapped__(tmp)
+    tools = next(gen)
+    try:
+        t0 = time.perf_counter()
+        tools.call("Page.navigate", url=index.resolve().as_uri())
+        tools.wait_for("document.body && document.body.dataset.ready === '1'", timeout=300)
+        t1 = time.perf_counter()
+        tools.evaluate("document.getElementById('last').click();"
+                       "document.querySelector('#rows tr:last-child').click()")  # fmt: skip
+        tools.wait_for("document.querySelectorAll('#card .tok').length > 0", timeout=300)
+        t2 = time.perf_counter()
+        assert tools.errors() == [], tools.errors()
+        return t1 - t0, t2 - t1
+    finally:
+        gen.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[5000, 20000])
     ap.add_argument("--examples", type=int, default=10, help="examples per group and latent")
     ap.add_argument("--width", type=int, default=32, help="tokens per example")
     ap.add_argument("--render", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--browser", action="store_true", help="also time the page in headless Chromium"
+    )
     args = ap.parse_args()
     if args.render:
         render(args.render)
         return
     print("| latents | fill store | write report | latents/s | peak RSS (report process) | "
-          "index.html | data files | data total |")  # fmt: skip
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "index.html | data files | data total | page ready | last card shown |")  # fmt: skip
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             run_dir = Path(tmp) / "run"
@@ -90,9 +120,12 @@ def main() -> None:
             index = run_dir / "report" / "index.html"
             data = list((index.parent / "data").glob("*.js"))
             total = sum(p.stat().st_size for p in data)
+            ready = open_card = "-"
+            if args.browser:
+                ready, open_card = (f"{t:.2f} s" for t in browse(index, Path(tmp)))
             print(f"| {n} | {fill_s:.1f} s | {secs:.1f} s | {n / secs:.0f} | "
                   f"{rss / 2**20:.0f} MiB | {index.stat().st_size / 1024:.0f} KiB | {len(data)} | "
-                  f"{total / 2**20:.0f} MiB |", flush=True)  # fmt: skip
+                  f"{total / 2**20:.0f} MiB | {ready} | {open_card} |", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":

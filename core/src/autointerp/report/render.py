@@ -150,15 +150,23 @@ def _card(
         totals[g] += 1
         if totals[g] <= settings.examples_per_group:
             shown.append((g, ex, pos if ex.kind != "top" else -1))
-    peak = max((ex.max_activation for _, ex, _ in shown), default=0.0)
-    peak = max(peak, stats.max_activation if stats else 0.0)
+    # all shown activations scaled in one array op, then cut back into examples
+    flat = np.fromiter(
+        (a for _, ex, _ in shown for a in ex.activations), dtype=float,
+        count=sum(len(ex.activations) for _, ex, _ in shown),
+    )  # fmt: skip
+    peak = max(float(flat.max(initial=0.0)), stats.max_activation if stats else 0.0)
     scale = 1000.0 / peak if peak > 0 else 0.0
-    for g, ex, sid in shown:
-        acts = np.rint(np.asarray(ex.activations, dtype=float) * scale).clip(-1000, 1000)
-        for t in set(ex.str_tokens).difference(strings):
+    scaled = np.rint(flat * scale).clip(-1000, 1000).astype(int).tolist()
+    start = 0
+    for t in dict.fromkeys(t for _, ex, _ in shown for t in ex.str_tokens):  # first-seen order
+        if t not in strings:
             strings[t] = len(strings)
+    for g, ex, sid in shown:
+        n = len(ex.activations)
         toks = list(map(strings.__getitem__, ex.str_tokens))
-        item: dict[str, Any] = {"k": ex.kind, "t": toks, "a": acts.astype(int).tolist()}
+        item: dict[str, Any] = {"k": ex.kind, "t": toks, "a": scaled[start : start + n]}
+        start += n
         if sid >= 0 and sid in preds:
             item["p"] = preds[sid]
         groups[g].append(item)
