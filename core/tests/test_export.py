@@ -114,12 +114,13 @@ def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> N
             ],
         )
         store.put_examples(run, a, [top, quant, neg])
-        for explainer, text in (("default", "cats"), ("contrastive", "felines")):
-            store.put_explanation(run, Explanation(a, text, explainer, {"model": "qwen-1.5b"}))
+        prov = {"llm_model": "qwen2.5-coder-1.5b", "config_hash": "abc"}
+        store.put_explanation(run, Explanation(a, "cats", "default", {"model": "qwen"}, prov))
+        store.put_explanation(run, Explanation(a, "felines", "contrastive", {"model": "qwen"}))
         preds = (Prediction(0, 1.0, 1.0, 0.9), Prediction(1, None, 0.0))
         store.put_score(
             run,
-            Score(a, "detection", "default", 0.5, {"f1": 0.6}, preds, 1, {"model": "qwen-1.5b"}),
+            Score(a, "detection", "default", 0.5, {"f1": 0.6}, preds, 1, {"k": 1}, prov),
         )
         store.put_score(run, Score(a, "fuzzing", "contrastive", None))
         store.put_failure(run, b, "explain", "default", "no activating examples")
@@ -148,12 +149,16 @@ def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> N
         assert back == store.examples(1, a)
     by_type = {e["typeName"]: e for e in f3["explanations"]}
     assert by_type["default"]["description"] == "cats"
-    assert by_type["default"]["explanationModelName"] == "qwen-1.5b"
+    assert by_type["default"]["explanationModelName"] == "qwen2.5-coder-1.5b"  # provenance
+    assert by_type["default"]["autointerp"]["provenance"] == prov
     assert by_type["contrastive"]["description"] == "felines"
+    assert by_type["contrastive"]["explanationModelName"] == "qwen"  # meta, without provenance
     (det,) = by_type["default"]["scores"]
     assert det["explanationScoreTypeName"] == "detection" and det["value"] == 0.5
+    assert det["explanationScoreModelName"] == "qwen2.5-coder-1.5b"
     details = json.loads(det["jsonDetails"])
     assert details["metrics"] == {"f1": 0.6} and details["n_failures"] == 1
+    assert details["meta"] == {"k": 1} and details["provenance"] == prov
     assert [Prediction(**p) for p in details["predictions"]] == list(preds)
     (fuzz,) = by_type["contrastive"]["scores"]
     assert fuzz["value"] is None and fuzz["explanationScoreTypeName"] == "fuzzing"

@@ -20,15 +20,16 @@ One object ``{"format", "generator", "modelId", "run", "features": [...]}``; eac
      "explanations": [{"description", "typeName", "explanationModelName",
                        "scores": [{"explanationScoreTypeName", "explanationScoreModelName",
                                    "value", "jsonDetails"}],
-                       "autointerp": {"explainer", "meta"}}],
+                       "autointerp": {"explainer", "meta", "provenance"}}],
      "autointerp": {"source", "stats", "failures"}}
 
 ``layer`` is a Neuronpedia source id, ``<layer>-<feature source>-<site kind>`` (``sae/resid_post.6``
 -> ``6-sae-resid-post``); ``typeName`` is the explainer, ``explanationScoreTypeName`` the scorer,
 the model names the LLMs that explained and scored; ``jsonDetails`` is a JSON string with the
-score's metrics, failure count and per-example predictions (example ids are positions in the
-scorer's own example list). Every field autointerp adds beyond Neuronpedia's sits under
-``autointerp``, so the store's data round-trips. Features stream to the file one at a time.
+score's metrics, failure count, per-example predictions (example ids are positions in the
+scorer's own example list), meta and provenance. Every field autointerp adds beyond Neuronpedia's
+sits under ``autointerp``, so the store's data round-trips. Features stream to the file one at a
+time.
 """
 
 from __future__ import annotations
@@ -154,45 +155,73 @@ def _activation(example: Any) -> dict[str, Any]:
     }
 
 
+def _llm_name(record: Any, default: str) -> str:
+    prov = getattr(record, "provenance", None) or {}
+    return str(prov.get("llm_model") or record.meta.get("model") or default)
+
+
+def _np_score(s: Any) -> dict[str, Any]:
+    details = {
+        "metrics": s.metrics,
+        "n_failures": s.n_failures,
+        "predictions": [asdict(p) for p in s.predictions],
+        "meta": s.meta,
+        "provenance": getattr(s, "provenance", {}),
+    }
+    return {
+        "explanationScoreTypeName": s.scorer,
+        "explanationScoreModelName": _llm_name(s, s.scorer),
+        "value": s.value,
+        "jsonDetails": json.dumps(details, ensure_ascii=False),
+    }
+
+
 def _neuronpedia_features(
     store: Store, run_id: int, run_dir: Path, model_id: str | None
 ) -> tuple[str, Iterable[dict[str, Any]], int]:
-    """modelId, the feature records (a generator: one latent in memory at a time), their count."""
+    """modelId, the feature records and their count. Records are built one latent at a time from
+    per-latent lookups, so memory holds one latent's examples, explanations and scores."""
     stats = {s.latent: s for s in store.latents(run_id)}
-    explanations: dict[LatentRef, list[Any]] = {}
-    for e in store.explanations(run_id):
-        explanations.setdefault(e.latent, []).append(e)
-    scores: dict[tuple[LatentRef, str], list[dict[str, Any]]] = {}
-    for s in store.scores(run_id):
-        scores.setdefault((s.latent, s.explainer), []).append(
-            {
-                "explanationScoreTypeName": s.scorer,
-                "explanationScoreModelName": str(s.meta.get("model") or s.scorer),
-                "value": s.value,
-                "jsonDetails": json.dumps(
-                    {
-                        "metrics": s.metrics,
-                        "n_failures": s.n_failures,
-                        "predictions": [asdict(p) for p in s.predictions],
-                        "meta": s.meta,
-                    }
-                ),
-            }
-        )
+    explainers = store.explainer_names(run_id)
+    score_keys = store.score_keys(run_id)
     failures: dict[LatentRef, list[dict[str, str]]] = {}
     for stage in ("explain", "score"):
         for (latent, component), reason in store.failures(run_id, stage).items():
             failures.setdefault(latent, []).append(
                 {"stage": stage, "component": component, "reason": reason}
             )
-    latents = sorted(
-        set(stats) | set(explanations) | {k[0] for k in scores} | set(failures),
-        key=lambda r: (r.source, r.index),
-    )
+    known = set(stats) | set(failures)
+    for explainer in explainers:
+        known |= store.explained(run_id, explainer)
+    latents = sorted(known, key=lambda r: (r.source, r.index))
     run = store.get_run(run_id)
     model = model_id or _model_id(
         run_dir, run.config if run else {}, sorted({r.source for r in latents})
     )
+
+    def explanations(ref: LatentRef) -> list[dict[str, Any]]:
+        out = []
+        for explainer in explainers:
+            e = store.get_explanation(run_id, ref, explainer)
+            if e is None:
+                continue
+            scores = [
+                store.get_score(run_id, ref, ex, sc) for ex, sc in score_keys if ex == explainer
+            ]
+            out.append(
+                {
+                    "description": e.text,
+                    "typeName": e.explainer,
+                    "explanationModelName": _llm_name(e, "unknown"),
+                    "scores": [_np_score(s) for s in scores if s is not None],
+                    "autointerp": {
+                        "explainer": e.explainer,
+                        "meta": e.meta,
+                        "provenance": getattr(e, "provenance", {}),
+                    },
+                }
+            )
+        return out
 
     def features() -> Iterable[dict[str, Any]]:
         for ref in latents:
@@ -204,16 +233,7 @@ def _neuronpedia_features(
                 "frac_nonzero": st.frequency if st else None,
                 "maxActApprox": st.max_activation if st else None,
                 "activations": [_activation(ex) for ex in store.examples(run_id, ref)],
-                "explanations": [
-                    {
-                        "description": e.text,
-                        "typeName": e.explainer,
-                        "explanationModelName": str(e.meta.get("model") or "unknown"),
-                        "scores": scores.get((ref, e.explainer), []),
-                        "autointerp": {"explainer": e.explainer, "meta": e.meta},
-                    }
-                    for e in explanations.get(ref, [])
-                ],
+                "explanations": explanations(ref),
                 "autointerp": {
                     "source": ref.source,
                     "stats": dict(st.extra) if st else {},
