@@ -55,31 +55,37 @@ def load_run_scores(arg: str, name: str | None = None, explainer: str | None = N
     path, wanted_id = parse_run_arg(arg)
     with open_store(path) as store:
         run_id = resolve_run(store, path, wanted_id)
-        scores = store.scores(run_id)
-        if not scores:
+        keys = store.score_keys(run_id)  # (explainer, scorer) pairs, without reading scores
+        if not keys:
             raise RunInputError(
                 f"{path}: run {run_id} has no scores yet; score it with `autointerp run` first"
             )
-        explainers = sorted({s.explainer for s in scores})
+        explainers = sorted({e for e, _ in keys})
         if explainer is not None:
             if explainer not in explainers:
                 raise RunInputError(
                     f"{path}: no scores of explainer {explainer!r}; explainers here: "
                     + ", ".join(explainers)
                 )
-            scores = [s for s in scores if s.explainer == explainer]
+            keys = [(e, sc) for e, sc in keys if e == explainer]
         several = explainer is None and len(explainers) > 1
         values: dict[str, dict[LatentRef, float]] = {}
         missing: dict[str, int] = {}
-        for s in scores:
-            key = f"{s.scorer}/{s.explainer}" if several else s.scorer
-            values.setdefault(key, {})
-            missing.setdefault(key, 0)
-            if s.value is None or math.isnan(s.value):
-                missing[key] += 1
-            else:
-                values[key][s.latent] = float(s.value)
-        sources = run_sources(store, run_id, {s.latent for s in scores})
+        latents: set[LatentRef] = set()
+        # one scorer at a time: a scorer's predictions are the bulk of a score row
+        for scorer in sorted({sc for _, sc in keys}):
+            for s in store.scores(run_id, scorer):
+                if (s.explainer, scorer) not in keys:
+                    continue
+                key = f"{s.scorer}/{s.explainer}" if several else s.scorer
+                values.setdefault(key, {})
+                missing.setdefault(key, 0)
+                latents.add(s.latent)
+                if s.value is None or math.isnan(s.value):
+                    missing[key] += 1
+                else:
+                    values[key][s.latent] = float(s.value)
+        sources = run_sources(store, run_id, latents)
     run = RunRef(path, run_id, name or path.resolve().name or str(path), sources)
     return RunScores(run, values, missing)
 
