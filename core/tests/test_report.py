@@ -436,8 +436,14 @@ def test_run_ends_with_its_report(
         "code words"
     )
     assert browser.evaluate("document.querySelectorAll('#card .pred').length") > 0
+    assert "· finished ·" in browser.evaluate("document.getElementById('summary').textContent")
     _screenshot(browser, tmp_path / "report-run.png")
     assert browser.errors() == []
+
+    shutil.rmtree(index.parent)  # a resumed run with --no-report leaves it unwritten
+    again = autointerp_cli("run", config, "--no-report")
+    assert again.exit_code == 0, again.stderr
+    assert "report:" not in again.stdout and not index.parent.exists()
 
 
 def test_empty_run_report_loads(tmp_path: Path, browser: DevTools) -> None:
@@ -449,3 +455,23 @@ def test_empty_run_report_loads(tmp_path: Path, browser: DevTools) -> None:
     assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 0
     assert "0 of 0 latents" in browser.evaluate("document.getElementById('page').textContent")
     assert browser.errors() == []
+
+
+def test_plots_ticks_log_axis_and_subsampling() -> None:
+    from autointerp.report import plots
+
+    assert plots.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    assert plots.nice_ticks(-0.37, 0.91) == [-0.2, 0.0, 0.2, 0.4, 0.6, 0.8]
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    freq = [10.0**-k for k in (1, 2, 3, 4)] * 1500  # 6000 points
+    svg = plots.scatter(freq, [0.5] * 6000, title="t", xlabel="f", ylabel="s", logx=True)
+    root = ET.fromstring(svg)
+    assert root.find("s:title", ns).text == f"t ({plots.MAX_POINTS} of 6000 shown)"
+    assert svg.count("h0") == plots.MAX_POINTS
+    labels = [t.text for t in root.findall("s:text", ns)]
+    assert {"1e-4", "0.001", "0.01", "0.1"} <= set(labels)  # one tick per decade
+    # values <= 0 cannot sit on a log axis: left out, not drawn at -inf
+    assert plots.scatter([0.0, -1.0], [1, 2], title="t", xlabel="f", ylabel="s", logx=True).count(
+        "no pairs to plot"
+    )
+    assert "no values" in plots.histogram([float("nan")], title="h", xlabel="x")
