@@ -118,6 +118,16 @@ def test_a_failing_latent_never_aborts_and_the_rate_decides_the_exit_code(
         ((latent, component),) = store.failures(run.id)
         assert component == "default" and latent.index == 0
 
+    status = autointerp_cli("status", str(run_dir))
+    assert status.exit_code == 0 and "'stages': failed" in status.stdout
+    assert "this prompt is refused" in status.stdout  # the failed latent's reason is listed
+    listed = autointerp_cli("status", str(run_dir), "--failures", "--json")
+    (row,) = json.loads(listed.stdout)
+    assert (row["stage"], row["component"], row["latent"]) == ("explain", "default", 0)
+    rows = json.loads(autointerp_cli("status", str(run_dir), "--json").stdout)
+    counts = {r["stage"]: (r["done"], r["failed"], r["pending"]) for r in rows}
+    assert counts == {"explain": (3, 1, 0), "score": (3, 0, 0)}  # no score waits on a failure
+
     under = autointerp_cli("run", str(path), "--set", "max_failure_rate=0.3")
     assert under.exit_code == 0, under.stderr
     with Store.open(run_dir) as store:

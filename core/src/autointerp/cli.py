@@ -379,21 +379,43 @@ def cache_command(
 def status_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="List every failed latent with its reason.")
+    ] = False,
 ) -> None:
-    """Done, failed and pending latents per stage of a run (latest run in its store)."""
-    from autointerp.status import run_status
+    """Done, failed and pending latents per stage of a run (latest run in its store), and the
+    failed latents with their reasons."""
+    from autointerp.status import run_failures, run_header, run_status
 
-    rows = run_status(run_dir)
+    rows = run_failures(run_dir) if failures else run_status(run_dir)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}")
+    if failures:
+        _print_failures(run_dir, rows, limit=None)
+        return
+    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}: {run_header(run_dir)}")
     for col in ("stage", "component", "done", "failed", "pending"):
         table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
     for row in rows:
         pending = "-" if row["pending"] is None else str(row["pending"])
         table.add_row(row["stage"], row["component"], str(row["done"]), str(row["failed"]), pending)
     console.print(table)
+    if any(row["failed"] for row in rows):
+        _print_failures(run_dir, run_failures(run_dir), limit=10)
+
+
+def _print_failures(run_dir: Path, rows: list[dict[str, Any]], limit: int | None) -> None:
+    table = Table(box=box.SIMPLE_HEAD, title="failures")
+    for col in ("stage", "component", "latent", "reason"):
+        table.add_column(col, overflow="fold")
+    for row in rows[:limit]:
+        table.add_row(row["stage"], row["component"], str(row["latent"]), Text(row["reason"]))
+    console.print(table)
+    if limit is not None and len(rows) > limit:
+        console.print(
+            f"{len(rows) - limit} more: `autointerp status {run_dir} --failures`", highlight=False
+        )
 
 
 @app.command("export")

@@ -31,7 +31,9 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
     for stage, done in (("explain", explained), ("score", scored)):
         for component in sorted(set(done) | set(failed[stage])):
             n_done, n_failed = done[component], failed[stage][component]
-            pending = None if total is None else max(0, total - n_done - n_failed)
+            # a score waits for its explanation: latents whose explanation failed are not pending
+            base = total if stage == "explain" else explained[component.rsplit("/", 1)[-1]]
+            pending = None if total is None else max(0, base - n_done - n_failed)
             rows.append(
                 {
                     "stage": stage,
@@ -42,3 +44,35 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
                 }
             )
     return rows
+
+
+def run_failures(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Every failure of a run (latest if not given): stage, component, latent and the reason."""
+    if not (run_dir / STORE_FILENAME).is_file():
+        raise AutointerpError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
+    with Store(run_dir / STORE_FILENAME) as store:
+        runs = store.runs()
+        if not runs:
+            return []
+        run_id = runs[-1].id if run_id is None else run_id
+        return [
+            {
+                "stage": stage,
+                "component": component,
+                "source": latent.source,
+                "latent": latent.index,
+                "reason": reason,
+            }
+            for stage in ("explain", "score")
+            for (latent, component), reason in store.failures(run_id, stage).items()
+        ]
+
+
+def run_header(run_dir: Path) -> str:
+    """``run N 'name': status`` of the latest run, or "" when the store holds none."""
+    with Store(run_dir / STORE_FILENAME) as store:
+        runs = store.runs()
+    if not runs:
+        return ""
+    run = runs[-1]
+    return f"run {run.id} '{run.name}': {run.status}"
