@@ -336,13 +336,17 @@ def _screenshot(tools: DevTools, path: Path) -> None:
 
 
 def test_report_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
-    fill_run(tmp_path / "run", 6).close()
+    with fill_run(tmp_path / "run", 6) as store:  # and a simulation of latent 2's example 0
+        guess = [0.0, 0.0, 10.0, 5.0] + [0.0] * (len(WORDS) - 4)
+        store.put_score(1, Score(LatentRef(SOURCE, 2), "simulation", "default", 0.8, {},
+                                 (Prediction(0, 10.0, 10.0),), 0,
+                                 {"token_predictions": {"0": guess}}))  # fmt: skip
     index = write_report(tmp_path / "run", settings=ReportSettings(rows_per_file=4))
     url = index.resolve().as_uri() + f"#latent={SOURCE}:2"
     browser.call("Page.navigate", url=url)
     browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
     assert browser.evaluate("document.querySelectorAll('#rows tr').length") == 6
-    assert browser.evaluate("document.querySelectorAll('#head th').length") == 7
+    assert browser.evaluate("document.querySelectorAll('#head th').length") == 8
     # the card of latent 2 (opened from the URL) shows its tokens, shaded by activation
     browser.wait_for("document.querySelectorAll('#card .tok.hot').length > 0")
     hot = browser.evaluate(
@@ -361,7 +365,12 @@ def test_report_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
     )
     preds = browser.evaluate("[...document.querySelectorAll('#card .pred')].map(p => p.className)")
     assert "pred bad" not in preds and "pred none" in preds and "pred ok" in preds
-    assert browser.evaluate("document.querySelectorAll('#agreement-matrix td').length") == 4
+    sim = browser.evaluate(
+        "[...document.querySelectorAll('#card .sim .tok')].filter(s => s.style.backgroundColor)"
+        ".map(s => [s.textContent, s.title])"
+    )
+    assert sim == [[" sat", "predicted 10 of 10"], [" on", "predicted 5 of 10"]]
+    assert browser.evaluate("document.querySelectorAll('#agreement-matrix td').length") == 9
     assert browser.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     _screenshot(browser, tmp_path / "report-card.png")
 

@@ -132,6 +132,7 @@ def _card(
     # predictions index [*held-out, *negatives]: the stored examples after the train ("top") ones
     scored = [e for e in examples if e.kind != "top"]
     preds: dict[int, list[list[Any]]] = {}
+    sims: dict[int, list[tuple[int, list[float]]]] = {}
     for s in scores:
         col = labels[(s.explainer, s.scorer)]
         for p in s.predictions:
@@ -139,6 +140,10 @@ def _card(
                 preds.setdefault(p.example_id, []).append(
                     [col, _num(p.predicted), _num(p.actual), _num(p.probability)]
                 )
+        # a simulating scorer's per-token guesses (0-10 scale) over the window it was shown
+        for key, guess in (s.meta.get("token_predictions") or {}).items():
+            if str(key).isdigit() and int(key) < len(scored) and isinstance(guess, list):
+                sims.setdefault(int(key), []).append((col, guess))
     groups: dict[str, list[dict[str, Any]]] = {"top": [], "test": [], "neg": []}
     totals = {"top": 0, "test": 0, "neg": 0}
     shown: list[tuple[str, Example, int]] = []
@@ -169,6 +174,8 @@ def _card(
         start += n
         if sid >= 0 and sid in preds:
             item["p"] = preds[sid]
+        if sid >= 0 and sid in sims:
+            item["sim"] = [_simulated(col, guess, ex, strings) for col, guess in sims[sid]]
         groups[g].append(item)
     card: dict[str, Any] = {
         "s": source_id,
@@ -192,6 +199,17 @@ def _card(
         card["f"], card["m"] = _num(stats.frequency), _num(stats.max_activation)
         card["x"] = {k: _num(v) for k, v in stats.extra.items() if isinstance(v, int | float)}
     return card
+
+
+def _simulated(col: int, guess: list[float], ex: Example, strings: dict[str, int]) -> list[Any]:
+    """[scorer, token ids, guesses as 0..1000]: the tokens are the window the scorer saw
+    (``Example.window`` of the guesses' length, as the simulation scorer cuts it)."""
+    toks, _ = ex.window(len(guess))
+    for t in toks:
+        if t not in strings:
+            strings[t] = len(strings)
+    q = np.rint(np.asarray(guess[: len(toks)], dtype=float) * 100).clip(0, 1000).astype(int)
+    return [col, list(map(strings.__getitem__, toks)), q.tolist()]
 
 
 def _promoted(meta: dict[str, Any]) -> list[Any] | None:

@@ -240,6 +240,18 @@
         ", actual " + fmt(act) + (p[3] === null ? "" : ", probability " + fmt(p[3]));
       div.appendChild(el("span", { "class": cls, title: title }, label));
     });
+    (ex.sim || []).forEach(function (sim) {
+      var line = el("div", { "class": "sim" });
+      line.appendChild(el("span", { "class": "kind" }, META.scorers[sim[0]] + " predicted"));
+      for (var j = 0; j < sim[1].length; j++) {
+        var q = sim[2][j], text = strings[sim[1][j]];
+        var span = el("span", { "class": "tok", title: "predicted " + fmt(q / 100) + " of 10" },
+          text.replace(/\n/g, "↵\n"));
+        if (q > 0) span.style.backgroundColor = "rgba(59, 110, 165, " + (q / 1000).toFixed(3) + ")";
+        line.appendChild(span);
+      }
+      div.appendChild(line);
+    });
     return div;
   }
 
