@@ -145,11 +145,21 @@ def test_report_errors_are_one_line(tmp_path: Path) -> None:
         write_report(tmp_path / "run", run_id=9)
 
 
-def test_report_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", opened.append)
     fill_run(tmp_path / "run", 3).close()
     assert main(["report", str(tmp_path / "run"), "--out", str(tmp_path / "rep")]) == 0
-    assert (tmp_path / "rep" / "index.html").is_file()
+    assert (tmp_path / "rep" / "index.html").is_file() and opened == []
     assert "rep/index.html" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "run"), "--open"]) == 0
+    assert opened == [(tmp_path / "run" / "report" / "index.html").resolve().as_uri()]
+    assert main(["report", str(tmp_path / "run"), "--run-id", "4"]) == 1
+    assert "no run 4; runs here: 1" in capsys.readouterr().err
 
 
 def test_large_run_streams_into_small_files(tmp_path: Path) -> None:
