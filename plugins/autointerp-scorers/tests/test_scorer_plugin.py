@@ -51,7 +51,7 @@ def test_answer_probabilities_come_from_the_token_holding_each_answer() -> None:
     assert span_probabilities(tokens, text, answers.spans) == [pytest.approx(0.75)]
     # keyed answers: the key's digits are not taken for answers
     text = '{"1": 0, "2": 1}'
-    pieces = ['{"', "1", '":', " 0", ',', ' "', "2", '":', " 1", "}"]
+    pieces = ['{"', "1", '":', " 0", ",", ' "', "2", '":', " 1", "}"]
     lp = [TokenLogprob(p, -0.1, ((p, -0.1), ("1" if "0" in p else "0", -2.4))) for p in pieces]
     probs = span_probabilities(lp, text, parse_keyed(text, 2).spans)
     assert probs is not None
