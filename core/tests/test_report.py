@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from autointerp.cli import main
-from autointerp.report.render import ReportError, ReportSettings, write_report
+from autointerp.errors import AutointerpError
+from autointerp.report.render import ReportSettings, write_report
 from autointerp.store import Store
 from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
 
@@ -138,10 +139,10 @@ def _jsonp(path: Path) -> list[Any]:
 
 
 def test_report_errors_are_one_line(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match=r"no results\.sqlite here"):
+    with pytest.raises(AutointerpError, match=r"has no results\.sqlite; give a run directory"):
         write_report(tmp_path)
     fill_run(tmp_path / "run", 2).close()
-    with pytest.raises(ReportError, match="no run 9; runs here: 1"):
+    with pytest.raises(AutointerpError, match="no run 9; runs here: 1"):
         write_report(tmp_path / "run", run_id=9)
 
 

@@ -30,18 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from autointerp.errors import AutointerpError
 from autointerp.report import plots
+from autointerp.report.runs import open_store, resolve_run
 from autointerp.report.stats import agreement, spearman
-from autointerp.store import STORE_FILENAME, Store
 from autointerp.types import Example, LatentRef, Score
 
 #: Example kinds that are non-activating (the rest, but "top", are held-out test examples).
 NEGATIVE_KINDS = frozenset({"random", "similar", "hard"})
-
-
-class ReportError(AutointerpError):
-    """The report cannot be written (no store here, unknown run id)."""
 
 
 @dataclass(frozen=True)
@@ -227,19 +222,6 @@ def _promoted(meta: dict[str, Any]) -> list[Any] | None:
     return out or None
 
 
-def _pick_run(store: Store, run_dir: Path, run_id: int | None) -> Any:
-    runs = store.runs()
-    if not runs:
-        raise ReportError(f"{run_dir}: the store holds no run yet; run `autointerp run` first")
-    if run_id is None:
-        return runs[-1]
-    for r in runs:
-        if r.id == run_id:
-            return r
-    ids = ", ".join(str(r.id) for r in runs)
-    raise ReportError(f"{run_dir}: no run {run_id}; runs here: {ids}")
-
-
 def _clear(folder: Path, pattern: str) -> None:
     """Remove files a previous report wrote (only ours, by pattern)."""
     if folder.is_dir():
@@ -258,8 +240,6 @@ def write_report(
     """Write the report of a run (the latest in its store by default); returns index.html."""
     run_dir = Path(run_dir)
     settings = settings or ReportSettings()
-    if not (run_dir / STORE_FILENAME).is_file():
-        raise ReportError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
     out = Path(out_dir) if out_dir is not None else run_dir / "report"
     data, plot_dir = out / "data", out / "plots"
     for folder in (data, plot_dir):
@@ -268,8 +248,9 @@ def write_report(
     _clear(data, "latents-*.js")
     _clear(plot_dir, "*.svg")
 
-    with Store(run_dir / STORE_FILENAME) as store:
-        run = _pick_run(store, run_dir, run_id)
+    with open_store(run_dir) as store:
+        run = store.get_run(resolve_run(store, run_dir, run_id))
+        assert run is not None
         stats = store.latents(run.id)
         keys = store.score_keys(run.id)
         failures: dict[LatentRef, list[tuple[str, str]]] = {}
