@@ -51,9 +51,7 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
     for where, kind, selection in config.selections():
         try:
             component = plugins.get(kind, selection.name)
-            options = component.validate(
-                selection.options, where=f"{source}: {where}", mode=config.mode
-            )
+            options = component.validate(selection.options, where=f"{source}: {where}")
         except ConfigError as exc:
             problems.append(str(exc))
             continue
@@ -140,8 +138,11 @@ def stage_progress(llm: Any = None, *, progress: bool = True) -> Any:
     from rich.text import Text
 
     class Rate(ProgressColumn):
+        # over the whole stage: rich's windowed speed jumps when answers arrive in bursts
         def render(self, task: Any) -> Text:
-            return Text(f"{task.speed or 0.0:.2f} latents/s")
+            elapsed = task.elapsed or 0.0
+            rate = task.completed / elapsed if elapsed > 0 else 0.0
+            return Text(f"{rate:.2f} latents/s")
 
     class Meter(ProgressColumn):
         def render(self, task: Any) -> Text:
