@@ -51,7 +51,9 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
     for where, kind, selection in config.selections():
         try:
             component = plugins.get(kind, selection.name)
-            options = component.validate(selection.options, where=f"{source}: {where}")
+            options = component.validate(
+                selection.options, where=f"{source}: {where}", mode=config.mode
+            )
         except ConfigError as exc:
             problems.append(str(exc))
             continue
