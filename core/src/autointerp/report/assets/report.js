@@ -123,6 +123,7 @@
         var td = el("td", c.num ? { "class": "num" } : { "class": c.cls || "" },
           c.render ? c.render(r) : (c.num ? fmt(v) : v));
         if (c.key === R.fails && v) td.className += " fail";
+        if (c.key === R.expl && !v) { td.textContent = "no explanation"; td.className += " more"; }
         tr.appendChild(td);
       });
       tr.addEventListener("click", function () { openLatent(r); });
