@@ -2,8 +2,9 @@
 
     python benchmarks/bench_compare.py [--latents 10000,100000] [--match 20000] [--embed 2000]
 
-Prints, per size: time to read two stores and compute every statistic of ``compare_runs``
-(split into bootstrap / permutation / Mann-Whitney), the time and peak traced memory of
+Prints, per size, for continuous scores and for tied ones (accuracies): time to read two stores
+and compute every statistic of ``compare_runs`` (split into bootstrap / permutation /
+Mann-Whitney), the time and peak traced memory of
 ``best_matches`` on random unit vectors (against the size of the dense matrix it never builds),
 and MiniLM embedding throughput on short explanation-like texts. One torch / BLAS thread.
 """
@@ -35,13 +36,16 @@ def make_store(path: Path, source: str, values: np.ndarray) -> None:
             store.put_score(run, Score(LatentRef(source, i), "detection", "default", float(v)))
 
 
-def bench_compare(n: int, tmp: Path) -> None:
+def bench_compare(n: int, tmp: Path, tied: bool) -> None:
     rng = np.random.default_rng(0)
     a, b = rng.uniform(0.5, 1.0, n), rng.uniform(0.45, 0.95, n)
-    make_store(tmp / f"a{n}", "sae/resid_post.6", a)
-    make_store(tmp / f"b{n}", "neurons/mlp_neurons.6", b)
+    if tied:  # accuracies over 20 examples: 21 distinct values
+        a, b = np.round(a * 20) / 20, np.round(b * 20) / 20
+    tag = f"{n}{'t' if tied else 'c'}"
+    make_store(tmp / f"a{tag}", "sae/resid_post.6", a)
+    make_store(tmp / f"b{tag}", "neurons/mlp_neurons.6", b)
     t0 = time.perf_counter()
-    result = compare_runs([str(tmp / f"a{n}"), str(tmp / f"b{n}")])
+    result = compare_runs([str(tmp / f"a{tag}"), str(tmp / f"b{tag}")])
     total = time.perf_counter() - t0
     t0 = time.perf_counter()
     bootstrap_ci(a)
@@ -53,9 +57,11 @@ def bench_compare(n: int, tmp: Path) -> None:
     mann_whitney(a, b)
     t_mwu = time.perf_counter() - t0
     p = result["scorers"]["detection"]["runs"][1]["vs_first"]["p_permutation"]
+    kind = "tied (21 values)" if tied else "continuous"
     print(
-        f"compare {n:>7} + {n:<7} latents: {total:6.2f} s in all | bootstrap CI {t_boot:.3f} s, "
-        f"permutation test (2000) {t_perm:.2f} s, Mann-Whitney {t_mwu:.3f} s | p={p:.4f}"
+        f"compare {n:>7} + {n:<7} latents, {kind}: {total:6.2f} s in all | bootstrap CI "
+        f"{t_boot:.3f} s, permutation test (2000) {t_perm:.2f} s, Mann-Whitney {t_mwu:.3f} s "
+        f"| p={p:.4f}"
     )
 
 
@@ -112,7 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in args.latents.split(",")):
-            bench_compare(n, Path(tmp))
+            for tied in (False, True):
+                bench_compare(n, Path(tmp), tied)
     bench_match(args.match)
     bench_embed(args.embed)
 

@@ -147,3 +147,28 @@ def test_mann_whitney_matches_a_hand_computation_with_ties() -> None:
     ref = scipy_stats.mannwhitneyu(x, y, method="asymptotic")
     assert p == pytest.approx(ref.pvalue) and u == ref.statistic
     assert math.isnan(mann_whitney([1, 1], [1, 1])[1])
+
+
+@pytest.mark.parametrize("sizes", [(7, 8), (41, 30), (300, 300)])
+def test_split_by_counts_gives_the_same_test_as_shuffling(sizes) -> None:
+    # tied scores (accuracies on a 0.1 grid): the multivariate-hypergeometric split and the
+    # shuffle draw the same null distribution, so their p-values agree up to Monte Carlo error
+    rng = np.random.default_rng(sizes[0])
+    a = np.round(rng.uniform(0.3, 1.0, sizes[0]), 1)
+    b = np.round(rng.uniform(0.25, 0.85, sizes[1]), 1)
+    diff_s, p_s = permutation_test(a, b, n_perm=20_000, method="shuffle")
+    diff_c, p_c = permutation_test(a, b, n_perm=20_000, method="counts", seed=1)
+    assert diff_s == diff_c != 0
+    assert abs(p_s - p_c) < 4 * math.sqrt(p_s * (1 - p_s) / 20_000) + 1e-3
+    assert permutation_test(a, a.copy(), method="counts")[1] == 1.0
+
+
+def test_medians_from_counts_equal_numpy_medians() -> None:
+    from autointerp.report.stats import _medians_from_counts
+
+    rng = np.random.default_rng(5)
+    values = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    for n in (1, 2, 9, 10):
+        counts = rng.multinomial(n, [0.2] * 5, size=50)
+        expected = [np.median(np.repeat(values, c)) for c in counts]
+        assert np.allclose(_medians_from_counts(values, counts, n), expected)
