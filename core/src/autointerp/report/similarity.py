@@ -216,6 +216,8 @@ def similarity_runs(
     (``from``, ``to``, ``latent``, ``text``, ``match``, ``match_text``, ``similarity``)."""
     if len(args) < 2:
         raise RunInputError("similarity: give at least two run directories")
+    if batch_size < 1:
+        raise RunInputError(f"--batch-size {batch_size}: expected a positive number")
     paths = [parse_run_arg(a)[0] for a in args]
     names = unique_names(list(args), paths)
     runs = [load_run_explanations(a, n, explainer) for a, n in zip(args, names, strict=True)]
