@@ -122,6 +122,7 @@ def test_cli_table_and_json(runs, autointerp_cli) -> None:
     assert out.exit_code == 0, out.stderr
     data = json.loads(out.stdout)
     assert list(data["scorers"]) == ["detection"]
+    assert data["agreement"][0]["scorers"] == ["detection", "embedding", "fuzzing"]
     assert data["scorers"]["detection"]["runs"][1]["vs_first"]["p_permutation"] < 0.01
     table = autointerp_cli("compare", str(sae), str(neurons))
     assert table.exit_code == 0, table.stderr

@@ -184,7 +184,7 @@ def compare_runs(
             rows.append(row)
         result["scorers"][key] = {"histogram_range": [lo, hi], "runs": rows}
     for r in runs:
-        names_, rho, n = agreement({k: r.values[k] for k in present if k in r.values})
+        names_, rho, n = agreement(r.values)  # every scorer of the run, whatever --scorer says
         result["agreement"].append(
             {"run": r.run.label, "scorers": names_, "spearman": _matrix(rho), "n": n.tolist()}
         )
