@@ -97,7 +97,8 @@ def best_matches(
     rows = max(1, chunk_elements // m)
     for start in range(0, n, rows):
         block = a[start : start + rows] @ b.T  # [rows, m]
-        idx_a[start : start + len(block)] = best = block.argmax(axis=1)
+        best = block.argmax(axis=1)
+        idx_a[start : start + len(block)] = best
         sim_a[start : start + len(block)] = block[np.arange(len(block)), best]
         col = block.argmax(axis=0)
         col_sim = block[col, np.arange(m)]
@@ -153,6 +154,8 @@ def embed_runs(
     progress: bool = False,
 ) -> list[np.ndarray]:
     """Unit embeddings of every run's explanations; each distinct text is embedded once."""
+    from rich.progress import Progress
+
     from autointerp.embed import TextEncoder, default_model_path
 
     path = Path(model).expanduser() if model else default_model_path()
@@ -161,8 +164,6 @@ def embed_runs(
     encoder = TextEncoder(path, max_length=128, threads=threads)
     # by length, so a batch pads little
     unique = sorted({t for r in runs for t in r.texts}, key=lambda t: (len(t), t))
-    from rich.progress import Progress
-
     vectors: list[np.ndarray] = []
     step = max(batch_size, 512)
     with Progress(transient=True, disable=not progress) as bar:
