@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from autointerp_scorers.common import render
-from autointerp_scorers.fuzzing import firing, random_marks, spans
+from autointerp_scorers.fuzzing import firing, random_marks
 
 from autointerp.testing.llm_server import ScriptedLLMServer
 
@@ -78,7 +78,7 @@ def test_without_negatives_and_wrong_marks_only_activating_examples_are_shown(
     assert len(score.predictions) == 8 and all(p.actual == 1.0 for p in score.predictions)
     assert score.value == 1.0 and "auroc" not in score.metrics  # one class: AUROC undefined
     lines = [line for r in autointerp_llm_server.requests for line in example_lines(r)]
-    assert "I met her on <<Monday>> morning  (marked: Monday)" in lines  # spans listed (v2)
+    assert "I met her on <<Monday>> morning" in lines
 
 
 def test_the_same_seed_shows_the_same_marks(
@@ -115,7 +115,6 @@ def test_marking_rules() -> None:
 def test_marks_are_rendered_as_runs() -> None:
     assert render(["a", " b", " c", " d"], [False, True, True, False]) == "a <<b c>> d"
     assert render(["x\n", " y"], [True, False]) == "<<x\\n>> y"
-    assert spans(["a", " Tok", "yo", " and", " Osaka"], [0, 0, 1, 0, 1]) == ["yo", "Osaka"]
 
 
 def test_special_tokens_of_the_subject_model_never_reach_the_prompt() -> None:
@@ -125,7 +124,7 @@ def test_special_tokens_of_the_subject_model_never_reach_the_prompt() -> None:
 
 
 def test_the_prompt_version_names_the_template(build_scorer) -> None:
-    assert build_scorer("fuzzing").prompt_version == "fuzzing.v2"
+    assert build_scorer("fuzzing").prompt_version == "fuzzing.v1"
     assert build_scorer("fuzzing", structured=True).prompt_version == "fuzzing-json.v1"
-    assert build_scorer("fuzzing", prompt="fuzzing.v1").prompt_version == "fuzzing.v1"
+    assert build_scorer("fuzzing", prompt="fuzzing-json.v1").prompt_version == "fuzzing-json.v1"
     assert build_scorer("detection").prompt_version == "detection.v1"

@@ -20,7 +20,7 @@ import re
 import tomllib
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from string import Template
@@ -70,8 +70,6 @@ class ScorerPrompt:
     turn: Template
     reask: str
     sha256: str
-    #: how examples are rendered for this prompt (the file's ``[render]`` table)
-    render: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -108,7 +106,6 @@ def load_prompt(prompt_id: str) -> ScorerPrompt:
         turn=Template(data["turn"]["user"]),
         reask=data.get("reask", "Your answer could not be used: {error}"),
         sha256=hashlib.sha256(raw).hexdigest(),
-        render=dict(data.get("render", {})),
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, clean, render
+from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render
 from autointerp_scorers.plugin import FuzzingConfig
 
 
@@ -30,35 +30,15 @@ def random_marks(
     return [i in chosen for i in range(n_tokens)]
 
 
-def spans(tokens: Sequence[str], marks: Sequence[bool]) -> list[str]:
-    """The text of each run of marked tokens."""
-    out, current = [], ""
-    for tok, marked in zip(tokens, marks, strict=True):
-        if marked:
-            current += clean(tok)
-        elif current:
-            out.append(current.strip())
-            current = ""
-    return [s for s in [*out, current.strip()] if s]
-
-
 class FuzzingScorer(BinaryLLMScorer):
     name = "fuzzing"
-    default_prompt = "fuzzing.v2"
+    default_prompt = "fuzzing.v1"
     structured_prompt = "fuzzing-json.v1"
     prompt_version = default_prompt
     config: FuzzingConfig
 
     def __init__(self, config: FuzzingConfig) -> None:
         super().__init__(config)
-
-    def text(self, tokens: Sequence[str], marks: Sequence[bool]) -> str:
-        """The example with its marks; prompts with ``render.list_marked`` also list the marked
-        spans after it (small models find inline marks unreliably)."""
-        text = render(tokens, marks)
-        if self.template.render.get("list_marked"):
-            text += f"  (marked: {', '.join(spans(tokens, marks))})"
-        return text
 
     def shown(self, items: Sequence[Item], rng: random.Random) -> list[Shown]:
         c = self.config
@@ -77,11 +57,11 @@ class FuzzingScorer(BinaryLLMScorer):
             if wrong:
                 decoy = random_marks(len(tokens), sum(marks), marks, rng)
                 if any(decoy):  # an example firing everywhere cannot be marked wrongly
-                    out.append(Shown(item, self.text(tokens, decoy), 0.0))
+                    out.append(Shown(item, render(tokens, decoy), 0.0))
                     continue
-            out.append(Shown(item, self.text(tokens, marks), 1.0))
+            out.append(Shown(item, render(tokens, marks), 1.0))
         typical = sorted(counts)[len(counts) // 2] if counts else 1
         for item, tokens in pending_negatives:
             marks = random_marks(len(tokens), typical, [False] * len(tokens), rng)
-            out.append(Shown(item, self.text(tokens, marks), 0.0))
+            out.append(Shown(item, render(tokens, marks), 0.0))
         return out
