@@ -581,11 +581,18 @@ def _split_examples(stored: Sequence[Example]) -> tuple[list[Example], list[Exam
 
 
 def _score_work(
-    ctx: RunContext, store: Store, explanations: Iterable[Explanation], needs: frozenset[str]
+    ctx: RunContext,
+    store: Store,
+    explanations: Iterable[Explanation],
+    needs: frozenset[str],
+    skip: set[LatentRef],
 ) -> Iterator[ScoreWork]:
     """Each explanation with its latent's stored test examples and negatives (read per latent,
     when a worker asks) and, for scorers that need it, the latent's decoder direction."""
     for e in explanations:
+        if e.latent in skip:
+            yield ScoreWork(e, ())  # counted as skipped downstream; nothing read
+            continue
         test, negatives = _split_examples(store.examples(ctx.run_id, e.latent))
         extras: dict[str, Any] = {}
         error = None
@@ -622,11 +629,16 @@ async def stage_score(
         needs = getattr(scorer, "needs", None)
         # a scorer that does not say what it needs gets the model adapter, as it always did
         adapter = ctx.build("model") if needs is None or {"adapter", "direction"} & needs else None
+        prov = ctx.provenance(step.field, scorer)
+        done = store.scored(
+            ctx.run_id, explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
+        )
         out[step.component.name] = await score_explanations(
-            _score_work(ctx, store, explanations, frozenset(needs or ())), scorer,
+            _score_work(ctx, store, explanations, frozenset(needs or ()), done), scorer,
             step.component.name, store, ctx.run_id, llm=llm, adapter=adapter,
-            concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=len(explanations),
-            progress=ctx.progress, provenance=ctx.provenance(step.field, scorer),
+            concurrency=ctx.config.concurrency, seed=ctx.config.seed,
+            total=sum(1 for e in explanations if e.latent not in done), progress=ctx.progress,
+            provenance=prov,
         )  # fmt: skip
     return out
 
