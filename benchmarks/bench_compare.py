@@ -1,12 +1,14 @@
 """Run comparisons at scale: `compare` statistics, explanation embedding and chunked matching.
 
     python benchmarks/bench_compare.py [--latents 10000,100000] [--match 20000] [--embed 2000]
+        [--export 5000]
 
 Prints, per size, for continuous scores and for tied ones (accuracies): time to read two stores
 and compute every statistic of ``compare_runs`` (split into bootstrap / permutation /
-Mann-Whitney), the time and peak traced memory of
-``best_matches`` on random unit vectors (against the size of the dense matrix it never builds),
-and MiniLM embedding throughput on short explanation-like texts. One torch / BLAS thread.
+Mann-Whitney); the time and peak traced memory of ``best_matches`` on random unit vectors
+(against the size of the dense matrix it never builds); MiniLM embedding throughput on short
+explanation-like texts; the Neuronpedia export's speed and peak memory on a store of ``--export``
+latents with examples and scores. One thread.
 """
 
 from __future__ import annotations
@@ -110,16 +112,62 @@ def bench_embed(n: int) -> None:
     print(f"MiniLM embedding, 1 thread: {n / elapsed:.0f} explanations/s ({n} in {elapsed:.1f} s)")
 
 
+def bench_export(n: int, tmp: Path) -> None:
+    from autointerp.export import export_run
+    from autointerp.types import Example, Explanation, Prediction
+
+    rng = np.random.default_rng(3)
+    src = "sae/resid_post.6"
+    run_dir = tmp / "export"
+    t0 = time.perf_counter()
+    with Store.open(run_dir) as store:
+        run = store.start_run("export", {"model": {"model": "smollm2-135m"}})
+        store.put_latents(
+            run, src, [{"index": i, "frequency": 0.01, "max_activation": 3.0} for i in range(n)]
+        )
+        for i in range(n):
+            ref = LatentRef(src, i)
+            acts = rng.exponential(size=(30, 32)).round(3)
+            store.put_examples(
+                run,
+                ref,
+                [
+                    Example(tuple(range(32)), tuple(f" t{k}" for k in range(32)), tuple(a), "top")
+                    for a in acts.tolist()
+                ],
+            )
+            store.put_explanation(run, Explanation(ref, f"concept number {i}", "default"))
+            preds = tuple(Prediction(k, 1.0, float(k % 2)) for k in range(40))
+            for scorer in ("detection", "fuzzing"):
+                store.put_score(run, Score(ref, scorer, "default", 0.7, {"f1": 0.7}, preds))
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    (path,) = export_run(run_dir, "neuronpedia")
+    elapsed = time.perf_counter() - t0
+    tracemalloc.start()  # a second, traced pass for memory (tracing slows Python down)
+    export_run(run_dir, "neuronpedia", tmp / "export-traced")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(
+        f"export --format neuronpedia, {n} latents x 30 examples x 32 tokens, 2 scores: "
+        f"{elapsed:.1f} s ({n / elapsed:.0f} latents/s), {path.stat().st_size / 2**20:.0f} MiB, "
+        f"peak traced memory {peak / 2**20:.0f} MiB (store built in {built:.0f} s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latents", default="10000,100000")
     parser.add_argument("--match", type=int, default=20000)
     parser.add_argument("--embed", type=int, default=2000)
+    parser.add_argument("--export", type=int, default=5000, help="latents in the export store")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(x) for x in args.latents.split(",")):
             for tied in (False, True):
                 bench_compare(n, Path(tmp), tied)
+        if args.export:
+            bench_export(args.export, Path(tmp))
     bench_match(args.match)
     bench_embed(args.embed)
 

@@ -37,13 +37,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
 from autointerp.errors import AutointerpError
 from autointerp.store import STORE_FILENAME, Store
-from autointerp.types import LatentRef
+from autointerp.types import LatentRef, Prediction
 
 Format = Literal["jsonl", "parquet", "neuronpedia"]
 FORMATS = ("jsonl", "parquet", "neuronpedia")
@@ -51,6 +50,16 @@ FORMATS = ("jsonl", "parquet", "neuronpedia")
 
 class ExportError(AutointerpError):
     """The run cannot be exported (no store, unknown run, missing Parquet support)."""
+
+
+def _prediction(p: Prediction) -> dict[str, Any]:
+    # dataclasses.asdict deep-copies field by field: half the export's time on big runs
+    return {
+        "example_id": p.example_id,
+        "predicted": p.predicted,
+        "actual": p.actual,
+        "probability": p.probability,
+    }
 
 
 def _explanation_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
@@ -75,7 +84,7 @@ def _score_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
             "value": s.value,
             "n_failures": s.n_failures,
             "metrics": s.metrics,
-            "predictions": [asdict(p) for p in s.predictions],
+            "predictions": [_prediction(p) for p in s.predictions],
             "provenance": s.provenance,
         }
 
@@ -164,7 +173,7 @@ def _np_score(s: Any) -> dict[str, Any]:
     details = {
         "metrics": s.metrics,
         "n_failures": s.n_failures,
-        "predictions": [asdict(p) for p in s.predictions],
+        "predictions": [_prediction(p) for p in s.predictions],
         "meta": s.meta,
         "provenance": getattr(s, "provenance", {}),
     }
