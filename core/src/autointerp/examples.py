@@ -96,6 +96,7 @@ class ExampleBuilder:
             raise ExamplesError("similar_neighbours needs the model's token embeddings")
         self.embeddings = embeddings
         self._by_token: tuple[np.ndarray, np.ndarray] | None = None
+        self._unit: np.ndarray | None = None
 
     def _token_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Stream positions sorted by token id, and the sorted ids: an inverted index built once,
@@ -126,10 +127,11 @@ class ExampleBuilder:
     def _neighbours(self, ids: np.ndarray) -> np.ndarray:
         import numpy as np
 
-        assert self.embeddings is not None
-        e = self.embeddings / np.maximum(
-            np.linalg.norm(self.embeddings, axis=1, keepdims=True), 1e-12
-        )
+        if self._unit is None:  # unit rows, computed once: cosine = dot product
+            assert self.embeddings is not None
+            norms = np.linalg.norm(self.embeddings, axis=1, keepdims=True)
+            self._unit = (self.embeddings / np.maximum(norms, 1e-12)).astype(np.float32)
+        e = self._unit
         sims = e[ids] @ e.T  # [len(ids), vocab]
         sims[np.arange(len(ids)), ids] = -np.inf
         k = min(self.settings.similar_neighbours, sims.shape[1] - 1)
