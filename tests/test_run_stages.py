@@ -422,3 +422,14 @@ def test_examples_are_built_per_latent_as_workers_ask(
         explanations = store.explanations(run.id, "peek")
     # one worker (concurrency = 1): latent k's examples exist, later latents' do not yet
     assert [e.meta["stored_before"] for e in explanations] == [1, 2, 3, 4]
+
+
+def test_prompt_version_attribute_then_template_then_default() -> None:
+    from types import SimpleNamespace
+
+    from autointerp.pipeline import prompt_version
+
+    assert prompt_version(SimpleNamespace(prompt_version="detection.v3")) == "detection.v3"
+    template = SimpleNamespace(name="fuzzing", version=2)
+    assert prompt_version(SimpleNamespace(template=template)) == "fuzzing.v2"
+    assert prompt_version(object()) == "1"

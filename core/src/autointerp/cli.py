@@ -197,14 +197,16 @@ def _run_stages(
         finish_run(run_path, run_id, "failed")
         raise
     _print_summary(run_path, run_id, summary)
+    too_many: AutointerpError | None = None
     try:
         check_failure_rate(plan, run_path, run_id, stages)
-    except AutointerpError:
-        finish_run(run_path, run_id, "failed")
-        raise
-    finish_run(run_path, run_id, "finished")
-    if report:
+    except AutointerpError as exc:
+        too_many = exc
+    finish_run(run_path, run_id, "failed" if too_many else "finished")
+    if report:  # also when too many failed: the report shows which and why
         _report_after_run(run_path, run_id)
+    if too_many is not None:
+        raise too_many
 
 
 @app.command("run")
