@@ -433,3 +433,19 @@ def test_prompt_version_attribute_then_template_then_default() -> None:
     template = SimpleNamespace(name="fuzzing", version=2)
     assert prompt_version(SimpleNamespace(template=template)) == "fuzzing.v2"
     assert prompt_version(object()) == "1"
+
+
+def test_the_summary_table_is_capped_and_prints_explanations_verbatim(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path, monkeypatch
+) -> None:
+    import autointerp.cli
+
+    def bracketed(request: RecordedRequest) -> str:
+        return respond(request).replace("code words", "[bold]tags[/bold]")
+
+    autointerp_llm_server.responder = bracketed
+    monkeypatch.setattr(autointerp.cli, "SUMMARY_ROWS", 3)
+    result = autointerp_cli("explain", str(write_config(tmp_path, autointerp_llm_server)))
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.count("[bold]tags[/bold]") == 3  # markup in an explanation is text
+    assert "... and 1 more latents" in result.stdout

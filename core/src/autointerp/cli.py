@@ -268,6 +268,10 @@ def score_command(
     _run_stages(target, set_, {"llm": llm, "scorers": scorer or None}, run_dir, ("score",))
 
 
+#: latents shown in the table a run ends with (the report and export hold them all)
+SUMMARY_ROWS = 50
+
+
 def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
     from autointerp.store import Store
 
@@ -282,12 +286,15 @@ def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
     table = Table(box=box.SIMPLE_HEAD, title=f"{run_path}: {len(summary.latents)} latents")
     for col in ("latent", "explanation", *scorers):
         table.add_column(col, overflow="fold")
-    for ref in summary.latents:
+    for ref in summary.latents[:SUMMARY_ROWS]:
         e = explanations.get(ref)
-        text = e.text if e else "[red]failed[/]"
+        text = Text(e.text) if e else Text("failed", style="red")
         cells = [scores.get(ref, {}).get(name) for name in scorers]
         table.add_row(str(ref.index), text, *("-" if v is None else f"{v:.2f}" for v in cells))
     console.print(table)
+    if len(summary.latents) > SUMMARY_ROWS:
+        more = len(summary.latents) - SUMMARY_ROWS
+        console.print(f"... and {more} more latents (all in the report and the export)")
     console.print(
         f"LLM: {usage.calls} calls paid, {usage.cache_hits} from the cache, "
         f"{usage.prompt_tokens + usage.completion_tokens:,} tokens, ${usage.cost_usd:.4f}",
