@@ -449,3 +449,39 @@ def test_the_summary_table_is_capped_and_prints_explanations_verbatim(
     assert result.exit_code == 0, result.stderr
     assert result.stdout.count("[bold]tags[/bold]") == 3  # markup in an explanation is text
     assert "... and 1 more latents" in result.stdout
+
+
+# -- the model adapter under concurrent scorers -------------------------------------------------
+
+
+def test_concurrent_steered_and_plain_forwards_do_not_mix(tmp_path: Path) -> None:
+    """Scorers run the model from many threads; a steering hook must never reach another pass."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from autointerp.adapter import Add
+    from autointerp.pipeline import SerialAdapter
+    from autointerp.testing.adapters import build_tiny, random_ids, torch_threads
+
+    with torch_threads(1):
+        adapter = SerialAdapter(build_tiny("gpt2", save_tiny(tiny_model("gpt2"), tmp_path / "m")))
+        ids = random_ids(1, 24)
+        with torch.inference_mode():
+            plain = adapter.forward(ids).logits
+        steer = [Add("resid_post.0", vector=torch.full((32,), 50.0))]
+
+        def steered(_: int) -> None:
+            with torch.inference_mode():
+                adapter.forward(ids, interventions=steer)
+
+        def unsteered(_: int) -> bool:
+            with torch.inference_mode():
+                return torch.equal(adapter.forward(ids).logits, plain)
+
+        with ThreadPoolExecutor(4) as pool:
+            noise = [pool.submit(steered, i) for i in range(60)]
+            clean = list(pool.map(unsteered, range(60)))
+            for f in noise:
+                f.result()
+    assert all(clean)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -614,6 +615,30 @@ def _direction(ctx: RunContext, index: int) -> Any:
     return vector.detach().float().cpu().numpy()
 
 
+class SerialAdapter:
+    """A model adapter whose forward passes run one at a time.
+
+    Scorers run the model in worker threads (``asyncio.to_thread``) for many latents at once, and
+    an adapter's interventions and captures are hooks on shared modules for the duration of a
+    forward: two passes at once would steer or capture each other. Everything else is delegated.
+    """
+
+    def __init__(self, adapter: Any) -> None:
+        self._adapter = adapter
+        self._lock = threading.Lock()
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._adapter.forward(*args, **kwargs)
+
+    def step(self, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return self._adapter.step(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._adapter, name)
+
+
 async def stage_score(
     ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
 ) -> dict[str, StageSummary]:
@@ -628,7 +653,10 @@ async def stage_score(
         scorer = ctx.build(step.field)
         needs = getattr(scorer, "needs", None)
         # a scorer that does not say what it needs gets the model adapter, as it always did
-        adapter = ctx.build("model") if needs is None or {"adapter", "direction"} & needs else None
+        wants_model = needs is None or bool({"adapter", "direction"} & needs)
+        if wants_model and "serial_model" not in ctx._built:
+            ctx._built["serial_model"] = SerialAdapter(ctx.build("model"))
+        adapter = ctx._built["serial_model"] if wants_model else None
         prov = ctx.provenance(step.field, scorer)
         done = store.scored(
             ctx.run_id, explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
