@@ -1,7 +1,11 @@
 """Run orchestration: resolve the selected components, open the run directory, run the stages.
 
 Planning happens before any compute: every selected component must exist and its options must
-validate, so a typo costs nothing. Stages are added as caching, explaining and scoring land.
+validate, so a typo costs nothing. Then :func:`execute` runs stage functions (:func:`stage_cache`,
+:func:`stage_explain`, :func:`stage_score`) on a :class:`RunContext` that builds each heavy
+component once; ``autointerp run`` runs them all, ``explain`` and ``score`` a subset. Every
+result commits on its own with its provenance, a failing latent is recorded and never stops the
+others, and :func:`check_failure_rate` decides the exit code.
 """
 
 from __future__ import annotations
