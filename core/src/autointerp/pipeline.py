@@ -15,6 +15,7 @@ import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -176,24 +177,33 @@ async def run_pool(
     total: int | None = None,
     progress: bool = True,
     llm: Any = None,
+    bar: Any = None,
 ) -> StageSummary:
     """Feed ``items`` (read lazily) to ``concurrency`` workers; ``handle`` returns True on success.
 
-    Memory stays bounded whatever the number of items: only ``concurrency`` are in flight.
+    Memory stays bounded whatever the number of items: only ``concurrency`` are in flight. The
+    pool adds a row to ``bar`` (a :func:`stage_progress` display shared by pools running side by
+    side), else shows a display of its own.
     """
     summary = StageSummary()
     iterator = iter(items)
 
-    async def worker() -> None:
+    async def worker(display: Any, task: Any) -> None:
         for item in iterator:  # shared iterator: each item goes to exactly one worker
             ok = await handle(item)
             summary.done += ok
             summary.failed += not ok
-            bar.advance(task)
+            display.advance(task)
 
-    with stage_progress(llm, progress=progress) as bar:
-        task = bar.add_task(description, total=total)
-        await asyncio.gather(*(worker() for _ in range(max(1, concurrency))))
+    async def run(display: Any) -> None:
+        task = display.add_task(description, total=total)
+        await asyncio.gather(*(worker(display, task) for _ in range(max(1, concurrency))))
+
+    if bar is not None:
+        await run(bar)
+    else:
+        with stage_progress(llm, progress=progress) as display:
+            await run(display)
     return summary
 
 
@@ -326,6 +336,7 @@ async def score_explanations(
     total: int | None = None,
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    bar: Any = None,
 ) -> StageSummary:
     """Score every explanation of ``work``; each score (or failure) is committed as it completes
     and explanations this scorer already scored in this run (with the same options, when the
@@ -370,6 +381,7 @@ async def score_explanations(
         total=total,
         progress=progress,
         llm=llm,
+        bar=bar,
     )
     result.skipped = summary.skipped
     return result
@@ -646,11 +658,13 @@ class SerialAdapter:
 async def stage_score(
     ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
 ) -> dict[str, StageSummary]:
-    """Every selected scorer on every explanation of the run's latents not scored yet."""
+    """Every selected scorer on every explanation of the run's latents not scored yet; the
+    scorers run side by side (each with ``concurrency`` latents in flight), one display row each.
+    """
     explainer_name = ctx.plan.step("explainer").component.name
     wanted = set(latents)
     explanations = [e for e in store.explanations(ctx.run_id, explainer_name) if e.latent in wanted]
-    out: dict[str, StageSummary] = {}
+    jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
     for step in ctx.plan.steps:
         if step.component.kind != "scorer":
             continue
@@ -665,14 +679,18 @@ async def stage_score(
         done = store.scored(
             ctx.run_id, explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
         )
-        out[step.component.name] = await score_explanations(
-            _score_work(ctx, store, explanations, frozenset(needs or ()), done), scorer,
-            step.component.name, store, ctx.run_id, llm=llm, adapter=adapter,
-            concurrency=ctx.config.concurrency, seed=ctx.config.seed,
+        work = _score_work(ctx, store, explanations, frozenset(needs or ()), done)
+        jobs[step.component.name] = partial(
+            score_explanations, work, scorer, step.component.name, store, ctx.run_id, llm=llm,
+            adapter=adapter, concurrency=ctx.config.concurrency, seed=ctx.config.seed,
             total=sum(1 for e in explanations if e.latent not in done), progress=ctx.progress,
             provenance=prov,
         )  # fmt: skip
-    return out
+    if not jobs:
+        return {}
+    with stage_progress(llm, progress=ctx.progress) as bar:
+        results = await asyncio.gather(*(job(bar=bar) for job in jobs.values()))
+    return dict(zip(jobs, results, strict=True))
 
 
 def execute(
