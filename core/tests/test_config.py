@@ -129,3 +129,25 @@ def test_dump_round_trips(tmp_path) -> None:
     )
     path = write(tmp_path, dump_toml(config.as_table()))
     assert load_config(path) == config
+
+
+def test_a_mode_preset_fills_only_the_options_left_unset() -> None:
+    from typing import ClassVar
+
+    from autointerp.config import ComponentConfig, validate_options
+
+    class Batched(ComponentConfig):
+        presets: ClassVar = {"economy": {"batch_size": 0, "structured": True}}
+        batch_size: int = 5
+        structured: bool = False
+
+    assert validate_options(Batched, {}, where="x").batch_size == 5  # parity: field defaults
+    economy = validate_options(Batched, {}, where="x", mode="economy")
+    assert (economy.batch_size, economy.structured) == (0, True)
+    mine = validate_options(Batched, {"batch_size": 20}, where="x", mode="economy")
+    assert (mine.batch_size, mine.structured) == (20, True)
+
+
+def test_an_unknown_mode_is_a_one_line_error() -> None:
+    with pytest.raises(ConfigError, match=r"defaults: mode: .*'parity' or 'economy'"):
+        load_config(overrides=["mode=cheap"])
