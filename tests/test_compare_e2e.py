@@ -12,61 +12,14 @@ from pathlib import Path
 from autointerp.report.compare import compare_runs
 from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.llm_server import ScriptedLLMServer
-
-
-def responder(explanation: str, answer: str):
-    def respond(request) -> str:
-        turn = request.body["messages"][-1]["content"]
-        n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
-        return f"Explanation: {explanation}\nAnswer: [" + ", ".join([answer] * n) + "]"
-
-    return respond
+from autointerp.testing.runs import scripted_answers, write_run_config
 
 
 def write_config(tmp_path: Path, model: Path, layer: int, server: ScriptedLLMServer) -> Path:
-    path = tmp_path / f"l{layer}.toml"
-    path.write_text(
-        f"""
-name = "neurons-l{layer}"
-run_dir = "{(tmp_path / f"neurons-l{layer}").as_posix()}"
-concurrency = 4
-
-[model]
-name = "transformers"
-model = "{model.as_posix()}"
-
-[feature_source]
-name = "neurons"
-layer = {layer}
-top_k = 8
-
-[explainer]
-name = "default"
-
-[llm]
-name = "openai-compatible"
-base_url = "{server.openai_base_url}"
-backoff_base_s = 0.01
-
-[[scorers]]
-name = "detection"
-
-[corpus]
-ctx_len = 32
-batch_size = 4
-n_tokens = 1024
-
-[latents]
-n = 6
-min_activations = 3
-window = 16
-n_train = 5
-n_test = 4
-n_negatives = 4
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_run_config(
+        tmp_path / f"l{layer}.toml", base_url=server.openai_base_url, model=model,
+        name=f"neurons-l{layer}", run_dir=tmp_path / f"neurons-l{layer}", layer=layer, n_latents=6,
+    )  # fmt: skip
 
 
 def test_compare_similarity_and_export_on_pipeline_runs(
@@ -75,7 +28,7 @@ def test_compare_similarity_and_export_on_pipeline_runs(
     model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
     runs = []
     for layer, explanation, answer in ((0, "code words", "1"), (1, "names of animals", "0")):
-        autointerp_llm_server.responder = responder(explanation, answer)
+        autointerp_llm_server.responder = scripted_answers(explanation, answer)
         result = autointerp_cli(
             "run", str(write_config(tmp_path, model, layer, autointerp_llm_server))
         )

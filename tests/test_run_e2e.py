@@ -8,59 +8,14 @@ from pathlib import Path
 from autointerp.store import Store
 from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.llm_server import ScriptedLLMServer
+from autointerp.testing.runs import scripted_answers, write_run_config
 
-
-def respond(request) -> str:
-    turn = request.body["messages"][-1]["content"]
-    n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
-    return "Explanation: code words\nAnswer: [" + ", ".join(["1"] * n) + "]"
+respond = scripted_answers()
 
 
 def config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
     model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
-    path = tmp_path / "run.toml"
-    path.write_text(
-        f"""
-name = "e2e"
-run_dir = "{(tmp_path / "run").as_posix()}"
-concurrency = 4
-
-[model]
-name = "transformers"
-model = "{model.as_posix()}"
-
-[feature_source]
-name = "neurons"
-layer = 1
-top_k = 8
-
-[explainer]
-name = "default"
-
-[llm]
-name = "openai-compatible"
-base_url = "{server.openai_base_url}"
-backoff_base_s = 0.01
-
-[[scorers]]
-name = "detection"
-
-[corpus]
-ctx_len = 32
-batch_size = 4
-n_tokens = 1024
-
-[latents]
-n = 4
-min_activations = 3
-window = 16
-n_train = 5
-n_test = 4
-n_negatives = 4
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_run_config(tmp_path / "run.toml", base_url=server.openai_base_url, model=model)
 
 
 def test_run_caches_explains_scores_and_resumes(

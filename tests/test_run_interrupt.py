@@ -23,15 +23,12 @@ import pytest
 
 from autointerp.store import Store
 from autointerp.testing.llm_server import RecordedRequest, ScriptedLLMServer, hang, reply
+from autointerp.testing.runs import scripted_answers, write_run_config
 
 N_LATENTS = 6
 
 
-def respond_text(request: RecordedRequest) -> str:
-    """Explanations and detection answers that parse: every example judged active."""
-    turn = request.body["messages"][-1]["content"]
-    n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
-    return "Explanation: code words\nAnswer: [" + ", ".join(["1"] * n) + "]"
+respond_text = scripted_answers()  # explanations and detection answers (all active) that parse
 
 
 def request_key(request: RecordedRequest) -> str:
@@ -58,50 +55,10 @@ class Gate:
 
 
 def write_config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
-    path = tmp_path / "run.toml"
-    path.write_text(
-        f"""
-name = "interrupt"
-run_dir = "{(tmp_path / "run").as_posix()}"
-concurrency = 2
-threads = 1
-
-[model]
-name = "transformers"
-model = "smollm2-135m"
-
-[feature_source]
-name = "neurons"
-layer = 1
-top_k = 16
-
-[explainer]
-name = "default"
-
-[llm]
-name = "openai-compatible"
-base_url = "{server.openai_base_url}"
-backoff_base_s = 0.01
-
-[[scorers]]
-name = "detection"
-
-[corpus]
-ctx_len = 32
-batch_size = 4
-n_tokens = 1024
-
-[latents]
-n = {N_LATENTS}
-min_activations = 3
-window = 16
-n_train = 5
-n_test = 4
-n_negatives = 4
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_run_config(
+        tmp_path / "run.toml", base_url=server.openai_base_url, model="smollm2-135m",
+        name="interrupt", concurrency=2, top="threads = 1", top_k=16, n_latents=N_LATENTS,
+    )  # fmt: skip
 
 
 def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:

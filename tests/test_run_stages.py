@@ -23,65 +23,28 @@ from autointerp.plugins import PluginManager
 from autointerp.store import Store
 from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.llm_server import RecordedRequest, ScriptedLLMServer, reject, reply
+from autointerp.testing.runs import scripted_answers, write_run_config
 from autointerp.types import Example, LatentRef, Score
 
-
-def respond(request: RecordedRequest) -> str:
-    """Parseable explanations, detection answers (all active) and intervention choices."""
-    turn = request.body["messages"][-1]["content"]
-    n = sum(1 for line in turn.splitlines() if line.startswith("Example "))
-    return "Explanation: code words\nAnswer: [" + ", ".join(["1"] * n) + "]\nAnswer: A"
+#: parseable explanations, detection answers (all active) and intervention choices
+respond = scripted_answers(suffix="\nAnswer: A")
 
 
 def write_config(
-    tmp_path: Path, server: ScriptedLLMServer, *, source: str = "", scorers: str = "", top=""
+    tmp_path: Path,
+    server: ScriptedLLMServer,
+    *,
+    source: str | None = None,
+    scorers: str = "",
+    top: str = "",
 ) -> Path:
     model = tmp_path / "model"
     if not model.exists():
         save_tiny(tiny_model("gpt2"), model)
-    source = source or 'name = "neurons"\nlayer = 1\ntop_k = 8'
-    scorers = scorers or '[[scorers]]\nname = "detection"'
-    path = tmp_path / "run.toml"
-    path.write_text(
-        f"""
-name = "stages"
-run_dir = "{(tmp_path / "run").as_posix()}"
-concurrency = 1
-{top}
-
-[model]
-name = "transformers"
-model = "{model.as_posix()}"
-
-[feature_source]
-{source}
-
-[explainer]
-name = "default"
-
-[llm]
-name = "openai-compatible"
-base_url = "{server.openai_base_url}"
-backoff_base_s = 0.01
-
-{scorers}
-
-[corpus]
-ctx_len = 32
-batch_size = 4
-n_tokens = 1024
-
-[latents]
-n = 4
-min_activations = 3
-window = 16
-n_train = 5
-n_test = 4
-n_negatives = 4
-""",
-        encoding="utf-8",
-    )
-    return path
+    return write_run_config(
+        tmp_path / "run.toml", base_url=server.openai_base_url, model=model, name="stages",
+        concurrency=1, source=source, scorers=scorers or ("detection",), top=top,
+    )  # fmt: skip
 
 
 # -- failure rate ------------------------------------------------------------------------------

@@ -21,6 +21,8 @@ from autointerp.cli import main
 from autointerp.errors import AutointerpError
 from autointerp.report.render import ReportSettings, write_report
 from autointerp.store import Store
+from autointerp.testing.adapters import save_tiny, tiny_model
+from autointerp.testing.runs import scripted_answers, write_run_config
 from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
 
 SOURCE = "sae/resid_post.6"
@@ -423,26 +425,15 @@ def test_large_report_paginates_and_lazy_loads(tmp_path: Path, browser: DevTools
     assert browser.errors() == []
 
 
-def _e2e_fixture() -> Any:
-    """tests/test_run_e2e.py's run config and scripted answers (one fixture, not two)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "tests" / "test_run_e2e.py"
-    spec = importlib.util.spec_from_file_location("autointerp_run_e2e_fixture", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_run_ends_with_its_report(
     autointerp_llm_server: Any, autointerp_cli: Any, tmp_path: Path, request: Any
 ) -> None:
     """A real `autointerp run` (tiny model, scripted LLM) writes the report and says how to open
     it; the page (when Chromium is here) shows the run's latents and their cards."""
-    e2e = _e2e_fixture()
-    autointerp_llm_server.responder = e2e.respond
-    config = str(e2e.config(tmp_path, autointerp_llm_server))
+    autointerp_llm_server.responder = scripted_answers()
+    model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    base_url = autointerp_llm_server.openai_base_url
+    config = str(write_run_config(tmp_path / "run.toml", base_url=base_url, model=model))
     result = autointerp_cli("run", config)
     assert result.exit_code == 0, result.stderr
     index = tmp_path / "run" / "report" / "index.html"

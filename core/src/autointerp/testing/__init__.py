@@ -8,6 +8,10 @@
 - ``autointerp_cli``: run the ``autointerp`` command in process; returns exit code, stdout, stderr.
 - ``autointerp_llm_server``: a scripted LLM server on 127.0.0.1 speaking the OpenAI and Anthropic
   protocols, with faults on demand (see :mod:`autointerp.testing.llm_server`).
+
+Helpers: :mod:`autointerp.testing.adapters` (tiny random models, the adapter conformance suite)
+and :mod:`autointerp.testing.runs` (a small offline run config and scripted answers that parse,
+for tests of a whole ``autointerp run``).
 """
 
 from __future__ import annotations
