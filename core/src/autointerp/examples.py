@@ -160,10 +160,11 @@ class ExampleBuilder:
         acts = np.zeros(w, dtype=np.float32)
         lo, hi = np.searchsorted(tokens, [start, start + w])
         acts[tokens[lo:hi].astype(np.int64) - start] = values[lo:hi]
+        token_ids = ids.tolist()  # plain ints and floats in one C call each, not per element
         return Example(
-            tokens=tuple(int(t) for t in ids),
-            str_tokens=tuple(self.decode([int(t) for t in ids])),
-            activations=tuple(float(a) for a in acts),
+            tokens=tuple(token_ids),
+            str_tokens=tuple(self.decode(token_ids)),
+            activations=tuple(acts.tolist()),
             kind=kind,
         )
 
