@@ -306,8 +306,8 @@ def default_data(quickstart: bool = False) -> dict[str, Any]:
     data = tomllib.loads(text)
     overlay = data.pop("quickstart", {})
     if quickstart:
-        for key, table in overlay.items():
-            data[key] = {**data.get(key, {}), **table}
+        for key, table in overlay.items():  # a table is merged, a list of tables replaced
+            data[key] = {**data.get(key, {}), **table} if isinstance(table, dict) else table
     return data
 
 

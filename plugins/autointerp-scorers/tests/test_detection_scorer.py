@@ -253,6 +253,35 @@ def test_auroc_from_known_logprobs_matches_a_hand_computation(
     }
 
 
+def test_the_headline_can_be_the_auroc_of_the_answer_probabilities(
+    score_with, build_scorer, explanation, activating, negatives
+) -> None:
+    # every answer is 1 (balanced accuracy 0.5), but P(1) ranks the examples perfectly
+    p_yes = {t: 0.9 for t in ("Monday morning", "Friday at noon", "Sunday then")}
+    p_yes |= {t: 0.6 for t in ("cat sat", "prices rose", "violin")}
+    client = LLMClient(KnownLogprobs(p_yes), scheduler=Scheduler())
+    scorer = build_scorer("detection", batch_size=1, headline="auroc")
+    score = score_with(scorer, explanation, activating[:3], negatives[:3], llm=client)
+    assert score.metrics["balanced_accuracy"] == 0.5 and score.metrics["auroc"] == 1.0
+    assert score.value == 1.0 and score.meta["headline"] == "auroc"
+
+
+def test_an_auroc_headline_without_logprobs_falls_back_to_balanced_accuracy(
+    autointerp_llm_server: ScriptedLLMServer,
+    score_with,
+    build_scorer,
+    example_lines,
+    explanation,
+    activating,
+    negatives,
+) -> None:
+    autointerp_llm_server.responder = answering(example_lines)
+    scorer = build_scorer("detection", headline="auroc", logprobs=False)
+    score = score_with(scorer, explanation, activating, negatives)
+    assert "auroc" not in score.metrics and score.value == 1.0
+    assert score.meta["headline"] == "balanced_accuracy"
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

@@ -105,14 +105,15 @@ def run_latents(autointerp_llm_server: ScriptedLLMServer, make_client, example_m
     return run
 
 
-def test_the_preset_fills_only_what_the_user_did_not_set() -> None:
-    plan = plan_run(
-        load_config(overrides=["mode=economy", "scorers.1.batch_size=7"]), PluginManager()
-    )
+def test_the_preset_fills_only_what_the_user_did_not_set(tmp_path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text('[[scorers]]\nname = "detection"\n\n[[scorers]]\nname = "fuzzing"\n')
+    overrides = ["mode=economy", "scorers.1.batch_size=7"]
+    plan = plan_run(load_config(config, overrides), PluginManager())
     detection, fuzzing = plan.step("scorers[0]").options, plan.step("scorers[1]").options
     assert (detection.batch_size, detection.structured, detection.max_reasks) == (0, True, 0)
     assert (fuzzing.batch_size, fuzzing.structured) == (7, True)  # the user's 7 wins
-    parity = plan_run(load_config(), PluginManager()).step("scorers[0]").options
+    parity = plan_run(load_config(config), PluginManager()).step("scorers[0]").options
     assert (parity.batch_size, parity.structured, parity.max_reasks) == (5, False, 1)
     assert load_config(overrides=["mode=economy"]).as_table()["mode"] == "economy"
     assert "mode" not in load_config().as_table()  # parity runs keep their stored config
@@ -123,8 +124,14 @@ def test_parity_defaults_are_the_peer_tools_and_the_quickstart_stays_small(tmp_p
     config.write_text('name = "mine"\n', encoding="utf-8")
     lat = load_config(config).latents
     assert (lat.window, lat.n_train, lat.n_test, lat.n_negatives) == (32, 40, 50, 50)
-    quick = load_config().latents
-    assert (quick.n_train, quick.n_test, quick.n_negatives) == (10, 5, 5)
+    quick = load_config()
+    lat = quick.latents
+    assert (lat.n_train, lat.n_test, lat.n_negatives) == (10, 5, 5)
+    assert [(s.name, s.options) for s in quick.scorers] == [
+        (name, {"batch_size": 1, "headline": "auroc"}) for name in ("detection", "fuzzing")
+    ]
+    assert [s.name for s in load_config(config).scorers] == ["detection", "fuzzing"]
+    assert all(not s.options for s in load_config(config).scorers)  # parity options
     scorer = PluginManager().build("scorer", "detection", {})
     assert (scorer.config.batch_size, scorer.config.example_width) == (5, 32)
     explainer = PluginManager().build("explainer", "default", {})

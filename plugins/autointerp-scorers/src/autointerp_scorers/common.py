@@ -483,8 +483,10 @@ class BinaryLLMScorer:
             if scored
             else {}
         )
+        headline = self.config.headline if self.config.headline in metrics else "balanced_accuracy"
         meta = {
             "prompt": self.template.id,
+            "headline": headline,
             "structured": bool(self.config.structured),
             "prompt_sha256": self.template.sha256[:16],
             "batches": len(batches),
@@ -498,7 +500,7 @@ class BinaryLLMScorer:
             self.name,
             explanation,
             predictions,
-            headline="balanced_accuracy",
+            headline=headline,
             metrics=metrics,
             skipped=skipped,
             meta=meta,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,12 @@ class DetectionConfig(LLMScorerConfig):
     presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"economy": ECONOMY}
 
     batch_size: int = Field(5, ge=0, description="examples per prompt (0: all in one prompt)")
+    headline: Literal["balanced_accuracy", "auroc"] = Field(
+        "balanced_accuracy",
+        description="the score's value: balanced accuracy of the 0/1 answers, or AUROC of their "
+        "P(1) from logprobs (small models' answers lean to one class; falls back to balanced "
+        "accuracy without logprobs)",
+    )
     structured: bool = Field(
         False,
         description="answer as a JSON object keyed by example number (a JSON schema where the "
