@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from autointerp import __version__, hookimpl
-from autointerp.config import ComponentConfig
 from autointerp.errors import AutointerpError
 from autointerp.plugins import PluginManager, set_plugin_manager
 from autointerp.store import Store
@@ -149,15 +148,8 @@ class EveryKind:
 
     @hookimpl
     def autointerp_register_scorers(self, register):
-        register("detection", lambda c: c, config=QuickstartScorerConfig)
-        register("fuzzing", lambda c: c, config=QuickstartScorerConfig)
-
-
-class QuickstartScorerConfig(ComponentConfig):
-    """The scorer options the quickstart sets."""
-
-    batch_size: int = 5
-    headline: str = "balanced_accuracy"
+        register("detection", lambda c: c)
+        register("fuzzing", lambda c: c)
 
 
 @pytest.fixture

@@ -149,5 +149,5 @@ def test_a_mode_preset_fills_only_the_options_left_unset() -> None:
 
 
 def test_an_unknown_mode_is_a_one_line_error() -> None:
-    with pytest.raises(ConfigError, match=r"defaults: mode: .*'parity' or 'economy'"):
+    with pytest.raises(ConfigError, match=r"defaults: mode: .*'parity', 'economy' or 'small-llm'"):
         load_config(overrides=["mode=cheap"])

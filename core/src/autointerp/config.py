@@ -112,10 +112,11 @@ class RunConfig(BaseModel):
     )
     run_dir: Path | None = Field(None, description="where the cache, store and report go")
     seed: int = Field(0, description="seed for sampling, shuffling and initialisation")
-    mode: Literal["parity", "economy"] = Field(
+    mode: Literal["parity", "economy", "small-llm"] = Field(
         "parity",
         description="parity: peer-tool defaults; economy: many examples per LLM call with "
-        "structured output (fills only options you did not set)",
+        "structured output; small-llm: one example per call, scored by logprobs (the "
+        "quickstart's); a mode fills only options you did not set",
     )
     threads: int | None = Field(
         None, ge=1, description="torch threads for the subject model (default: all cores)"
@@ -306,8 +307,8 @@ def default_data(quickstart: bool = False) -> dict[str, Any]:
     data = tomllib.loads(text)
     overlay = data.pop("quickstart", {})
     if quickstart:
-        for key, table in overlay.items():  # a table is merged, a list of tables replaced
-            data[key] = {**data.get(key, {}), **table} if isinstance(table, dict) else table
+        for key, value in overlay.items():  # a table is merged, anything else replaced
+            data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return data
 
 

@@ -116,7 +116,7 @@ def test_the_preset_fills_only_what_the_user_did_not_set(tmp_path) -> None:
     parity = plan_run(load_config(config), PluginManager()).step("scorers[0]").options
     assert (parity.batch_size, parity.structured, parity.max_reasks) == (5, False, 1)
     assert load_config(overrides=["mode=economy"]).as_table()["mode"] == "economy"
-    assert "mode" not in load_config().as_table()  # parity runs keep their stored config
+    assert "mode" not in load_config(config).as_table()  # parity runs keep their stored config
 
 
 def test_parity_defaults_are_the_peer_tools_and_the_quickstart_stays_small(tmp_path) -> None:
@@ -127,11 +127,11 @@ def test_parity_defaults_are_the_peer_tools_and_the_quickstart_stays_small(tmp_p
     quick = load_config()
     lat = quick.latents
     assert (lat.n_train, lat.n_test, lat.n_negatives) == (10, 5, 5)
-    assert [(s.name, s.options) for s in quick.scorers] == [
-        (name, {"batch_size": 1, "headline": "auroc"}) for name in ("detection", "fuzzing")
-    ]
-    assert [s.name for s in load_config(config).scorers] == ["detection", "fuzzing"]
-    assert all(not s.options for s in load_config(config).scorers)  # parity options
+    assert quick.mode == "small-llm" and load_config(config).mode == "parity"
+    small = plan_run(quick, PluginManager()).step("scorers[1]").options
+    assert (small.batch_size, small.headline) == (1, "auroc")
+    economy = plan_run(load_config(overrides=["mode=economy"]), PluginManager())
+    assert economy.step("scorers[1]").options.batch_size == 0  # the quickstart in economy mode
     scorer = PluginManager().build("scorer", "detection", {})
     assert (scorer.config.batch_size, scorer.config.example_width) == (5, 32)
     explainer = PluginManager().build("explainer", "default", {})

@@ -28,6 +28,9 @@ class LLMScorerConfig(ComponentConfig):
 #: economy mode: every example of a latent in one prompt, answered as one JSON object (no
 #: re-ask, so explain + detection + fuzzing stay within 5 calls per latent)
 ECONOMY = {"batch_size": 0, "structured": True, "max_reasks": 0}
+#: small-llm mode (the quickstart's): one example per prompt, the value the AUROC of P(1); small
+#: models answer lists with fixed patterns and lean to one class, but their logprobs still rank
+SMALL_LLM = {"batch_size": 1, "headline": "auroc"}
 
 
 class DetectionConfig(LLMScorerConfig):
@@ -35,7 +38,10 @@ class DetectionConfig(LLMScorerConfig):
 
     Defaults: parity with the peer tools (5 examples per prompt, 32-token examples)."""
 
-    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {"economy": ECONOMY}
+    presets: ClassVar[Mapping[str, Mapping[str, Any]]] = {
+        "economy": ECONOMY,
+        "small-llm": SMALL_LLM,
+    }
 
     batch_size: int = Field(5, ge=0, description="examples per prompt (0: all in one prompt)")
     headline: Literal["balanced_accuracy", "auroc"] = Field(
