@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +12,22 @@ from autointerp.errors import AutointerpError
 from autointerp.store import STORE_FILENAME, Store
 
 
-def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
-    """Rows of stage, component, done, failed and pending (None when the number of latents the
-    run covers is not known yet)."""
+@contextmanager
+def _open_run(run_dir: Path, run_id: int | None) -> Iterator[tuple[Store, int | None]]:
+    """The run directory's store and the run id asked for, else the latest (None: no run yet)."""
     if not (run_dir / STORE_FILENAME).is_file():
         raise AutointerpError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
     with Store(run_dir / STORE_FILENAME) as store:
         runs = store.runs()
-        if not runs:
+        yield store, (None if not runs else runs[-1].id if run_id is None else run_id)
+
+
+def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
+    """Rows of stage, component, done, failed and pending (None when the number of latents the
+    run covers is not known yet)."""
+    with _open_run(run_dir, run_id) as (store, run_id):
+        if run_id is None:
             return []
-        run_id = runs[-1].id if run_id is None else run_id
         total = len(store.latents(run_id)) or None
         explained = Counter(e.explainer for e in store.explanations(run_id))
         scored = Counter(f"{s.scorer}/{s.explainer}" for s in store.scores(run_id))
@@ -48,13 +56,9 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
 
 def run_failures(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
     """Every failure of a run (latest if not given): stage, component, latent and the reason."""
-    if not (run_dir / STORE_FILENAME).is_file():
-        raise AutointerpError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
-    with Store(run_dir / STORE_FILENAME) as store:
-        runs = store.runs()
-        if not runs:
+    with _open_run(run_dir, run_id) as (store, run_id):
+        if run_id is None:
             return []
-        run_id = runs[-1].id if run_id is None else run_id
         return [
             {
                 "stage": stage,
