@@ -15,6 +15,8 @@ only through :class:`ModelAdapter`:
   optional initial recurrent state in and the final state out; logits out.
 - :meth:`ModelAdapter.unembed` (final norm + unembedding, for lenses) and an exact one-token
   :meth:`ModelAdapter.step` for recurrent models.
+- :meth:`ModelAdapter.input_embeddings`: the token embedding matrix ``[vocab, d_model]`` (e.g.
+  for embedding-space neighbours of tokens), or None where an adapter cannot give it.
 
 A recurrent state is a plain ``dict`` from state-site name to a ``[batch, *site.shape]`` tensor.
 Adapters never modify a state (or any tensor) the caller passed in.
@@ -320,6 +322,12 @@ class ModelAdapter(ABC):
 
         Runs under the caller's grad mode (wrap in ``torch.no_grad()`` when no gradient is needed),
         so gradients can flow back to ``resid``, e.g. to train a tuned lens."""
+
+    def input_embeddings(self) -> torch.Tensor | None:
+        """The token embedding matrix ``[vocab, d_model]``: row ``i`` is what token ``i`` enters
+        the first layer as. Detached, and the model's own weights (no copy) where possible: do
+        not modify it. None (the default) when the adapter cannot give it."""
+        return None
 
     def initial_state(self, batch_size: int = 1) -> RecurrentState:
         """The state a recurrent model starts from (what ``state=None`` means)."""

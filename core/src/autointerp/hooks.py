@@ -438,6 +438,11 @@ class HFAdapter(ModelAdapter):
         head = get_module(self.model, self.lm_head_path)
         return head(norm(resid.to(device=self.device, dtype=self.dtype)))
 
+    def input_embeddings(self) -> torch.Tensor:
+        # the HF model's own weights, detached (a view: no copy); every backend runs these
+        # weights (TransformerLens a copy of them), so one answer serves all backends
+        return self.model.get_input_embeddings().weight.detach()
+
     def tokenize(self, texts: Sequence[str], *, max_length: int | None = None) -> Batch:
         if self.tokenizer is None:
             raise AdapterError("this adapter was built without a tokenizer")

@@ -222,6 +222,20 @@ class AdapterConformance:
         info = adapter.describe()
         assert len(info["sites"]) == len(adapter.sites)
 
+    def test_input_embeddings_are_the_models_token_embeddings(self, adapter: ModelAdapter) -> None:
+        import torch
+
+        emb = adapter.input_embeddings()
+        if emb is None:
+            pytest.skip("this adapter gives no token embeddings")
+        assert tuple(emb.shape) == (adapter.vocab_size, adapter.d_model)
+        assert not emb.requires_grad, "input_embeddings() must be detached"
+        model = getattr(adapter, "model", None)
+        if model is not None and hasattr(model, "get_input_embeddings"):
+            weight = model.get_input_embeddings().weight
+            assert torch.equal(emb, weight.detach()), "differs from the HF input embeddings"
+            assert emb.data_ptr() == weight.data_ptr(), "copied the weights instead of a view"
+
     def test_tokenizer_round_trip(self, adapter: ModelAdapter) -> None:
         batch = adapter.tokenize(["hello world", "hi"])
         assert batch.input_ids.shape == batch.attention_mask.shape
