@@ -100,6 +100,12 @@ class LatentSettings(BaseModel):
         description="negatives: random silent windows, similar (hold the latent's top tokens), "
         "or mixed (half each)",
     )
+    similar_neighbours: int = Field(
+        0,
+        ge=0,
+        description="similar negatives may hold, instead of a top token, one of its N nearest "
+        "neighbours in the model's token-embedding space (cosine; 0: top tokens only)",
+    )
 
 
 class RunConfig(BaseModel):

@@ -559,11 +559,14 @@ def _latent_work(
     lat, config = ctx.config.latents, ctx.config
     settings = ExampleSettings(
         window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
-        n_negatives=lat.n_negatives, negatives=lat.negatives, seed=config.seed,
+        n_negatives=lat.n_negatives, negatives=lat.negatives,
+        similar_neighbours=lat.similar_neighbours, seed=config.seed,
     )  # fmt: skip
+    model = ctx.build("model")
     builder = ExampleBuilder(
-        _cache(ctx), ctx.source_key, _decoder(ctx.build("model").tokenizer), settings
-    )
+        _cache(ctx), ctx.source_key, _decoder(model.tokenizer), settings,
+        embeddings=_token_embeddings(model) if _wants_neighbours(settings) else None,
+    )  # fmt: skip
     for ref in latents:
         if ref in skip:
             yield LatentWork(ref, ())  # counted as skipped downstream; nothing built
@@ -572,6 +575,21 @@ def _latent_work(
         store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
         error = None if ex.train else "no activating examples in the cache"
         yield LatentWork(ref, ex.train, ex.negatives, (), error)
+
+
+def _wants_neighbours(settings: Any) -> bool:
+    return settings.negatives in ("similar", "mixed") and settings.similar_neighbours > 0
+
+
+def _token_embeddings(adapter: Any) -> Any:
+    """The adapter's token embeddings as a float32 array ``[vocab, d_model]``, read once."""
+    emb = adapter.input_embeddings()
+    if emb is None:
+        raise ConfigError(
+            f"latents.similar_neighbours needs token embeddings, which the '{adapter.name}' "
+            "adapter does not give: set latents.similar_neighbours = 0"
+        )
+    return emb.detach().float().cpu().numpy()
 
 
 async def stage_explain(
