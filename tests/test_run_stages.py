@@ -17,6 +17,7 @@ from autointerp_openai.plugin import OpenAICompatibleConfig
 
 from autointerp import __version__, hookimpl
 from autointerp.config import EmptyConfig
+from autointerp.features import FeatureSource, SparseActivations
 from autointerp.llm import LLMClient, Scheduler
 from autointerp.pipeline import LatentWork, explain_latents, llm_meter
 from autointerp.plugins import PluginManager
@@ -318,14 +319,36 @@ def test_the_latents_decoder_direction_reaches_scorers_that_need_it(
     assert len(interventions) == 4  # the real scorer got its direction and scored
 
 
+class ResidualSource(FeatureSource):
+    """A feature source without decoder directions: the positive residual units of layer 1."""
+
+    site = "resid_post.1"
+    n_latents = d_in = 32  # the tiny model's width
+
+    def __init__(self, config: Any) -> None:
+        pass
+
+    def encode(self, x):
+        rows, latents = (x > 0).nonzero(as_tuple=True)
+        return SparseActivations(rows, latents, x[rows, latents])
+
+
+class ResidualSourcePlugin:
+    @hookimpl
+    def autointerp_register_feature_sources(self, register):
+        register("residual", ResidualSource, config=EmptyConfig)
+
+
 def test_a_source_without_directions_fails_those_scores_not_the_run(
     autointerp_llm_server: ScriptedLLMServer, autointerp_cli, autointerp_plugins, tmp_path
 ) -> None:
     autointerp_llm_server.responder = respond
     autointerp_plugins.register(ProbePlugin(), "probe")
+    autointerp_plugins.register(ResidualSourcePlugin(), "residual")
     scorers = '[[scorers]]\nname = "detection"\n\n[[scorers]]\nname = "probe"'
-    path = write_config(tmp_path, autointerp_llm_server, scorers=scorers)
-    result = autointerp_cli("run", str(path))  # neurons: no decoder directions
+    source = 'name = "residual"'
+    path = write_config(tmp_path, autointerp_llm_server, source=source, scorers=scorers)
+    result = autointerp_cli("run", str(path))  # the residual source has no decoder directions
     assert result.exit_code == 1
     assert "score (probe/default): 4 of 4 latents failed" in result.stderr
     with Store.open(tmp_path / "run") as store:

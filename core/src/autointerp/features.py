@@ -2,13 +2,14 @@
 
 A feature source (an SAE, a transcoder, top-k neurons) names the site it reads, its number of
 latents and its input width, and encodes a ``[tokens, d_in]`` block into the nonzero (token row,
-latent, value) triples. Nothing here imports torch at module level.
+latent, value) triples; for interventions, it gives the latents' decoder directions and the site
+they live in. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from autointerp.errors import AutointerpError
 from autointerp.types import Site
@@ -50,6 +51,18 @@ class FeatureSource(ABC):
     def encode(self, x: torch.Tensor) -> SparseActivations:
         """The nonzero latent activations of ``x`` ``[tokens, d_in]``."""
 
+    @property
+    def direction_site(self) -> str:
+        """The site the decoder directions live in (where an intervention adds them): the site
+        read, unless the source's latents write elsewhere (MLP neurons: the residual stream)."""
+        return self.site
+
+    def bind_model(self, adapter: Any) -> None:
+        """Take what :meth:`decoder_directions` needs from the model adapter; called before
+        directions are asked for. Default: nothing, the source holds its own decoder."""
+        return None
+
     def decoder_directions(self, latents: torch.Tensor) -> torch.Tensor:
-        """The output directions ``[len(latents), d_in]`` of latents, for interventions."""
+        """The output directions ``[len(latents), width of direction_site]`` of latents, for
+        interventions (an SAE's decoder rows, of width ``d_in``)."""
         raise FeatureSourceError(f"{type(self).__name__} has no decoder directions")

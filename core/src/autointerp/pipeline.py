@@ -623,7 +623,8 @@ def _score_work(
     skip: set[LatentRef],
 ) -> Iterator[ScoreWork]:
     """Each explanation with its latent's stored test examples and negatives (read per latent,
-    when a worker asks) and, for scorers that need it, the latent's decoder direction."""
+    when a worker asks) and, for scorers that need it, the latent's decoder direction (with
+    ``site=`` where the directions live elsewhere than the site the source reads: neurons)."""
     for e in explanations:
         if e.latent in skip:
             yield ScoreWork(e, ())  # counted as skipped downstream; nothing read
@@ -633,20 +634,25 @@ def _score_work(
         error = None
         if "direction" in needs:
             try:
-                extras["direction"] = _direction(ctx, e.latent.index)
+                extras["direction"], site = _direction(ctx, e.latent.index)
+                if site != ctx.build("feature_source").site:
+                    extras["site"] = site
             except Exception as exc:  # e.g. a feature source with no decoder: this score fails
                 error = _reason(exc)
         yield ScoreWork(e, test, negatives, extras, error)
 
 
-def _direction(ctx: RunContext, index: int) -> Any:
-    """Latent ``index``'s decoder direction from the feature source, as a float32 array."""
+def _direction(ctx: RunContext, index: int) -> tuple[Any, str]:
+    """Latent ``index``'s decoder direction from the feature source, as a float32 array, and the
+    site it lives in."""
     import torch
 
     source = ctx.build("feature_source")
+    if (bind := getattr(source, "bind_model", None)) is not None:  # duck-typed sources may lack it
+        bind(ctx.build("model"))
     with torch.no_grad():
         vector = source.decoder_directions(torch.tensor([index]))[0]
-    return vector.detach().float().cpu().numpy()
+    return vector.detach().float().cpu().numpy(), getattr(source, "direction_site", source.site)
 
 
 class SerialAdapter:
