@@ -382,13 +382,13 @@ class HFAdapter(ModelAdapter):
             attention_mask = attention_mask.to(self.device)
         points = self.points if self.engine is None else {}  # an engine applies hooks itself
         # only captures are returned: stop the model right after the deepest one (no wasted
-        # layers). A call from a state may run token by token, and a backend engine (nnsight,
-        # TransformerLens) runs its own call, so those always run to the end.
+        # layers). A call from a state may run token by token, so it always runs to the end, as
+        # does a backend engine that cannot stop its own call (no ``stops_early``).
         stop = (
             bool(capture)
             and not (return_logits or return_state or state_wanted)
             and state is None
-            and self.engine is None
+            and (self.engine is None or getattr(self.engine, "stops_early", False))
         )
         with (
             torch.no_grad(),

@@ -300,23 +300,46 @@ class AdapterConformance:
         assert bare.logits is None
         _close(bare.captures[site], full.captures[site], 1e-6, site)
 
+    def test_edits_apply_when_a_call_stops_early(
+        self, adapter: ModelAdapter, ids: torch.Tensor
+    ) -> None:
+        """Edits before the deepest capture apply; one after it changes nothing returned."""
+        import torch
+
+        last = adapter.n_layers - 1
+        gen = torch.Generator().manual_seed(1)
+        early = Add("resid_pre.0", vector=torch.randn(adapter.d_model, generator=gen))
+        late = Scale(f"resid_post.{last}", factor=3.0)
+        site = f"resid_pre.{last}"
+        full = adapter.forward(ids, capture=[site], interventions=[early])
+        plain = adapter.forward(ids, capture=[site], return_logits=False)
+        bare = adapter.forward(
+            ids, capture=[site], interventions=[early, late], return_logits=False
+        )
+        _close(bare.captures[site], full.captures[site], 1e-5, f"{site} with an early edit")
+        assert not torch.allclose(bare.captures[site], plain.captures[site]), "edit not applied"
+
     def test_forward_without_logits_stops_after_the_deepest_site(
         self, adapter: ModelAdapter, ids: torch.Tensor
     ) -> None:
-        """``return_logits=False`` runs no layer after the deepest captured site: forward hooks
-        count the blocks that ran, a pre-hook on the final norm that it was never entered."""
+        """``return_logits=False`` runs no layer after the deepest captured site: forward
+        pre-hooks record the blocks entered (a block is entered before its input is read, and
+        a backend may stop inside the block whose output it reads) and the final norm."""
         model = getattr(adapter, "model", None)
         if model is None or adapter.n_layers < 2:
             pytest.skip("needs an adapter over a torch model with two layers or more")
-        if getattr(adapter, "engine", None) is not None:
-            pytest.skip("nnsight / TransformerLens backends run the whole model (hooks only)")
+        engine = getattr(adapter, "engine", None)
+        if engine is not None:
+            if not getattr(engine, "stops_early", False):
+                pytest.skip("this backend runs the whole model")
+            model = engine.model  # the module the backend runs (TransformerLens: a copy)
         blocks = [
             model.get_submodule(adapter.site(f"resid_pre.{i}").module_path)
             for i in range(adapter.n_layers)
         ]
         entered: list[int] = []
         handles = [
-            b.register_forward_hook(lambda *_a, i=i: entered.append(i))
+            b.register_forward_pre_hook(lambda *_a, i=i: entered.append(i))
             for i, b in enumerate(blocks)
         ]
         norm_path = getattr(adapter, "final_norm_path", "")
@@ -327,9 +350,9 @@ class AdapterConformance:
                 )
             )
         try:
-            cases = {  # captured sites -> the blocks that run to their end
+            cases = {  # captured sites -> the blocks entered
                 ("resid_post.0",): [0],
-                ("resid_pre.1", "resid_post.0"): [0],  # resid_pre.1 is block 1's input
+                ("resid_pre.1", "resid_post.0"): [0, 1],  # resid_pre.1 is block 1's input
                 ("resid_post.1", "resid_pre.0"): [0, 1],  # no final norm after the last
             }
             for sites, expected in cases.items():

@@ -6,6 +6,11 @@ inside an nnsight trace (``backend="nnsight"``), or through a TransformerLens ``
 with TransformerLens hook points (``backend="transformer_lens"``; the bridge wraps a copy of the
 model, since bridging rewrites modules in place). Selecting a backend that cannot serve an
 architecture raises :class:`~autointerp.adapter.UnsupportedModelError`.
+
+Both stop a call that returns only captures right after the deepest captured site, as the hooks
+backend does (``stops_early``): nnsight ends its trace there (``tracer.stop()``); under
+TransformerLens the session's hook raises :class:`~autointerp.hooks.StopForward` from its hook
+point, which unwinds the bridged model like a torch hook.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from autointerp.adapter import UnsupportedModelError
+from autointerp.hooks import StopForward
 
 if TYPE_CHECKING:
+    from torch import nn
+
     from autointerp.hooks import HFAdapter, HookSession
 
 BACKENDS = ("hooks", "nnsight", "transformer_lens")
@@ -52,6 +60,8 @@ def wrap_backend(adapter: HFAdapter, backend: str) -> HFAdapter:
 class NNsightEngine:
     """Runs each model call in an nnsight trace, reading and replacing site values there."""
 
+    stops_early = True
+
     def __init__(self, adapter: HFAdapter) -> None:
         try:
             from nnsight import NNsight
@@ -60,6 +70,8 @@ class NNsightEngine:
                 f"backend 'nnsight' needs the nnsight package ({exc}): pip install nnsight"
             ) from None
         self.adapter = adapter
+        #: the torch module the calls run
+        self.model: nn.Module = adapter.model
         with warnings.catch_warnings():  # RWKV's child named `output` is renamed: expected
             warnings.simplefilter("ignore", UserWarning)
             self.root = NNsight(adapter.model)
@@ -78,11 +90,18 @@ class NNsightEngine:
             session.hooks.items(),
             key=lambda item: (int(item[0].rsplit(".", 1)[1]), _ORDER[item[0].rsplit(".", 1)[0]]),
         )
+        stop = session.stop_when_captured
+        if stop:
+            # the trace itself ends after the deepest capture: a hook raising inside it would be
+            # an error of the trace, and edits at later sites change nothing that is returned
+            session.stop_when_captured = False
+            deepest = max(i for i, (name, _) in enumerate(plan) if name in session.capture)
+            plan = plan[: deepest + 1]
         steps = [
             (hook, self._envoy(adapter.sites[name].module_path), adapter.points[name].where)
             for name, hook in plan
         ]
-        with self.root.trace(**kwargs):
+        with self.root.trace(**kwargs) as tracer:
             for hook, env, where in steps:
                 if where == "input":
                     env.input = hook(env.input)
@@ -92,7 +111,12 @@ class NNsightEngine:
                         env.output = (hook(value[0]), *value[1:])
                     else:
                         env.output = hook(value)
-            result = self.root.output.save()
+            if stop:
+                tracer.stop()
+            else:
+                result = self.root.output.save()
+        if stop:
+            raise StopForward
         return result
 
 
@@ -110,6 +134,8 @@ _TL_HOOKS_RWKV = {**_TL_HOOKS, "attn_out": "hook_time_mix_out", "mlp_out": "hook
 
 class TransformerLensEngine:
     """Runs each model call through a TransformerLens ``TransformerBridge`` over a model copy."""
+
+    stops_early = True
 
     def __init__(self, adapter: HFAdapter) -> None:
         try:
@@ -144,6 +170,8 @@ class TransformerLensEngine:
                 shutil.rmtree(scratch, ignore_errors=True)
         self.adapter = adapter
         self.bridged = self.bridge.original_model
+        #: the torch module the calls run (the bridged copy)
+        self.model: nn.Module = self.bridged
         table = _TL_HOOKS_RWKV if adapter.architecture == "rwkv" else _TL_HOOKS
         self.hook_names = {
             site.name: f"blocks.{site.layer}.{table[site.kind]}"
