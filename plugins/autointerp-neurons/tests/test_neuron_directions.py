@@ -83,6 +83,20 @@ def test_directions_need_the_model_and_a_transformer_mlp(tmp_path: Path) -> None
     assert "layer 1" in message and "\n" not in message
 
 
+def test_an_output_projection_without_a_weight_is_a_one_line_error() -> None:
+    from autointerp_transformers.adapter import TransformersAdapter
+
+    from autointerp.testing.adapters import tiny_tokenizer
+
+    adapter = TransformersAdapter.wrap(tiny_model("llama"), tiny_tokenizer())
+    mlp = adapter.model.model.layers[1].mlp
+    mlp.down_proj = torch.nn.Sequential(mlp.down_proj)  # same path, the weight one level down
+    with pytest.raises(FeatureSourceError) as err:
+        bound(adapter)
+    message = str(err.value)
+    assert "MLP output projection of llama model" in message and "layer 1 (Sequential)" in message
+
+
 def test_a_neuron_run_scores_every_latent_by_intervention(
     autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
 ) -> None:

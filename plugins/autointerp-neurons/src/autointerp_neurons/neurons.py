@@ -63,14 +63,16 @@ class NeuronSource(FeatureSource):
         if self._bound is adapter:
             return
         model = getattr(adapter, "model", None)
-        name = getattr(getattr(model, "config", None), "_name_or_path", "") or "the model"
-        where = f"{getattr(adapter, 'architecture', '?')} model {name}, layer {self.config.layer}"
+        name = getattr(getattr(model, "config", None), "_name_or_path", "")
+        arch = getattr(adapter, "architecture", "?")
+        where = f"{arch} model {name or '(unnamed)'}, layer {self.config.layer}"
         try:
             site = adapter.site(self.site)
             module = model.get_submodule(site.module_path)  # type: ignore[union-attr]
-        except Exception:
+        except Exception as exc:
             raise FeatureSourceError(
-                f"neurons: no MLP output projection to take decoder directions from in {where}"
+                f"neurons: no MLP output projection to take decoder directions from in {where}: "
+                f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
             ) from None
         self.check_site(site)
         self._w_out = _output_columns(module, self.d_in, adapter.d_model, where)
