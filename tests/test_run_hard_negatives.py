@@ -7,9 +7,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
+from autointerp.adapter import ModelAdapter
 from autointerp.cache import ActivationCache
+from autointerp.errors import ConfigError
+from autointerp.pipeline import SerialAdapter, _token_embeddings
 from autointerp.store import Store
 from autointerp.testing.adapters import build_tiny, save_tiny, tiny_model, torch_threads
 from autointerp.testing.llm_server import ScriptedLLMServer
@@ -94,3 +98,17 @@ def test_similar_negatives_are_silent_and_hold_top_tokens_or_neighbours(
             n_by_neighbour += sum(not set(top.tolist()) & set(ex.tokens) for ex in negatives)
     assert n_similar >= 4  # hard negatives were found, not only random top-ups
     assert n_by_neighbour >= 1  # some hold only an embedding neighbour: the embeddings arrived
+
+
+def test_token_embeddings_are_read_once_without_a_copy_or_refused_in_one_line(
+    tmp_path: Path,
+) -> None:
+    adapter = build_tiny("gpt2", save_tiny(tiny_model("gpt2"), tmp_path / "model"))
+    emb = _token_embeddings(SerialAdapter(adapter))  # what scorers and stages hold
+    weight = adapter.model.get_input_embeddings().weight
+    assert emb.dtype == np.float32 and emb.shape == (adapter.vocab_size, adapter.d_model)
+    assert np.shares_memory(emb, weight.detach().numpy())  # float32 on CPU: the weights, viewed
+    # an adapter that cannot give embeddings (the contract's default) gets an actionable error
+    adapter.input_embeddings = lambda: ModelAdapter.input_embeddings(adapter)
+    with pytest.raises(ConfigError, match=r"latents.similar_neighbours = 0"):
+        _token_embeddings(adapter)
