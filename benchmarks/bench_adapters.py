@@ -1,11 +1,14 @@
 """Overhead of capturing one site through the adapter vs a bare forward pass of the same model.
 
     python benchmarks/bench_adapters.py [--model smollm2-135m] [--batch 8] [--seq 64] [--runs 5]
+        [--backend hooks|nnsight|transformer_lens] [--no-logits]
 
 Both sides run the same HF model on the same batch under ``torch.no_grad``; the bare side calls
 the model directly, the adapter side calls ``adapter.forward(ids, capture=[site])``. Runs are
 interleaved and the median of each is compared (one invocation prints one ratio). ``--model tiny``
-uses a random 4-layer GPT-2 (no package needed).
+uses a random 4-layer GPT-2 (no package needed). ``--no-logits`` captures with
+``return_logits=False``, which stops after the captured site: the ratio is then well below 1 for a
+site early in the model.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--backend", default="hooks", help="hooks, nnsight or transformer_lens")
+    parser.add_argument("--no-logits", action="store_true", help="capture with return_logits=False")
     args = parser.parse_args()
 
     import torch
@@ -51,7 +55,7 @@ def main() -> None:
             adapter.model(input_ids=ids, use_cache=False)
 
     def hooked() -> None:
-        adapter.forward(ids, capture=[site])
+        adapter.forward(ids, capture=[site], return_logits=not args.no_logits)
 
     bare(), hooked()  # warm-up
     times: dict[str, list[float]] = {"bare": [], "hooked": []}
@@ -63,7 +67,7 @@ def main() -> None:
     b, h = statistics.median(times["bare"]), statistics.median(times["hooked"])
     print(
         f"model={args.model} backend={args.backend} batch={args.batch}x{args.seq} site={site} "
-        f"threads={args.threads} runs={args.runs}"
+        f"threads={args.threads} runs={args.runs} logits={not args.no_logits}"
     )
     print(f"bare forward     median {b * 1000:8.1f} ms")
     print(f"capture one site median {h * 1000:8.1f} ms")
