@@ -12,6 +12,7 @@ import torch
 
 from autointerp.adapter import ModelAdapter
 from autointerp.cache import ActivationCache
+from autointerp.config import load_config
 from autointerp.errors import ConfigError
 from autointerp.pipeline import SerialAdapter, _token_embeddings
 from autointerp.store import Store
@@ -112,3 +113,11 @@ def test_token_embeddings_are_read_once_without_a_copy_or_refused_in_one_line(
     adapter.input_embeddings = lambda: ModelAdapter.input_embeddings(adapter)
     with pytest.raises(ConfigError, match=r"latents.similar_neighbours = 0"):
         _token_embeddings(adapter)
+
+
+def test_similar_neighbours_is_part_of_a_runs_identity_only_when_set() -> None:
+    """Off (the default), the option is left out of the recorded config: runs recorded before it
+    existed still resume."""
+    assert "similar_neighbours" not in load_config().as_table()["latents"]
+    table = load_config(overrides=["latents.similar_neighbours=3"]).as_table()
+    assert table["latents"]["similar_neighbours"] == 3

@@ -169,6 +169,8 @@ class RunConfig(BaseModel):
         out["max_failure_rate"] = self.max_failure_rate
         out["corpus"] = self.corpus.model_dump(exclude_none=True)
         out["latents"] = self.latents.model_dump(exclude_none=True)
+        if not out["latents"]["similar_neighbours"]:  # the default: runs recorded before the
+            del out["latents"]["similar_neighbours"]  # option existed keep their identity
         return out
 
     def selections(self) -> list[tuple[str, str, Selection]]:
