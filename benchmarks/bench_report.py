@@ -5,7 +5,10 @@ predictions) for each size, then times ``write_report`` and measures its peak tr
 streaming generator keeps the peak nearly flat as the number of latents grows (only the table's
 numbers grow), and index.html stays small.
 
-    python benchmarks/bench_report.py --sizes 5000 20000
+    python benchmarks/bench_report.py --sizes 5000 20000 [--baseline REV]
+
+``--baseline REV`` also times the report generator of git revision REV (its render.py, loaded
+from git) on the same store in its own fresh process, and prints the speed-up.
 """
 
 from __future__ import annotations
@@ -55,10 +58,28 @@ def fill(run_dir: Path, n: int, per_group: int, width: int) -> None:
     store.close()
 
 
-def render(run_dir: Path) -> None:
-    """Write the report in this fresh process; print seconds and peak RSS for the parent."""
+def render(run_dir: Path, baseline: str | None = None) -> None:
+    """Write the report in this fresh process; print seconds and peak RSS for the parent.
+    With ``baseline``, the generator is that git revision's render.py."""
+    writer = write_report
+    if baseline:
+        import importlib.util
+
+        root = Path(__file__).resolve().parents[1]
+        code = subprocess.run(
+            ["git", "show", f"{baseline}:core/src/autointerp/report/render.py"],
+            cwd=root, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        path = run_dir.parent / "baseline_render.py"
+        path.write_text(code)
+        spec = importlib.util.spec_from_file_location("autointerp.report._baseline", path)
+        assert spec is not None and spec.loader is not None
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)
+        writer = mod.write_report
     t0 = time.perf_counter()
-    write_report(run_dir)
+    writer(run_dir)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"{time.perf_counter() - t0} {rss}")
 
@@ -96,12 +117,14 @@ def main() -> None:
     ap.add_argument("--examples", type=int, default=10, help="examples per group and latent")
     ap.add_argument("--width", type=int, default=32, help="tokens per example")
     ap.add_argument("--render", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--render-baseline", help=argparse.SUPPRESS)
+    ap.add_argument("--baseline", help="git revision whose report generator to time as well")
     ap.add_argument(
         "--browser", action="store_true", help="also time the page in headless Chromium"
     )
     args = ap.parse_args()
     if args.render:
-        render(args.render)
+        render(args.render, args.render_baseline)
         return
     print("| latents | fill store | write report | latents/s | peak RSS (report process) | "
           "index.html | data files | data total | page ready | last card shown |")  # fmt: skip
@@ -112,11 +135,22 @@ def main() -> None:
             t0 = time.perf_counter()
             fill(run_dir, n, args.examples, args.width)
             fill_s = time.perf_counter() - t0
+            if args.baseline:
+                base = subprocess.run(
+                    [sys.executable, __file__, "--render", str(run_dir),
+                     "--render-baseline", args.baseline],
+                    check=True, capture_output=True, text=True,
+                ).stdout.split()  # fmt: skip
+                print(f"| {n} | baseline {args.baseline} | {float(base[0]):.1f} s | "
+                      f"{n / float(base[0]):.0f} | {int(base[1]) / 2**20:.0f} MiB | "
+                      "| | | | |", flush=True)  # fmt: skip
             out = subprocess.run(
                 [sys.executable, __file__, "--render", str(run_dir)],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
             secs, rss = float(out[0]), int(out[1])
+            if args.baseline:
+                print(f"speed-up vs {args.baseline}: {float(base[0]) / secs:.2f}x", flush=True)
             index = run_dir / "report" / "index.html"
             data = list((index.parent / "data").glob("*.js"))
             total = sum(p.stat().st_size for p in data)

@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -184,6 +185,58 @@ def test_large_run_streams_into_small_files(tmp_path: Path) -> None:
     assert len(list((index.parent / "data").glob("latents-*.js"))) == 6
     svg = (index.parent / "plots" / "freq-detection.svg").read_text()
     assert "(4000 of" not in svg and svg.count("h0") == n  # under the cap: every point drawn
+
+
+def test_worker_processes_write_the_same_report(tmp_path: Path) -> None:
+    """Cards rendered in two spawned workers: byte-identical files to one process."""
+    fill_run(tmp_path / "run", 7).close()
+    settings = ReportSettings(rows_per_file=3, cards_per_file=2, read_chunk=3)
+    one = write_report(tmp_path / "run", tmp_path / "one", settings=replace(settings, workers=1))
+    two = write_report(tmp_path / "run", tmp_path / "two", settings=replace(settings, workers=2))
+    files = sorted(p.relative_to(one.parent) for p in one.parent.rglob("*.*"))
+    assert files == sorted(p.relative_to(two.parent) for p in two.parent.rglob("*.*"))
+    assert len([f for f in files if f.name.startswith("latents-")]) == 4
+    for f in files:
+        if f.suffix == ".js":
+            assert (one.parent / f).read_bytes() == (two.parent / f).read_bytes(), f
+    meta = _meta(one)
+    assert meta["card_files"] == 4 and meta == {**_meta(two), "run": meta["run"]}
+
+
+def _meta(index: Path) -> dict[str, Any]:
+    line = next(x for x in index.read_text().splitlines() if "AUTOINTERP_META =" in x)
+    return json.JSONDecoder().raw_decode(line.split("=", 1)[1].strip())[0]
+
+
+def fill_two_explainers(run_dir: Path) -> None:
+    """fill_run plus a "contrastive" explainer on latents 0, 2 and 4, scored by detection."""
+    with fill_run(run_dir, 6) as store:
+        for i in (0, 2, 4):
+            ref = LatentRef(SOURCE, i)
+            store.put_explanation(1, Explanation(ref, f"contrast view {i}", "contrastive"))
+            store.put_score(1, Score(ref, "detection", "contrastive", 0.1 * i, {}, ()))
+
+
+def test_several_explainers_get_a_column_each(tmp_path: Path) -> None:
+    fill_two_explainers(tmp_path / "run")
+    index = write_report(tmp_path / "run")
+    meta = _meta(index)
+    assert meta["explainers"] == ["contrastive", "default"]
+    assert meta["scorers"] == [
+        "detection (contrastive)", "detection (default)", "fuzzing (default)",
+    ]  # fmt: skip
+    rows = _jsonp(index.parent / "data" / "rows-0001.js")[2]
+    by_idx = {r[2]: r for r in rows}
+    # [.., explanation of the first explainer, .., *3 scores, explanation of the second]
+    assert [by_idx[i][3] for i in range(6)] == [
+        "contrast view 0", "", "contrast view 2", "", "contrast view 4", "",
+    ]  # fmt: skip
+    assert [by_idx[i][11] for i in range(6)] == [
+        "the word number 0 <b>", "", "the word number 2 <b>", "the word number 3 <b>",
+        "the word number 4 <b>", "the word number 5 <b>",
+    ]  # fmt: skip
+    assert by_idx[4][8:11] == [pytest.approx(0.4), pytest.approx(0.7), pytest.approx(0.7)]
+    assert by_idx[3][8] is None  # no contrastive score
 
 
 # -- the page in a real browser ------------------------------------------------------------------
@@ -401,6 +454,32 @@ def test_report_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
     assert browser.errors() == []
     assert all(u.startswith(("file://", "data:")) for u in browser.requests()), browser.requests()
     assert (tmp_path / "report-card.png").stat().st_size > 10_000
+
+
+def test_several_explainers_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
+    fill_two_explainers(tmp_path / "run")
+    index = write_report(tmp_path / "run")
+    browser.call("Page.navigate", url=index.resolve().as_uri())
+    browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
+    heads = browser.evaluate("[...document.querySelectorAll('#head th')].map(t => t.textContent)")
+    assert heads[:6] == [
+        "latent", "explanation (contrastive)", "explanation (default)",
+        "detection (contrastive)", "detection (default)", "fuzzing (default)",
+    ]  # fmt: skip
+    cells = browser.evaluate(
+        "[...document.querySelector('#rows tr').querySelectorAll('td')].map(t => t.textContent)"
+    )
+    assert cells[:5] == ["0", "contrast view 0", "the word number 0 <b>", "0", "0.5"]
+    missing = browser.evaluate("document.querySelectorAll('#rows tr')[1].children[1].textContent")
+    assert missing == "no explanation"
+    # the filter searches every explainer's text
+    for query, n in (("contrast view", 3), ("number 3", 1)):
+        browser.evaluate(
+            f"{{ const f = document.getElementById('filter'); f.value = {query!r};"
+            "f.dispatchEvent(new Event('input')) }"
+        )
+        assert browser.evaluate("document.querySelectorAll('#rows tr').length") == n, query
+    assert browser.errors() == []
 
 
 def test_large_report_paginates_and_lazy_loads(tmp_path: Path, browser: DevTools) -> None:

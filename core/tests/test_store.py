@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -211,6 +212,7 @@ def test_committed_results_survive_a_killed_process(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     script = f"""
 import os
+from dataclasses import replace
 from autointerp.store import Store
 from autointerp.types import Explanation, LatentRef, Score
 s = Store.open({str(run_dir)!r})
@@ -377,3 +379,67 @@ def test_failures_are_recorded_per_stage_and_cleared(tmp_path: Path) -> None:
         s.clear_failure(run, a, "explain", "default")
         assert s.failures(run, "explain") == {}
         assert s.failures(run, "score") == {(b, "detection"): "all predictions failed"}
+
+
+def test_bulk_latent_reads_match_single_reads_with_provenance(tmp_path: Path) -> None:
+    """latent_examples / latent_explanations / latent_scores: one range read for many latents,
+    the same records (provenance included) as the per-latent getters, only the latents asked."""
+    with Store.open(tmp_path / "run") as store:
+        run = store.start_run("bulk", {})
+        other = store.start_run("other", {})
+        refs = [LatentRef(SRC, i) for i in range(6)] + [LatentRef("neurons/mlp.1", 0)]
+        for k, ref in enumerate(refs):
+            store.put_examples(
+                run, ref, [Example((k,), (f"t{k}",), (0.5 * k,), "top"), Example((), (), (), "x")]
+            )
+            for name in ("default", "contrastive"):
+                prov = {"explainer": name, "version": k % 2}
+                store.put_explanation(run, Explanation(ref, f"{name} {k}", name, {"k": k}, prov))
+                store.put_score(run, replace(make_score(ref), explainer=name, provenance=prov))
+        store.put_explanation(other, Explanation(refs[1], "elsewhere", "default"))
+        asked = [refs[1], refs[4], refs[6], LatentRef(SRC, 99)]  # 2, 3: in range, not asked
+        found = [refs[6], refs[1], refs[4]]  # by source, then index
+
+        exs = store.latent_examples(run, asked)
+        assert list(exs) == found
+        assert all(exs[r] == store.examples(run, r) for r in asked[:3])
+        no_ids = store.latent_examples(run, asked, tokens=False)
+        assert no_ids[refs[4]][0].tokens == () and no_ids[refs[4]][0].str_tokens == ("t4",)
+
+        expl = store.latent_explanations(run, asked)
+        assert list(expl) == found
+        for r in asked[:3]:
+            single = [store.get_explanation(run, r, n) for n in ("contrastive", "default")]
+            assert expl[r] == single
+            assert [e.provenance for e in expl[r]] == [e.provenance for e in single if e]
+            assert expl[r][1].provenance == {"explainer": "default", "version": r.index % 2}
+            assert expl[r][1].meta == {"k": refs.index(r)}
+
+        scores = store.latent_scores(run, asked)
+        assert list(scores) == found
+        for r in asked[:3]:
+            assert [(s.explainer, s.scorer) for s in scores[r]] == [
+                ("contrastive", "detection"),
+                ("default", "detection"),
+            ]
+            assert scores[r][0].provenance == {"explainer": "contrastive", "version": r.index % 2}
+            assert scores[r] == [store.get_score(run, r, s.explainer, "detection")
+                                 for s in scores[r]]  # fmt: skip
+            assert scores[r][0].predictions == make_score().predictions
+        assert store.latent_scores(run, []) == {}
+
+
+def test_score_values_without_decoding(store: Store, run_id: int) -> None:
+    store.put_score(run_id, make_score(L1, 0.25))
+    store.put_score(run_id, make_score(L0, None))
+    store.put_score(run_id, make_score(L0, 0.5, scorer="fuzzing"))
+    store.put_score(run_id, replace(make_score(L0, 0.125), explainer="contrastive"))
+    assert store.score_values(run_id) == [
+        (L0, "detection", "contrastive", 0.125),
+        (L0, "detection", "default", None),
+        (L0, "fuzzing", "default", 0.5),
+        (L1, "detection", "default", 0.25),
+    ]
+    assert store.score_values(run_id, "fuzzing") == [(L0, "fuzzing", "default", 0.5)]
+    assert [v for *_, v in store.score_values(run_id, explainer="contrastive")] == [0.125]
+    assert store.score_values(store.start_run("empty", {})) == []

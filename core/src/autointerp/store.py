@@ -405,6 +405,45 @@ class Store:
             for r in self._query(sql + " ORDER BY rank", params)
         ]
 
+    def latent_examples(
+        self, run_id: int, latents: Sequence[LatentRef], *, tokens: bool = True
+    ) -> dict[LatentRef, list[Example]]:
+        """The stored examples of several latents in a few range reads, ``{latent: examples}`` in
+        put order (latents without examples are absent). ``tokens=False`` leaves token ids empty
+        (a report shows only the strings), which skips a third of the decoding."""
+        cols = "source, idx, kind, str_tokens, activations" + (", tokens" if tokens else "")
+        out: dict[LatentRef, list[Example]] = {}
+        loads = _loads
+        group: list[Example] = []
+        for rows in self._latent_rows(f"SELECT {cols} FROM examples", run_id, latents, "rank"):
+            ref = None
+            for r in rows:
+                if ref is None or ref.index != r[1] or ref.source != r[0]:
+                    ref = LatentRef(r[0], r[1])
+                    group = out.setdefault(ref, [])
+                ids = tuple(loads(r[5])) if tokens else ()
+                group.append(Example(ids, tuple(loads(r[3])), tuple(loads(r[4])), r[2]))
+        return out
+
+    def _latent_rows(
+        self, select: str, run_id: int, latents: Sequence[LatentRef], order: str, alias: str = ""
+    ) -> Iterator[list[sqlite3.Row]]:
+        """Rows of ``select`` for these latents: one primary-key range read per source (from the
+        smallest to the largest index asked), ordered by index then ``order``, keeping only the
+        latents asked for."""
+        by_source: dict[str, set[int]] = {}
+        for ref in latents:
+            by_source.setdefault(ref.source, set()).add(ref.index)
+        a = f"{alias}." if alias else ""
+        for source in sorted(by_source):
+            wanted = by_source[source]
+            rows = self._query(
+                f"{select} WHERE {a}run_id = ? AND {a}source = ? AND {a}idx BETWEEN ? AND ? "
+                f"ORDER BY {a}idx, {order}",
+                (run_id, source, min(wanted), max(wanted)),
+            )
+            yield [r for r in rows if r["idx"] in wanted]
+
     # explanations
 
     def put_explanation(self, run_id: int, explanation: Explanation) -> None:
@@ -481,6 +520,18 @@ class Store:
             params.append(explainer)
         rows = self._query(sql + " ORDER BY e.source, e.idx, e.explainer", params)
         return [_explanation(r) for r in rows]
+
+    def latent_explanations(
+        self, run_id: int, latents: Sequence[LatentRef]
+    ) -> dict[LatentRef, list[Explanation]]:
+        """The explanations of several latents with their provenance, ``{latent: [by explainer
+        name]}`` (latents without any are absent), read in one range query per source."""
+        out: dict[LatentRef, list[Explanation]] = {}
+        for rows in self._latent_rows(_EXPLANATIONS, run_id, latents, "e.explainer", "e"):
+            for r in rows:
+                e = _explanation(r)
+                out.setdefault(e.latent, []).append(e)
+        return out
 
     def explainer_names(self, run_id: int) -> list[str]:
         """The explainers that explained latents in this run, sorted."""
@@ -625,6 +676,39 @@ class Store:
         rows = self._query(sql + " ORDER BY s.source, s.idx, s.explainer, s.scorer", params)
         return [_score(r) for r in rows]
 
+    def latent_scores(
+        self, run_id: int, latents: Sequence[LatentRef]
+    ) -> dict[LatentRef, list[Score]]:
+        """The scores of several latents with their provenance, ``{latent: [by explainer, then
+        scorer]}`` (latents without any are absent), read in one range query per source."""
+        out: dict[LatentRef, list[Score]] = {}
+        for rows in self._latent_rows(_SCORES, run_id, latents, "s.explainer, s.scorer", "s"):
+            for r in rows:
+                s = _score(r)
+                out.setdefault(s.latent, []).append(s)
+        return out
+
+    def score_values(
+        self, run_id: int, scorer: str | None = None, explainer: str | None = None
+    ) -> list[tuple[LatentRef, str, str, float | None]]:
+        """``(latent, scorer, explainer, value)`` of a run's scores (of one scorer / explainer if
+        given), ordered by latent, explainer and scorer: the headline values alone, without
+        decoding metrics, predictions or provenance (what comparisons and plots need)."""
+        sql = "SELECT source, idx, scorer, explainer, value FROM scores WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if scorer is not None:
+            sql += " AND scorer = ?"
+            params.append(scorer)
+        if explainer is not None:
+            sql += " AND explainer = ?"
+            params.append(explainer)
+        sql += " ORDER BY source, idx, explainer, scorer"
+        with self._lock:
+            cur = self._conn.execute(sql, params)
+            cur.row_factory = None  # plain tuples: no Row objects for 100k+ rows
+            rows = cur.fetchall()
+        return [(LatentRef(src, idx), sc, ex, v) for src, idx, sc, ex, v in rows]
+
     def score_keys(self, run_id: int) -> list[tuple[str, str]]:
         """The distinct (explainer, scorer) pairs that scored in this run, sorted."""
         rows = self._query(
@@ -731,6 +815,22 @@ class Store:
             cost_usd=float(r[5]),
             latency_s=float(r[6]),
         )
+
+
+_scan = json.JSONDecoder().scan_once
+
+
+def _loads(text: str) -> Any:
+    """``json.loads`` of a column this store wrote with ``json.dumps`` (no surrounding
+    whitespace): the C scanner alone, without the per-call wrapper and whitespace regexes,
+    which cost as much as the parse on short token lists."""
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration as exc:
+        raise StoreError(f"corrupt JSON column in results store: {text[:40]!r}") from exc
+    if end != len(text):
+        return json.loads(text)  # trailing text: let json report it precisely
+    return value
 
 
 def _check_version(version: int, path: Path) -> None:

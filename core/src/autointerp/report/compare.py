@@ -72,19 +72,16 @@ def load_run_scores(arg: str, name: str | None = None, explainer: str | None = N
         values: dict[str, dict[LatentRef, float]] = {}
         missing: dict[str, int] = {}
         latents: set[LatentRef] = set()
-        # one scorer at a time: a scorer's predictions are the bulk of a score row
-        for scorer in sorted({sc for _, sc in keys}):
-            for s in store.scores(run_id, scorer):
-                if (s.explainer, scorer) not in keys:
-                    continue
-                key = f"{s.scorer}/{s.explainer}" if several else s.scorer
-                values.setdefault(key, {})
-                missing.setdefault(key, 0)
-                latents.add(s.latent)
-                if s.value is None or math.isnan(s.value):
-                    missing[key] += 1
-                else:
-                    values[key][s.latent] = float(s.value)
+        # headline values only: predictions, metrics and provenance are never decoded
+        for ref, scorer, expl, value in store.score_values(run_id, explainer=explainer):
+            key = f"{scorer}/{expl}" if several else scorer
+            values.setdefault(key, {})
+            missing.setdefault(key, 0)
+            latents.add(ref)
+            if value is None or math.isnan(value):
+                missing[key] += 1
+            else:
+                values[key][ref] = float(value)
         sources = run_sources(store, run_id, latents)
     run = RunRef(path, run_id, name or path.resolve().name or str(path), sources)
     return RunScores(run, values, missing)

@@ -9,8 +9,10 @@ Layout of the report folder::
                             only when a card in that file is opened
 
 Data files are JSONP-style scripts (``window.AUTOINTERP.push(...)``) because a page opened from
-``file://`` may not ``fetch()`` JSON. The generator streams: one latent at a time is read from the
-store and written out, so memory holds only the table's numbers, never the cards.
+``file://`` may not ``fetch()`` JSON. The generator streams: latents are read from the store in
+chunks (one range query per table) and their cards written out part by part (a part: one card
+file's worth, rendered in worker processes for large runs), so memory holds only the table's
+numbers and the parts in flight, never all cards.
 
 Activations in cards are integers in [-1000, 1000], relative to the latent's largest shown
 activation ``am`` (the page turns them back into values for tooltips). Token strings are stored
@@ -21,10 +23,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib.resources import files
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +39,7 @@ import numpy as np
 from autointerp.report import plots
 from autointerp.report.runs import open_store, resolve_run
 from autointerp.report.stats import agreement, spearman
+from autointerp.store import Store
 from autointerp.types import Example, LatentRef, Score
 
 #: Example kinds that are non-activating (the rest, but "top", are held-out test examples).
@@ -52,6 +59,11 @@ class ReportSettings:
     examples_per_group: int = 20
     #: explanation characters in the table (the card shows all)
     explanation_chars: int = 240
+    #: latents read from the store per query (bounds memory: one chunk's examples at a time)
+    read_chunk: int = 64
+    #: processes rendering cards; 0: one per CPU (at most 4) for runs of ``PARALLEL_FROM``+
+    #: latents, else this process
+    workers: int = 0
 
 
 def _js(value: Any) -> str:
@@ -60,6 +72,7 @@ def _js(value: Any) -> str:
     return text.replace("</", "<\\/")
 
 
+@lru_cache(maxsize=1 << 16)  # predictions repeat a few values (0, 1) across thousands of cards
 def _num(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else float(f"{v:.5g}")
 
@@ -76,7 +89,6 @@ class _ChunkWriter:
         self.items: list[str] = []
         self.size = 0
         self.n_files = 0
-        self.strings: dict[str, int] | None = None
 
     @property
     def current(self) -> int:
@@ -93,15 +105,11 @@ class _ChunkWriter:
         if not self.items:
             return
         self.n_files += 1
-        extra = ""
-        if self.strings is not None:
-            extra = "," + _js(list(self.strings))
-            self.strings = {}
         path = self.folder / f"{self.stem}-{self.n_files:04d}.js"
         with path.open("w", encoding="utf-8") as f:
             f.write(f'window.AUTOINTERP.push("{self.stem}",{self.n_files},[')
             f.write(",".join(self.items))
-            f.write(f"]{extra});\n")
+            f.write("]);\n")
         self.items, self.size = [], 0
 
 
@@ -151,15 +159,13 @@ def _card(
         if totals[g] <= settings.examples_per_group:
             shown.append((g, ex, pos if ex.kind != "top" else -1))
     # all shown activations scaled in one array op, then cut back into examples
-    flat = np.fromiter(
-        (a for _, ex, _ in shown for a in ex.activations), dtype=float,
-        count=sum(len(ex.activations) for _, ex, _ in shown),
-    )  # fmt: skip
+    flat = np.array(list(chain.from_iterable(ex.activations for _, ex, _ in shown)), dtype=float)
     peak = max(float(flat.max(initial=0.0)), stats.max_activation if stats else 0.0)
     scale = 1000.0 / peak if peak > 0 else 0.0
     scaled = np.rint(flat * scale).clip(-1000, 1000).astype(int).tolist()
     start = 0
-    for t in dict.fromkeys(t for _, ex, _ in shown for t in ex.str_tokens):  # first-seen order
+    # new strings get the next ids in first-seen order (the loop runs over distinct ones only)
+    for t in dict.fromkeys(chain.from_iterable(ex.str_tokens for _, ex, _ in shown)):
         if t not in strings:
             strings[t] = len(strings)
     for g, ex, sid in shown:
@@ -267,37 +273,31 @@ def write_report(
         usage = store.usage(run.id)
 
         rows = _ChunkWriter(data, "rows", settings.rows_per_file, 1 << 62)
-        cards = _ChunkWriter(data, "latents", settings.cards_per_file, settings.bytes_per_file)
-        cards.strings = {}
         freq = np.full(len(refs), np.nan)
         values = np.full((len(keys), len(refs)), np.nan)
-        for n, ref in enumerate(_progress(refs, progress)):
-            st = by_ref.get(ref)
-            exps = [e for name in explainers if (e := store.get_explanation(run.id, ref, name))]
-            scores = [s for k in keys if (s := store.get_score(run.id, ref, *k))]
-            fails = failures.get(ref, [])
-            chunk = cards.current
-            card = _card(
-                ref, source_ids[ref.source], st, exps, scores, labels,
-                store.examples(run.id, ref), fails, cards.strings, settings,
-            )  # fmt: skip
-            cards.add(_js(card))
-            cells: list[float | None] = [None] * len(keys)
-            for s in scores:
-                cells[labels[(s.explainer, s.scorer)]] = _num(s.value)
-                if s.value is not None:
-                    values[labels[(s.explainer, s.scorer)], n] = s.value
-            if st is not None:
-                freq[n] = st.frequency
-            text = exps[0].text if exps else ""
-            if len(text) > settings.explanation_chars:
-                text = text[: settings.explanation_chars - 1] + "…"
-            row = [n, source_ids[ref.source], ref.index, text,
-                   _num(st.frequency) if st else None, _num(st.max_activation) if st else None,
-                   len(fails), chunk, *cells]  # fmt: skip
-            rows.add(_js(row))
+        job = _Job(store.path, run.id, settings, labels, explainers, source_ids)
+        parts = (
+            (
+                refs[i : i + settings.cards_per_file],
+                {r: by_ref[r] for r in refs[i : i + settings.cards_per_file] if r in by_ref},
+                {r: failures[r] for r in refs[i : i + settings.cards_per_file] if r in failures},
+            )
+            for i in range(0, len(refs), settings.cards_per_file)
+        )
+        n = n_files = 0
+        with _part_results(store, job, parts, _workers(settings, len(refs))) as results:
+            for bodies, latents in _progress(results, len(refs), progress):
+                for body in bodies:  # card files are numbered here, in latent order
+                    path = data / f"latents-{n_files + 1:04d}.js"
+                    path.write_text(f'window.AUTOINTERP.push("latents",{n_files + 1},{body});\n',
+                                    encoding="utf-8")  # fmt: skip
+                    n_files += 1
+                for row, raw in latents:
+                    row[0], row[7] = n, n_files - len(bodies) + 1 + row[7]
+                    rows.add(_js(row))
+                    values[:, n], freq[n] = raw[:-1], raw[-1]
+                    n += 1
         rows.flush()
-        cards.flush()
 
     plot_list = _plots(plot_dir, names, values, freq)
     by_scorer = {
@@ -316,9 +316,10 @@ def write_report(
         },
         "sources": sources,
         "scorers": names,
+        "explainers": explainers,
         "n_latents": len(refs),
         "row_files": rows.n_files,
-        "card_files": cards.n_files,
+        "card_files": n_files,
         "plots": plot_list,
         "agreement": {
             "names": agree_names,
@@ -337,13 +338,148 @@ def write_report(
     return index
 
 
-def _progress(refs: list[LatentRef], show: bool) -> Iterable[LatentRef]:
-    if not show or len(refs) < 2000:
-        yield from refs
-        return
-    from rich.progress import track
+def _cut(text: str, chars: int) -> str:
+    return text if len(text) <= chars else text[: chars - 1] + "…"
 
-    yield from track(refs, description="report", transient=True)
+
+def _progress(results: Iterable[Any], total: int, show: bool) -> Iterator[Any]:
+    """Part results as they come, with a progress bar (in latents) for large runs."""
+    if not show or total < 2000:
+        yield from results
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("report", total=total)
+        for result in results:
+            yield result
+            bar.advance(task, len(result[1]))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What rendering a part of the latents needs, the same for every part."""
+
+    store_path: Path
+    run_id: int
+    settings: ReportSettings
+    labels: dict[tuple[str, str], int]
+    explainers: list[str]
+    source_ids: dict[str, int]
+
+
+#: a part: its latents (consecutive in the table), their stats and their failures
+_Part = tuple[list[LatentRef], dict[LatentRef, Any], dict[LatentRef, list[tuple[str, str]]]]
+#: card file bodies, then per latent (table row, [*raw score values, frequency]); a row's
+#: position and card file are numbered by the caller (row[7]: index among this part's bodies)
+_PartResult = tuple[list[str], list[tuple[list[Any], list[float]]]]
+
+
+def _render_part(store: Store, job: _Job, part: _Part) -> _PartResult:
+    """Cards and table rows of one part, read from the store one chunk of latents at a time.
+    Cards go to files of at most ``cards_per_file`` / ``bytes_per_file``, each with its strings."""
+    refs, stats, failures = part
+    settings, labels = job.settings, job.labels
+    bodies: list[str] = []
+    items: list[str] = []
+    strings: dict[str, int] = {}
+    size = 0
+    out: list[tuple[list[Any], list[float]]] = []
+
+    def close() -> None:
+        nonlocal items, strings, size
+        if items:
+            bodies.append(f"[{','.join(items)}],{_js(list(strings))}")
+        items, strings, size = [], {}, 0
+
+    step = settings.read_chunk
+    for chunk in (refs[i : i + step] for i in range(0, len(refs), step)):
+        # one ordered range read per chunk and table, never a query per latent
+        examples = store.latent_examples(job.run_id, chunk, tokens=False)
+        chunk_exps = store.latent_explanations(job.run_id, chunk)
+        chunk_scores = store.latent_scores(job.run_id, chunk)
+        for ref in chunk:
+            st = stats.get(ref)
+            exps = chunk_exps.get(ref, [])
+            scores = chunk_scores.get(ref, [])
+            fails = failures.get(ref, [])
+            file_idx = len(bodies)
+            card = _card(
+                ref, job.source_ids[ref.source], st, exps, scores, labels,
+                examples.get(ref, []), fails, strings, settings,
+            )  # fmt: skip
+            item = _js(card)
+            items.append(item)
+            size += len(item)
+            if len(items) >= settings.cards_per_file or size >= settings.bytes_per_file:
+                close()
+            cells: list[float | None] = [None] * len(labels)
+            raw = [math.nan] * len(labels) + [st.frequency if st else math.nan]
+            for s in scores:
+                k = labels[(s.explainer, s.scorer)]
+                cells[k] = _num(s.value)
+                raw[k] = math.nan if s.value is None else s.value
+            texts = dict.fromkeys(job.explainers, "")
+            texts.update((e.explainer, _cut(e.text, settings.explanation_chars)) for e in exps)
+            first, *more = texts.values() if texts else [""]
+            row = [0, job.source_ids[ref.source], ref.index, first,
+                   _num(st.frequency) if st else None, _num(st.max_activation) if st else None,
+                   len(fails), file_idx, *cells, *more]  # fmt: skip
+            out.append((row, raw))
+    close()
+    return bodies, out
+
+
+def _workers(settings: ReportSettings, n_latents: int) -> int:
+    if settings.workers > 0:
+        return settings.workers
+    if n_latents < PARALLEL_FROM:
+        return 1
+    return max(1, min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+                      else os.cpu_count() or 1))  # fmt: skip
+
+
+#: latents from which a report renders its cards in worker processes (by default)
+PARALLEL_FROM = 5000
+
+_worker_state: tuple[Store, _Job] | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _worker_state
+    _worker_state = (Store(job.store_path), job)
+
+
+def _run_part(part: _Part) -> _PartResult:
+    assert _worker_state is not None
+    return _render_part(*_worker_state, part)
+
+
+@contextmanager
+def _part_results(
+    store: Store, job: _Job, parts: Iterable[_Part], workers: int
+) -> Iterator[Iterator[_PartResult]]:
+    """Rendered parts in order: in this process, or in ``workers`` processes (spawned, not
+    forked: the caller may hold threads and a loaded model), each with its own connection."""
+    if workers <= 1:
+        yield (_render_part(store, job, part) for part in parts)
+        return
+    import multiprocessing
+    import sys
+    import types
+
+    # spawned workers import the caller's __main__ (a script, a notebook, stdin...) unless it is
+    # hidden: they need only this module, and a script without a main guard would run again
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        pool = multiprocessing.get_context("spawn").Pool(
+            workers, initializer=_init_worker, initargs=(job,)
+        )
+    finally:
+        sys.modules["__main__"] = main
+    with pool:
+        yield pool.imap(_run_part, parts)
 
 
 def _plots(folder: Path, names: list[str], values: np.ndarray, freq: np.ndarray) -> list[dict]:

@@ -5,7 +5,8 @@
   "use strict";
   var META = window.AUTOINTERP_META;
   var PER_PAGE = 100;
-  // row layout: [position, source id, index, explanation, frequency, max, failures, card file, ...scores]
+  // row layout: [position, source id, index, explanation, frequency, max, failures, card file,
+  //   ...scores, ...explanations of the second and later explainers (META.explainers)]
   var R = { pos: 0, src: 1, idx: 2, expl: 3, freq: 4, max: 5, fails: 6, file: 7, scores: 8 };
   var rows = [], lower = [], view = [];
   var cardFiles = {}, waiting = {}, requested = {};
@@ -27,6 +28,15 @@
     if (a < 1e-3 || a >= 1e5) return v.toExponential(2);
     return String(Number(v.toPrecision(3)));
   }
+  var EXPLAINERS = META.explainers || [];
+  // the table columns holding explanations: the first explainer's, then the others' after scores
+  var EXPL_KEYS = EXPLAINERS.map(function (_, j) {
+    return j === 0 ? R.expl : R.scores + META.scorers.length + j - 1;
+  });
+  if (!EXPL_KEYS.length) EXPL_KEYS = [R.expl];
+  function explTexts(row) {
+    return EXPL_KEYS.map(function (k) { return String(row[k] || ""); });
+  }
   function latentName(row) {
     var idx = String(row[R.idx]);
     return META.sources.length > 1 ? META.sources[row[R.src]] + ":" + idx : idx;
@@ -37,7 +47,7 @@
       if (kind === "rows") {
         for (var i = 0; i < items.length; i++) {
           rows.push(items[i]);
-          lower.push(String(items[i][R.expl] || "").toLowerCase());
+          lower.push(explTexts(items[i]).join("\n").toLowerCase());
         }
       } else if (kind === "latents") {
         var byKey = {};
@@ -60,7 +70,10 @@
 
   // -- columns ------------------------------------------------------------------------------
   var columns = [{ label: "latent", key: R.idx, num: true, render: latentName }];
-  columns.push({ label: "explanation", key: R.expl, num: false, cls: "expl" });
+  EXPL_KEYS.forEach(function (key, j) {
+    var label = EXPLAINERS.length > 1 ? "explanation (" + EXPLAINERS[j] + ")" : "explanation";
+    columns.push({ label: label, key: key, num: false, cls: "expl", expl: true });
+  });
   META.scorers.forEach(function (name, k) {
     columns.push({ label: name, key: R.scores + k, num: true });
   });
@@ -123,7 +136,7 @@
         var td = el("td", c.num ? { "class": "num" } : { "class": c.cls || "" },
           c.render ? c.render(r) : (c.num ? fmt(v) : v));
         if (c.key === R.fails && v) td.className += " fail";
-        if (c.key === R.expl && !v) { td.textContent = "no explanation"; td.className += " more"; }
+        if (c.expl && !v) { td.textContent = "no explanation"; td.className += " more"; }
         tr.appendChild(td);
       });
       tr.addEventListener("click", function () { openLatent(r); });
