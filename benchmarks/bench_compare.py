@@ -59,11 +59,19 @@ def bench_compare(n: int, tmp: Path, tied: bool) -> None:
     mann_whitney(a, b)
     t_mwu = time.perf_counter() - t0
     p = result["scorers"]["detection"]["runs"][1]["vs_first"]["p_permutation"]
+    with Store.open(tmp / f"a{tag}") as store:  # what compare reads now vs the full records
+        t0 = time.perf_counter()
+        store.score_values(1)
+        t_values = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        store.scores(1)
+        t_records = time.perf_counter() - t0
     kind = "tied (21 values)" if tied else "continuous"
     print(
         f"compare {n:>7} + {n:<7} latents, {kind}: {total:6.2f} s in all | bootstrap CI "
         f"{t_boot:.3f} s, permutation test (2000) {t_perm:.2f} s, Mann-Whitney {t_mwu:.3f} s "
-        f"| p={p:.4f}"
+        f"| p={p:.4f} | one run's scores read: score_values {t_values:.2f} s, "
+        f"scores (full records) {t_records:.2f} s"
     )
 
 
@@ -168,8 +176,10 @@ def main() -> None:
                 bench_compare(n, Path(tmp), tied)
         if args.export:
             bench_export(args.export, Path(tmp))
-    bench_match(args.match)
-    bench_embed(args.embed)
+    if args.match:
+        bench_match(args.match)
+    if args.embed:
+        bench_embed(args.embed)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ def render(run_dir: Path, baseline: str | None = None) -> None:
     t0 = time.perf_counter()
     writer(run_dir)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(f"{time.perf_counter() - t0} {rss}")
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # largest worker
+    print(f"{time.perf_counter() - t0} {rss} {workers}")
 
 
 def browse(index: Path, tmp: Path) -> tuple[float, float]:
@@ -126,8 +127,9 @@ def main() -> None:
     if args.render:
         render(args.render, args.render_baseline)
         return
-    print("| latents | fill store | write report | latents/s | peak RSS (report process) | "
-          "index.html | data files | data total | page ready | last card shown |")  # fmt: skip
+    print("| latents | fill store | write report | latents/s | "
+          "peak RSS (report process / largest worker) | index.html | data files | data total | "
+          "page ready | last card shown |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
@@ -148,7 +150,7 @@ def main() -> None:
                 [sys.executable, __file__, "--render", str(run_dir)],
                 check=True, capture_output=True, text=True,
             ).stdout.split()  # fmt: skip
-            secs, rss = float(out[0]), int(out[1])
+            secs, rss, worker_rss = float(out[0]), int(out[1]), int(out[2])
             if args.baseline:
                 print(f"speed-up vs {args.baseline}: {float(base[0]) / secs:.2f}x", flush=True)
             index = run_dir / "report" / "index.html"
@@ -158,7 +160,8 @@ def main() -> None:
             if args.browser:
                 ready, open_card = (f"{t:.2f} s" for t in browse(index, Path(tmp)))
             print(f"| {n} | {fill_s:.1f} s | {secs:.1f} s | {n / secs:.0f} | "
-                  f"{rss / 2**20:.0f} MiB | {index.stat().st_size / 1024:.0f} KiB | {len(data)} | "
+                  f"{rss / 2**20:.0f} / {worker_rss / 2**20:.0f} MiB | "
+                  f"{index.stat().st_size / 1024:.0f} KiB | {len(data)} | "
                   f"{total / 2**20:.0f} MiB | {ready} | {open_card} |", flush=True)  # fmt: skip
 
 

@@ -25,7 +25,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -276,16 +277,18 @@ def write_report(
         freq = np.full(len(refs), np.nan)
         values = np.full((len(keys), len(refs)), np.nan)
         job = _Job(store.path, run.id, settings, labels, explainers, source_ids)
-        parts = (
-            (
-                refs[i : i + settings.cards_per_file],
-                {r: by_ref[r] for r in refs[i : i + settings.cards_per_file] if r in by_ref},
-                {r: failures[r] for r in refs[i : i + settings.cards_per_file] if r in failures},
+
+        def part(i: int, size: int) -> _Part:
+            these = refs[i : i + size]
+            return (
+                these,
+                {r: by_ref[r] for r in these if r in by_ref},
+                {r: failures[r] for r in these if r in failures},
             )
-            for i in range(0, len(refs), settings.cards_per_file)
-        )
+
         n = n_files = 0
-        with _part_results(store, job, parts, _workers(settings, len(refs))) as results:
+        workers = _workers(settings, len(refs))
+        with _part_results(store, job, part, len(refs), workers) as results:
             for bodies, latents in _progress(results, len(refs), progress):
                 for body in bodies:  # card files are numbered here, in latent order
                     path = data / f"latents-{n_files + 1:04d}.js"
@@ -457,12 +460,33 @@ def _run_part(part: _Part) -> _PartResult:
 
 @contextmanager
 def _part_results(
-    store: Store, job: _Job, parts: Iterable[_Part], workers: int
+    store: Store, job: _Job, part: Callable[[int, int], _Part], n: int, workers: int
 ) -> Iterator[Iterator[_PartResult]]:
-    """Rendered parts in order: in this process, or in ``workers`` processes (spawned, not
-    forked: the caller may hold threads and a loaded model), each with its own connection."""
+    """Rendered parts of latents ``0..n`` in order: in this process, or in ``workers`` processes
+    (spawned, not forked: the caller may hold threads and a loaded model), each with its own
+    connection, at most two parts per worker in flight. A part is one card file's worth: after
+    the first parts, as many cards as the mean card size so far fits in ``bytes_per_file``, so
+    parts seldom leave a small remainder file."""
+    settings = job.settings
+    seen = [0, 0]  # card bytes, cards
+
+    def parts() -> Iterator[_Part]:
+        start = 0
+        while start < n:
+            size = settings.cards_per_file
+            if seen[1]:
+                fit = int(0.9 * settings.bytes_per_file * seen[1] / max(seen[0], 1))
+                size = max(1, min(size, fit))
+            yield part(start, size)
+            start += size
+
+    def count(result: _PartResult) -> _PartResult:
+        seen[0] += sum(map(len, result[0]))
+        seen[1] += len(result[1])
+        return result
+
     if workers <= 1:
-        yield (_render_part(store, job, part) for part in parts)
+        yield (count(_render_part(store, job, p)) for p in parts())
         return
     import multiprocessing
     import sys
@@ -478,8 +502,23 @@ def _part_results(
         )
     finally:
         sys.modules["__main__"] = main
+
+    def results() -> Iterator[_PartResult]:
+        todo = parts()
+        pending: deque[Any] = deque()
+        for p in todo:
+            pending.append(pool.apply_async(_run_part, (p,)))
+            if len(pending) >= 2 * workers:
+                break
+        while pending:
+            result = count(pending.popleft().get())
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(pool.apply_async(_run_part, (nxt,)))
+            yield result
+
     with pool:
-        yield pool.imap(_run_part, parts)
+        yield results()
 
 
 def _plots(folder: Path, names: list[str], values: np.ndarray, freq: np.ndarray) -> list[dict]:
