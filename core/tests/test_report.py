@@ -9,6 +9,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -201,6 +202,24 @@ def test_worker_processes_write_the_same_report(tmp_path: Path) -> None:
             assert (one.parent / f).read_bytes() == (two.parent / f).read_bytes(), f
     meta = _meta(one)
     assert meta["card_files"] == 4 and meta == {**_meta(two), "run": meta["run"]}
+
+
+def test_workers_start_from_a_script_on_stdin(tmp_path: Path) -> None:
+    """A caller's __main__ that spawned workers cannot import (stdin, no main guard) is hidden
+    from them: the report is written once, the script does not run again in the workers."""
+    fill_run(tmp_path / "run", 5).close()
+    script = (
+        "from autointerp.report.render import ReportSettings, write_report\n"
+        "print('script ran')\n"
+        f"write_report({str(tmp_path / 'run')!r}, settings=ReportSettings(cards_per_file=2, "
+        "workers=2))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("script ran") == 1 and "Traceback" not in out.stderr
+    assert len(list((tmp_path / "run" / "report" / "data").glob("latents-*.js"))) == 3
 
 
 def _meta(index: Path) -> dict[str, Any]:
