@@ -491,30 +491,36 @@ def _part_results(
     import multiprocessing
     import sys
     import types
+    from concurrent.futures import ProcessPoolExecutor
 
-    # spawned workers import the caller's __main__ (a script, a notebook, stdin...) unless it is
-    # hidden: they need only this module, and a script without a main guard would run again
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        pool = multiprocessing.get_context("spawn").Pool(
-            workers, initializer=_init_worker, initargs=(job,)
-        )
-    finally:
-        sys.modules["__main__"] = main
+    # a worker that dies fails the report (BrokenProcessPool) instead of leaving it waiting
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(job,),
+    )
 
     def results() -> Iterator[_PartResult]:
         todo = parts()
         pending: deque[Any] = deque()
-        for p in todo:
-            pending.append(pool.apply_async(_run_part, (p,)))
-            if len(pending) >= 2 * workers:
-                break
+        # workers start with the first submissions; they would import the caller's __main__ (a
+        # script, a notebook, stdin...) unless it is hidden: they need only this module, and a
+        # script without a main guard would run again
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = types.ModuleType("__main__")
+        try:
+            for p in todo:
+                pending.append(pool.submit(_run_part, p))
+                if len(pending) >= 2 * workers:
+                    break
+        finally:
+            sys.modules["__main__"] = main
         while pending:
-            result = count(pending.popleft().get())
+            result = count(pending.popleft().result())
             nxt = next(todo, None)
             if nxt is not None:
-                pending.append(pool.apply_async(_run_part, (nxt,)))
+                pending.append(pool.submit(_run_part, nxt))
             yield result
 
     with pool:
