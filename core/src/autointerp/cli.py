@@ -278,8 +278,8 @@ def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
     with Store.open(run_path) as store:
         explanations = {e.latent: e for e in store.explanations(run_id)}
         scores: dict[Any, dict[str, Any]] = {}
-        for s in store.scores(run_id):
-            scores.setdefault(s.latent, {})[s.scorer] = s.value
+        for latent, scorer, _, value in store.score_values(run_id):
+            scores.setdefault(latent, {})[scorer] = value
         failures = store.failures(run_id)
         usage = store.usage(run_id)
     scorers = list(summary.scores)

@@ -30,7 +30,7 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
             return []
         total = len(store.latents(run_id)) or None
         explained = Counter(e.explainer for e in store.explanations(run_id))
-        scored = Counter(f"{s.scorer}/{s.explainer}" for s in store.scores(run_id))
+        scored = Counter(f"{s}/{e}" for _, s, e, _ in store.score_values(run_id))
         failed = {
             stage: Counter(component for _, component in store.failures(run_id, stage))
             for stage in ("explain", "score")
