@@ -22,6 +22,8 @@ import statistics
 import time
 from pathlib import Path
 
+from rss import peak_rss_kib, reset_peak_rss  # beside this file
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -119,30 +121,6 @@ def main() -> None:
     )
     print(json.dumps(result))
     shutil.rmtree(out, ignore_errors=True)
-
-
-def reset_peak_rss() -> tuple[bool, int]:
-    """As bench_cache.reset_peak_rss (this file runs in another venv, so it cannot import it)."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False, 0
-    return True, peak_rss_kib()
-
-
-def peak_rss_kib() -> int:
-    """The process's peak RSS: VmHWM (reset by clear_refs; getrusage's figure also keeps the peak
-    of threads that exited, e.g. the model loader's), else getrusage's max RSS."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(status.split("VmHWM:")[1].split()[0])
-    except (OSError, IndexError, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 if __name__ == "__main__":
