@@ -30,6 +30,14 @@ class ExamplesError(AutointerpError):
     """Examples cannot be built with these settings (one-line message)."""
 
 
+def scored_examples(stored: Sequence[Example]) -> tuple[list[Example], list[Example]]:
+    """(test, negatives) of a latent's stored examples, in the order scorers get them: a score's
+    ``Prediction.example_id`` indexes ``[*test, *negatives]``."""
+    test = [x for x in stored if x.role == "test"]
+    negatives = [x for x in stored if x.role == "negative"]
+    return test, negatives
+
+
 @dataclass(frozen=True)
 class ExampleSettings:
     """How many examples of each kind, and how wide (the peer tools' defaults)."""

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from autointerp.config import RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
+from autointerp.examples import scored_examples
 from autointerp.plugins import Component, PluginManager
 from autointerp.store import Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
@@ -607,14 +608,6 @@ async def stage_explain(
     )  # fmt: skip
 
 
-def _split_examples(stored: Sequence[Example]) -> tuple[list[Example], list[Example]]:
-    """(test, negatives) of a latent's stored examples: test ones are the quantile-sampled
-    activating windows, negatives everything that is neither train ("top") nor test."""
-    test = [x for x in stored if x.kind.startswith("quantile")]
-    negatives = [x for x in stored if x.kind != "top" and not x.kind.startswith("quantile")]
-    return test, negatives
-
-
 def _score_work(
     ctx: RunContext,
     store: Store,
@@ -629,7 +622,7 @@ def _score_work(
         if e.latent in skip:
             yield ScoreWork(e, ())  # counted as skipped downstream; nothing read
             continue
-        test, negatives = _split_examples(store.examples(ctx.run_id, e.latent))
+        test, negatives = scored_examples(store.examples(ctx.run_id, e.latent))
         extras: dict[str, Any] = {}
         error = None
         if "direction" in needs:

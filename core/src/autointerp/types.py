@@ -75,6 +75,14 @@ class Example:
     kind: str = "top"
 
     @property
+    def role(self) -> Literal["train", "test", "negative"]:
+        """What the example is for, from its kind: "top" ones are shown to the explainer,
+        "quantile:N" ones are held out for scoring, every other kind is non-activating."""
+        if self.kind == "top":
+            return "train"
+        return "test" if self.kind.startswith("quantile") else "negative"
+
+    @property
     def max_activation(self) -> float:
         return max(self.activations, default=0.0)
 

@@ -37,14 +37,12 @@ from typing import Any
 
 import numpy as np
 
+from autointerp.examples import scored_examples
 from autointerp.report import plots
 from autointerp.report.runs import open_store, resolve_run
 from autointerp.report.stats import agreement, spearman
 from autointerp.store import Store
 from autointerp.types import Example, LatentRef, Score
-
-#: Example kinds that are non-activating (the rest, but "top", are held-out test examples).
-NEGATIVE_KINDS = frozenset({"random", "similar", "hard"})
 
 
 @dataclass(frozen=True)
@@ -114,10 +112,8 @@ class _ChunkWriter:
         self.items, self.size = [], 0
 
 
-def _group(kind: str) -> str:
-    if kind == "top":
-        return "top"
-    return "neg" if kind in NEGATIVE_KINDS or kind.startswith("negative") else "test"
+#: card group of each example role (the page's names)
+_GROUP = {"train": "top", "test": "test", "negative": "neg"}
 
 
 def _card(
@@ -133,8 +129,9 @@ def _card(
     settings: ReportSettings,
 ) -> dict[str, Any]:
     """One latent's card: everything its page section shows."""
-    # predictions index [*held-out, *negatives]: the stored examples after the train ("top") ones
-    scored = [e for e in examples if e.kind != "top"]
+    test, negatives = scored_examples(examples)
+    scored = [*test, *negatives]  # what predictions' example_id indexes
+    position = {id(ex): i for i, ex in enumerate(scored)}
     preds: dict[int, list[list[Any]]] = {}
     sims: dict[int, list[tuple[int, list[float]]]] = {}
     for s in scores:
@@ -151,14 +148,11 @@ def _card(
     groups: dict[str, list[dict[str, Any]]] = {"top": [], "test": [], "neg": []}
     totals = {"top": 0, "test": 0, "neg": 0}
     shown: list[tuple[str, Example, int]] = []
-    pos = -1
     for ex in examples:
-        if ex.kind != "top":
-            pos += 1
-        g = _group(ex.kind)
+        g = _GROUP[ex.role]
         totals[g] += 1
         if totals[g] <= settings.examples_per_group:
-            shown.append((g, ex, pos if ex.kind != "top" else -1))
+            shown.append((g, ex, position.get(id(ex), -1)))
     # all shown activations scaled in one array op, then cut back into examples
     flat = np.array(list(chain.from_iterable(ex.activations for _, ex, _ in shown)), dtype=float)
     peak = max(float(flat.max(initial=0.0)), stats.max_activation if stats else 0.0)
