@@ -44,3 +44,30 @@ def test_run_caches_explains_scores_and_resumes(
     with Store.open(run_dir) as store:
         (run,) = store.runs()  # the same run, resumed: every latent still stored exactly once
         assert len(store.explanations(run.id)) == 4 and len(store.scores(run.id)) == 4
+
+
+def test_a_run_whose_llm_server_is_unreachable_ends_with_one_clear_error(
+    autointerp_cli, tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nobody listens on: every connect is refused
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    path = config_for(tmp_path, dead)
+    overrides = ["llm.breaker_give_up_s=1", "llm.breaker_cooldown_s=0.05", "llm.max_retries=100"]
+    start = time.monotonic()
+    result = autointerp_cli("run", str(path), *[a for o in overrides for a in ("--set", o)])
+    assert time.monotonic() - start < 120
+    assert result.exit_code != 0
+    assert "unavailable" in result.stderr and "rerun to resume" in result.stderr
+    with Store.open(tmp_path / "run") as store:
+        (run,) = store.runs()
+        assert run.status == "failed"
+        assert store.latents(run.id)  # the cache and latents are kept for the rerun
+
+
+def config_for(tmp_path: Path, base_url: str) -> Path:
+    model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    return write_run_config(tmp_path / "run.toml", base_url=base_url, model=model)

@@ -15,7 +15,9 @@ import pytest
 from autointerp.llm import (
     ChatResponse,
     CircuitBreaker,
+    ConcurrencyLimit,
     EndpointConfig,
+    EndpointUnavailableError,
     LLMClient,
     LLMConnectionError,
     LLMError,
@@ -40,6 +42,7 @@ from autointerp.llm import (
     redact,
     request_payload,
     resolve_api_key,
+    timeout_error,
 )
 from autointerp.store import Store
 
@@ -434,3 +437,145 @@ def test_errors_survive_pickling_with_their_details() -> None:
     error = pickle.loads(pickle.dumps(RetriesExhaustedError("gave up", last)))
     assert isinstance(error, RetriesExhaustedError) and str(error) == "gave up"
     assert error.last.retry_after == 2.0 and error.status == 429
+
+
+# -- nothing waits forever -------------------------------------------------------------------------
+
+
+def test_waiting_for_an_open_breaker_holds_no_concurrency_slot() -> None:
+    backend = FakeBackend(breaker_threshold=1, breaker_cooldown_s=0.3, max_concurrency=2)
+    backend.faults = [ServerError("500", status=500)]
+    client = LLMClient(backend, scheduler=Scheduler())
+
+    async def go() -> tuple[int, str]:
+        first = asyncio.create_task(client.chat(user("first")))
+        await asyncio.sleep(0.05)  # its 500 opened the breaker
+        others = [asyncio.create_task(client.chat(user(str(i)))) for i in range(5)]
+        await asyncio.sleep(0.05)
+        ep = client.scheduler.endpoint("fake", backend.config)
+        seen = (ep.slots.in_use, ep.breaker.state)
+        await asyncio.gather(first, *others)
+        return seen
+
+    in_use, state = run(go())
+    assert state == "open" and in_use == 0
+
+
+def test_an_endpoint_failing_everything_is_given_up_on_in_bounded_time() -> None:
+    backend = FakeBackend(
+        breaker_threshold=3, breaker_cooldown_s=0.05, breaker_give_up_s=0.6, max_retries=10_000
+    )
+    backend.faults = [ServerError("HTTP 503: overloaded", status=503) for _ in range(10_000)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    start = time.monotonic()
+    answers = run(client.chat_many([user(str(i)) for i in range(50)]))
+    assert time.monotonic() - start < 5
+    assert all(isinstance(a, EndpointUnavailableError) for a in answers)
+    message = str(answers[0])
+    assert "fake: unavailable" in message and "HTTP 503: overloaded" in message
+    assert "rerun to resume" in message
+    assert backend.calls < 30  # paused and probed, not hammered
+
+
+def test_the_breaker_pause_is_capped() -> None:
+    async def go() -> float:
+        breaker = CircuitBreaker(1, cooldown_s=1.0, max_cooldown_s=2.0, give_up_s=1e6)
+        breaker.failure(False)
+        for _ in range(20):  # twenty failed probes: 2**19 s uncapped
+            breaker.state = "half_open"
+            breaker.failure(True)
+        return breaker.open_until - time.monotonic()
+
+    assert run(go()) <= 2.0
+
+
+def test_a_huge_retry_after_does_not_pause_the_run_for_long() -> None:
+    backend = FakeBackend(backoff_max_s=0.05)  # at most 5 x backoff_max_s, and at least 1 s
+    backend.faults = [RateLimitedError("429", status=429, retry_after=86_400)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    start = time.monotonic()
+    assert run(client.chat(user("q"))).text == "echo: q"
+    assert time.monotonic() - start < 3
+
+
+def test_cancelled_requests_lose_no_slot_probe_or_shared_future() -> None:
+    backend = FakeBackend(delay=0.02, max_concurrency=8, breaker_threshold=2)
+    backend.faults = [ServerError("500", status=500) for _ in range(4)]
+    client = LLMClient(backend, scheduler=Scheduler())
+    rng = __import__("random").Random(1)
+
+    async def go() -> tuple[int, int, str, int]:
+        tasks = [asyncio.create_task(client.chat(user(str(i % 60)))) for i in range(200)]
+        for _ in range(60):
+            await asyncio.sleep(rng.uniform(0, 0.01))
+            rng.choice(tasks).cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        ep = client.scheduler.endpoint("fake", backend.config)
+        after = await client.chat(user("after"))  # the endpoint still works
+        assert after.text == "echo: after"
+        return ep.slots.in_use, len(client._in_flight), ep.breaker.state, ep.in_flight
+
+    in_use, shared, state, in_flight = run(go())
+    assert (in_use, shared, state, in_flight) == (0, 0, "closed", 0)
+
+
+def test_client_side_timeouts_shrink_the_concurrency_and_answers_grow_it_back() -> None:
+    async def go() -> list[float]:
+        slots = ConcurrencyLimit(64)
+        seen = [slots.limit]
+        start = time.monotonic()
+        slots.overloaded(start)
+        slots.overloaded(start)  # the same wave: one cut
+        seen.append(slots.limit)
+        slots.overloaded(time.monotonic())
+        seen.append(slots.limit)
+        for _ in range(100):
+            slots.answered()
+        seen.append(slots.limit)
+        return seen
+
+    assert run(go()) == [64, 32, 16, 64]
+
+
+def test_a_client_that_stalls_its_own_loop_does_not_blame_the_endpoint() -> None:
+    class Stalling(FakeBackend):
+        async def complete(self, messages, params, *, timeout):  # type: ignore[no-untyped-def]
+            if self.calls < 6:
+                self.calls += 1
+                await asyncio.sleep(0)
+                time.sleep(0.3)  # the event loop cannot run: a starved client
+                raise LLMTimeoutError("fake: no answer within 0.2s", where="read")
+            return await super().complete(messages, params, timeout=timeout)
+
+    backend = Stalling(timeout_s=0.2, breaker_threshold=2, max_retries=10)
+    client = LLMClient(backend, scheduler=Scheduler())
+
+    async def go() -> tuple[list[ChatResponse | LLMError], int]:
+        answers = await client.chat_many([user(str(i)) for i in range(3)])
+        return answers, client.scheduler.endpoint("fake", backend.config).breaker.openings
+
+    answers, trips = run(go())
+    assert all(isinstance(a, ChatResponse) for a in answers)
+    assert client.stats.errors["timeout"] >= 2 and client.stats.failures == 0
+    assert trips == 0  # the breaker never opened: the stalls were the client's
+
+
+def test_sdk_timeouts_say_how_far_the_request_got() -> None:
+    import httpx2
+
+    def sdk_error(cause: Exception) -> Exception:
+        err = TimeoutError("timed out")
+        err.__cause__ = cause
+        return err
+
+    req = httpx2.Request("POST", "http://127.0.0.1:9/v1/chat/completions")
+    cases = {
+        "pool": httpx2.PoolTimeout("", request=req),
+        "connect": httpx2.ConnectTimeout("", request=req),
+        "read": httpx2.ReadTimeout("", request=req),
+    }
+    for where, cause in cases.items():
+        error = timeout_error("openai", 5, sdk_error(cause))
+        assert error.where == where
+        assert error.blames_endpoint is (where != "pool")
+    assert "no answer within 5s" in str(timeout_error("x", 5, sdk_error(cases["read"])))

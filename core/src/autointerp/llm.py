@@ -27,7 +27,7 @@ import re
 import time
 import tomllib
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -194,6 +194,8 @@ class TransientLLMError(LLMError):
 
     retryable = True
     kind = "transient"
+    #: counts towards opening the circuit breaker (the endpoint, not the client, is failing)
+    blames_endpoint = True
 
     def __init__(
         self, message: str, *, status: int | None = None, retry_after: float | None = None
@@ -203,7 +205,10 @@ class TransientLLMError(LLMError):
 
 
 class RateLimitedError(TransientLLMError):
+    """429: the endpoint works and asks us to slow down (its ``Retry-After`` pauses everyone)."""
+
     kind = "rate_limited"
+    blames_endpoint = False
 
 
 class ServerError(TransientLLMError):
@@ -211,7 +216,49 @@ class ServerError(TransientLLMError):
 
 
 class LLMTimeoutError(TransientLLMError):
+    """An attempt that got no answer in time. ``where`` says how far it got, as far as the
+    backend can tell: ``"pool"`` (it never left the client: no free connection), ``"connect"``
+    (the server was not reached), ``"write"``/``"read"`` (the server had the request and was slow),
+    ``"deadline"`` (the client's own cut-off for the whole attempt), ``"starved"`` (the client's
+    event loop stalled for a good part of the timeout: the client was too busy to notice an
+    answer), or None (unknown). Only the endpoint's share counts towards the circuit breaker."""
+
     kind = "timeout"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        where: str | None = None,
+    ) -> None:
+        super().__init__(message, status=status, retry_after=retry_after)
+        self.where = where
+
+    @property
+    def blames_endpoint(self) -> bool:
+        return self.where not in ("pool", "deadline", "starved")
+
+
+def timeout_error(name: str, timeout: float, exc: BaseException) -> LLMTimeoutError:
+    """An :class:`LLMTimeoutError` for an SDK's timeout exception, telling from its cause
+    (httpx's ``PoolTimeout``, ``ConnectTimeout``, ``WriteTimeout``, ``ReadTimeout``) how far the
+    request got."""
+    cause = type(exc.__cause__ or exc).__name__
+    where = {
+        "PoolTimeout": "pool",
+        "ConnectTimeout": "connect",
+        "WriteTimeout": "write",
+        "ReadTimeout": "read",
+    }.get(cause)
+    said = {
+        "pool": "no free connection",
+        "connect": "server not reached",
+        "write": "request not sent",
+        "read": "no answer",
+    }.get(where or "", "timed out")
+    return LLMTimeoutError(f"{name}: {said} within {timeout:g}s", where=where)
 
 
 class LLMConnectionError(TransientLLMError):
@@ -230,6 +277,13 @@ class RequestRejectedError(LLMError):
 
 class MissingAPIKeyError(LLMError):
     kind = "missing_key"
+
+
+class EndpointUnavailableError(LLMError):
+    """The endpoint failed every request for longer than ``breaker_give_up_s``: the run ends
+    here (its finished work is kept; rerun to resume)."""
+
+    kind = "unavailable"
 
 
 class RetriesExhaustedError(LLMError):
@@ -392,7 +446,12 @@ class EndpointConfig(ComponentConfig):
     tokens_per_minute: float | None = Field(
         None, gt=0, description="token rate limit, prompt + completion (none: unlimited)"
     )
-    timeout_s: float = Field(120.0, gt=0, description="per-attempt timeout in seconds")
+    timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="seconds an attempt may wait on the network (connect, send, answer); the "
+        "whole attempt is cut off at 1.5x this + 0.5 s",
+    )
     max_retries: int = Field(8, ge=0, description="retries of a transient failure per request")
     backoff_base_s: float = Field(1.0, ge=0, description="first retry delay (doubles each time)")
     backoff_max_s: float = Field(60.0, ge=0, description="longest retry delay")
@@ -400,7 +459,16 @@ class EndpointConfig(ComponentConfig):
         8, ge=1, description="consecutive failures that open the circuit breaker"
     )
     breaker_cooldown_s: float = Field(
-        5.0, ge=0, description="first pause when the breaker opens (doubles per trip, max 5 min)"
+        5.0, ge=0, description="first pause when the breaker opens (doubles per failed probe)"
+    )
+    breaker_max_cooldown_s: float = Field(
+        60.0, ge=0, description="longest pause of the circuit breaker between probes"
+    )
+    breaker_give_up_s: float = Field(
+        600.0,
+        gt=0,
+        description="an endpoint failing every request this long is declared unavailable and "
+        "the run stops (finished work is kept; rerun to resume)",
     )
     price_prompt_per_mtok: float | None = Field(
         None, ge=0, description="USD per million prompt tokens (default: the client's table)"
@@ -526,19 +594,37 @@ class RateLimiter:
 
 
 class CircuitBreaker:
-    """Closed → (``threshold`` consecutive failures) → open for a cooldown that doubles per trip →
-    half-open: one probe request; success closes it, failure reopens it. Waiters are paused, not
-    failed: each request's own retry budget bounds how long it keeps trying."""
+    """Closed → (``threshold`` consecutive endpoint failures) → open for a pause that doubles per
+    failed probe (at most ``max_cooldown_s``) → half-open: one probe request; any success closes
+    it, a failed probe reopens it. Waiters are paused, not failed, but only for so long: once the
+    endpoint has failed everything for ``give_up_s`` since the breaker opened, every waiter and
+    every later request gets :class:`EndpointUnavailableError`.
 
-    MAX_COOLDOWN_S = 300.0
+    Only failures the endpoint is to blame for count (``TransientLLMError.blames_endpoint``): a
+    429, or an attempt the client itself cut off (no free connection, a client starved of CPU),
+    says nothing about the endpoint's health."""
 
-    def __init__(self, threshold: int, cooldown_s: float) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        cooldown_s: float,
+        *,
+        max_cooldown_s: float = 60.0,
+        give_up_s: float = 600.0,
+        endpoint: str = "endpoint",
+    ) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
-        self.state: Literal["closed", "open", "half_open"] = "closed"
+        self.max_cooldown_s = max_cooldown_s
+        self.give_up_s = give_up_s
+        self.endpoint = endpoint
+        self.state: Literal["closed", "open", "half_open", "unavailable"] = "closed"
         self.failures = 0
         self.trips = 0
+        self.openings = 0  #: times it opened in all (``trips`` restarts when it closes)
         self.open_until = 0.0
+        self.opened_at = 0.0  #: when this episode of failures opened the breaker
+        self.last_error = ""
         self._probe_out = False
         self._changed = asyncio.Event()
 
@@ -546,17 +632,34 @@ class CircuitBreaker:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def _unavailable(self) -> EndpointUnavailableError:
+        return EndpointUnavailableError(
+            f"{self.endpoint}: unavailable, every request failed for "
+            f"{time.monotonic() - self.opened_at:.0f}s (breaker_give_up_s = {self.give_up_s:g}); "
+            f"last error: {self.last_error.rstrip('.') or 'none recorded'}. Finished work is "
+            "kept: rerun "
+            "to resume"
+        )
+
     async def admit(self) -> bool:
-        """Wait until a request may go; True if it goes as the half-open probe."""
+        """Wait until a request may go; True if it goes as the half-open probe. Raises
+        :class:`EndpointUnavailableError` once the endpoint is given up on."""
         while True:
             if self.state == "closed":
                 return False
+            if self.state == "unavailable":
+                raise self._unavailable()
             if self.state == "open":
                 wait = self.open_until - time.monotonic()
                 if wait > 0:
                     changed = self._changed
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(changed.wait(), wait)
+                    continue
+                if time.monotonic() - self.opened_at >= self.give_up_s:
+                    self.state = "unavailable"
+                    log.info("%s", self._unavailable())
+                    self._notify()
                     continue
                 self.state = "half_open"
                 log.info("circuit half-open: sending one probe request")
@@ -567,28 +670,139 @@ class CircuitBreaker:
 
     def success(self, probe: bool) -> None:
         self.failures = 0
+        if self.state == "unavailable":
+            return  # given up on: the run is ending
         if probe or self.state != "closed":
             if self.state != "closed":
                 log.info("circuit closed: endpoint answers again")
             self.state, self.trips, self._probe_out = "closed", 0, False
             self._notify()
 
-    def failure(self, probe: bool) -> None:
+    def failure(self, probe: bool, error: str = "") -> None:
         self.failures += 1
-        if probe or (self.state == "closed" and self.failures >= self.threshold):
+        self.last_error = error or self.last_error
+        if self.state == "unavailable":
+            return
+        if (probe and self.state == "half_open") or (
+            self.state == "closed" and self.failures >= self.threshold
+        ):
+            now = time.monotonic()
+            if self.trips == 0:
+                self.opened_at = now
             self.trips += 1
-            pause = min(self.MAX_COOLDOWN_S, self.cooldown_s * 2 ** (self.trips - 1))
-            self.state, self.open_until, self._probe_out = "open", time.monotonic() + pause, False
+            self.openings += 1
+            pause = min(self.max_cooldown_s, self.cooldown_s * 2 ** min(self.trips - 1, 30))
+            # never pause past the give-up time: the last probe goes out when it comes
+            pause = max(0.0, min(pause, self.opened_at + self.give_up_s - now))
+            self.state, self.open_until, self._probe_out = "open", now + pause, False
             log.warning(
                 "circuit open after %d consecutive failures: pausing %.1fs", self.failures, pause
             )
             self._notify()
 
     def release(self, probe: bool) -> None:
-        """A probe ended without a verdict (cancelled): let another waiter probe."""
+        """A probe ended without a verdict (cancelled, or cut off by the client): let another
+        waiter probe."""
         if probe and self._probe_out:
             self._probe_out = False
             self._notify()
+
+
+class ConcurrencyLimit:
+    """The endpoint's concurrency slots, FIFO. The number of slots adapts to the client: it is
+    halved (once per wave) when attempts time out on the client's side, because this process
+    cannot drive that many at once, and grows by one per answer back to ``maximum``. Without
+    this, a client starved of CPU times out its own attempts, retries them all, and never
+    catches up."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_use = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._last_cut = float("-inf")
+
+    async def acquire(self) -> None:
+        if self.in_use < int(self.limit) and not self._waiters:
+            self.in_use += 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except BaseException:
+            if future.done() and not future.cancelled():
+                self.release()  # granted, then cancelled before it could be used
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        self.in_use -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_use < int(self.limit):
+            future = self._waiters.popleft()
+            if not future.done():
+                self.in_use += 1
+                future.set_result(None)
+
+    def overloaded(self, started: float) -> None:
+        """An attempt started at ``started`` timed out on the client's side."""
+        if started >= self._last_cut:  # one cut per wave of attempts
+            self.limit = max(1.0, self.limit / 2)
+            self._last_cut = time.monotonic()
+            log.info("client overloaded: at most %d requests in flight for now", self.limit)
+
+    def answered(self) -> None:
+        if self.limit < self.maximum:
+            self.limit = min(float(self.maximum), self.limit + 1)
+            self._wake()
+
+
+class LoopLag:
+    """How late the event loop runs what it has to: a tick every ``interval`` seconds records
+    its lateness while the endpoint is busy. A timeout during which the loop itself stalled (a
+    client starved of CPU, hundreds of requests being built) is the client's, not the endpoint's.
+    """
+
+    def __init__(self, interval: float = 0.05, keep_s: float = 600.0) -> None:
+        self.interval = interval
+        self.samples: deque[tuple[float, float]] = deque(maxlen=int(keep_s / interval))
+        self.last_tick = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self.busy: Callable[[], bool] = lambda: False
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self.last_tick = time.monotonic()
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        idle_since: float | None = None
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            self.samples.append((now, max(0.0, now - self.last_tick - self.interval)))
+            self.last_tick = now
+            if self.busy():
+                idle_since = None
+            elif idle_since is None:
+                idle_since = now
+            elif now - idle_since > 1.0:
+                return  # restarted by the next request
+
+    def worst_since(self, since: float) -> float:
+        """The longest stall of the loop since ``since`` (the tick still pending included)."""
+        pending = time.monotonic() - self.last_tick - self.interval
+        worst = max(0.0, pending)
+        for at, lag in reversed(self.samples):
+            if at < since:
+                break
+            worst = max(worst, lag)
+        return worst
 
 
 class Endpoint:
@@ -596,22 +810,56 @@ class Endpoint:
 
     def __init__(self, key: str, config: EndpointConfig) -> None:
         self.key = key
-        self.semaphore = asyncio.Semaphore(config.max_concurrency)
+        self.slots = ConcurrencyLimit(config.max_concurrency)
         self.max_concurrency = config.max_concurrency
         self.rpm = RateLimiter(config.requests_per_minute) if config.requests_per_minute else None
         self.tpm = RateLimiter(config.tokens_per_minute) if config.tokens_per_minute else None
-        self.breaker = CircuitBreaker(config.breaker_threshold, config.breaker_cooldown_s)
+        self.breaker = CircuitBreaker(
+            config.breaker_threshold,
+            config.breaker_cooldown_s,
+            max_cooldown_s=config.breaker_max_cooldown_s,
+            give_up_s=config.breaker_give_up_s,
+            endpoint=key,
+        )
+        #: the longest a server's Retry-After may pause everyone
+        self.max_pause_s = max(1.0, config.backoff_max_s * 5)
         self.paused_until = 0.0
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.waiting = 0
+        self.lag = LoopLag()
+        self.lag.busy = lambda: self.in_flight + self.waiting > 0
 
     def pause(self, seconds: float) -> None:
         """Hold new requests back (a ``Retry-After``): the server asked everyone to wait."""
+        seconds = min(seconds, self.max_pause_s)
         self.paused_until = max(self.paused_until, time.monotonic() + seconds)
 
     async def _wait_pause(self) -> None:
         while (wait := self.paused_until - time.monotonic()) > 0:
             await asyncio.sleep(wait)
+
+    async def acquire(self) -> bool:
+        """Wait for the pause, the breaker and then a concurrency slot, in that order, so that
+        nothing waiting for the breaker holds a slot; True if this attempt is the breaker's probe.
+        The caller releases the slot (``slots.release()``) and reports a verdict or
+        ``breaker.release(probe)``."""
+        self.lag.start()
+        self.waiting += 1
+        try:
+            while True:
+                await self._wait_pause()
+                probe = await self.breaker.admit()
+                try:
+                    await self.slots.acquire()
+                except BaseException:
+                    self.breaker.release(probe)
+                    raise
+                if probe or self.breaker.state == "closed":
+                    return probe
+                self.slots.release()  # the breaker opened while this waited for a slot
+        finally:
+            self.waiting -= 1
 
 
 class Scheduler:
@@ -691,6 +939,8 @@ class LLMClient:
         self._rng = rng or random.Random()
         self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
         self._prepared = False
+        #: set once the endpoint is given up on: the run must stop, not fail latent by latent
+        self.unavailable: EndpointUnavailableError | None = None
 
     @property
     def name(self) -> str:
@@ -808,13 +1058,21 @@ class LLMClient:
             self._prepared = True
         ep = self.scheduler.endpoint(backend.endpoint, cfg)
         estimate = estimate_tokens(msgs, params)
+        # the backend applies ``timeout_s`` to each network wait; this cuts off the whole attempt
+        deadline = cfg.timeout_s * 1.5 + 0.5
         attempt = 0
         while True:
-            probe = verdict = False
             try:
-                async with ep.semaphore:
-                    await ep._wait_pause()
-                    probe = await ep.breaker.admit()
+                probe = await ep.acquire()
+            except EndpointUnavailableError as exc:
+                self.unavailable = exc
+                self.stats.errors[exc.kind] += 1
+                self.stats.failures += 1
+                raise
+            verdict = False
+            start = time.monotonic()
+            try:
+                try:
                     if ep.rpm:
                         await ep.rpm.acquire(1)
                     if ep.tpm:
@@ -825,21 +1083,35 @@ class LLMClient:
                     stats.requests += 1
                     stats.in_flight += 1
                     stats.peak_in_flight = max(stats.peak_in_flight, stats.in_flight)
-                    start = time.monotonic()
                     try:
-                        async with asyncio.timeout(cfg.timeout_s):
+                        async with asyncio.timeout(deadline):
                             response = await backend.complete(msgs, params, timeout=cfg.timeout_s)
                     except TimeoutError:
                         raise LLMTimeoutError(
-                            f"{backend.name}: no answer within {cfg.timeout_s:g}s"
+                            f"{backend.name}: no answer within {cfg.timeout_s:g}s "
+                            f"(attempt cut off after {deadline:g}s)",
+                            where="deadline",
                         ) from None
                     finally:
                         ep.in_flight -= 1
                         stats.in_flight -= 1
+                finally:
+                    ep.slots.release()
                 latency = time.monotonic() - start
             except TransientLLMError as exc:
                 verdict = True
-                ep.breaker.failure(probe)
+                if (
+                    isinstance(exc, LLMTimeoutError)
+                    and exc.blames_endpoint
+                    and ep.lag.worst_since(start) > 0.25 * cfg.timeout_s
+                ):
+                    exc.where = "starved"  # the loop stalled: the client, not the endpoint
+                if exc.blames_endpoint:
+                    ep.breaker.failure(probe, str(exc))
+                else:
+                    ep.breaker.release(probe)
+                    if isinstance(exc, LLMTimeoutError):
+                        ep.slots.overloaded(start)
                 self.stats.errors[exc.kind] += 1
                 if exc.retry_after is not None:
                     ep.pause(exc.retry_after)
@@ -873,6 +1145,7 @@ class LLMClient:
                 if not verdict:
                     ep.breaker.release(probe)
             ep.breaker.success(probe)
+            ep.slots.answered()
             if ep.tpm:
                 ep.tpm.adjust(response.prompt_tokens + response.completion_tokens - estimate)
             cost = response.cost_usd or backend.pricing.cost(
@@ -971,7 +1244,9 @@ __all__ = [
     "ChatResponse",
     "CircuitBreaker",
     "ClientStats",
+    "ConcurrencyLimit",
     "EndpointConfig",
+    "EndpointUnavailableError",
     "LLMBackend",
     "LLMClient",
     "LLMConnectionError",
@@ -1003,5 +1278,6 @@ __all__ = [
     "request_hash",
     "request_payload",
     "resolve_api_key",
+    "timeout_error",
     "wrap",
 ]

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from autointerp.config import RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
+from autointerp.llm import EndpointUnavailableError
 from autointerp.plugins import Component, PluginManager
 from autointerp.store import Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
@@ -227,6 +228,16 @@ def _reason(exc: BaseException) -> str:
     return str(reason).splitlines()[0] if reason else type(exc).__name__
 
 
+def stop_if_endpoint_gone(llm: Any, exc: BaseException) -> None:
+    """Raise the run-ending :class:`EndpointUnavailableError` when the LLM endpoint was given up
+    on, however a component wrapped it: no other latent can be asked either."""
+    if isinstance(exc, EndpointUnavailableError):
+        raise exc
+    gone = getattr(llm, "unavailable", None)
+    if isinstance(gone, EndpointUnavailableError):
+        raise gone from None
+
+
 # -- explaining ------------------------------------------------------------------------------------
 
 
@@ -277,6 +288,7 @@ async def explain_latents(
                 raise ExplainStageError(item.error)
             explanation = await explainer.explain(item.latent, item.examples, llm, **kwargs)
         except Exception as exc:  # one latent's failure never aborts the run
+            stop_if_endpoint_gone(llm, exc)
             log.debug("explaining %s failed", item.latent, exc_info=True)
             store.put_failure(run_id, item.latent, "explain", explainer_name, _reason(exc))
             return False
@@ -355,6 +367,7 @@ async def score_explanations(
                 e, item.examples, item.negatives, llm, seed=seed, adapter=adapter, **item.extras
             )
         except Exception as exc:  # one latent's failure never aborts the run
+            stop_if_endpoint_gone(llm, exc)
             log.debug("scoring %s failed", e.latent, exc_info=True)
             store.put_failure(run_id, e.latent, "score", component, _reason(exc))
             return False

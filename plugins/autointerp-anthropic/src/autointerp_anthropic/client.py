@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from autointerp.llm import (
     ChatResponse,
     LLMConnectionError,
-    LLMTimeoutError,
     MalformedResponseError,
     Message,
     Pricing,
@@ -25,6 +24,7 @@ from autointerp.llm import (
     parse_retry_after,
     protect_loggers,
     resolve_api_key,
+    timeout_error,
 )
 from autointerp_anthropic.plugin import AnthropicConfig
 
@@ -138,8 +138,8 @@ class AnthropicClient:
             raw = await self._client().messages.create(
                 **body, extra_body=extra or None, timeout=timeout
             )
-        except anthropic.APITimeoutError:
-            raise LLMTimeoutError(f"{self.name}: request timed out after {timeout:g}s") from None
+        except anthropic.APITimeoutError as exc:
+            raise timeout_error(self.name, timeout, exc) from None
         except anthropic.APIConnectionError as exc:
             raise LLMConnectionError(f"{self.name}: connection failed: {exc}") from None
         except anthropic.APIResponseValidationError as exc:

@@ -16,7 +16,6 @@ from autointerp.llm import (
     ChatResponse,
     LLMConnectionError,
     LLMError,
-    LLMTimeoutError,
     MalformedResponseError,
     Message,
     Pricing,
@@ -27,6 +26,7 @@ from autointerp.llm import (
     parse_retry_after,
     protect_loggers,
     resolve_api_key,
+    timeout_error,
 )
 from autointerp_openai.plugin import OpenAIConfig
 
@@ -148,8 +148,8 @@ class OpenAIClient:
             raw = await self._client().chat.completions.create(
                 **body, extra_body=extra, timeout=timeout
             )
-        except openai.APITimeoutError:
-            raise LLMTimeoutError(f"{self.name}: request timed out after {timeout:g}s") from None
+        except openai.APITimeoutError as exc:
+            raise timeout_error(self.name, timeout, exc) from None
         except openai.APIConnectionError as exc:
             raise LLMConnectionError(f"{self.name}: connection failed: {exc}") from None
         except openai.APIResponseValidationError as exc:

@@ -28,6 +28,7 @@ from typing import Any
 
 from autointerp.llm import (
     ChatResponse,
+    EndpointUnavailableError,
     LLMClient,
     LLMError,
     Message,
@@ -447,8 +448,8 @@ class BinaryLLMScorer:
         )
         errors = [r for r in results if isinstance(r, BaseException)]
         for error in errors:
-            if not isinstance(error, LLMError):
-                raise error
+            if isinstance(error, EndpointUnavailableError) or not isinstance(error, LLMError):
+                raise error  # the run ends (endpoint gone), or a bug: not this latent's failure
         if errors:  # no answer at all (not a bad answer): retry the latent later, score nothing
             raise ScoringFailedError(self.name, explanation.latent, str(errors[0]))
 
