@@ -35,8 +35,8 @@ def main() -> None:
 
     import torch
     from autointerp_transformers.adapter import TransformersAdapter
+    from autointerp_transformers.hooks import HFModelConfig
 
-    from autointerp.hooks import HFModelConfig
     from autointerp.testing.adapters import random_ids, tiny_model, tiny_tokenizer
 
     torch.set_num_threads(args.threads)

@@ -57,8 +57,7 @@ DELPHI_PYTHON = "/tmp/delphi-venv/bin/python"
 def load_adapter(threads: int):
     import torch
     from autointerp_transformers.adapter import TransformersAdapter
-
-    from autointerp.hooks import HFModelConfig
+    from autointerp_transformers.hooks import HFModelConfig
 
     torch.set_num_threads(threads)
     return TransformersAdapter.from_config(HFModelConfig(model="smollm2-135m"))

@@ -23,10 +23,10 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np
+from autointerp_report.compare import compare_runs
+from autointerp_report.similarity import best_matches
+from autointerp_report.stats import bootstrap_ci, mann_whitney, permutation_test
 
-from autointerp.report.compare import compare_runs
-from autointerp.report.similarity import best_matches
-from autointerp.report.stats import bootstrap_ci, mann_whitney, permutation_test
 from autointerp.store import Store
 from autointerp.types import LatentRef, Score
 
@@ -95,7 +95,7 @@ def bench_match(n: int) -> None:
 
 
 def bench_embed(n: int) -> None:
-    from autointerp.embed import TextEncoder, default_model_path
+    from autointerp_report.embed import TextEncoder, default_model_path
 
     words = [
         "tokens",

@@ -26,9 +26,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from autointerp_report.stats import spearman
+
 from autointerp.config import load_config, parse_value
 from autointerp.plugins import PluginManager
-from autointerp.report.stats import spearman
 from autointerp.types import Explanation, LatentRef
 
 SCORERS = ("detection", "fuzzing")

@@ -8,7 +8,8 @@ numbers grow), and index.html stays small.
     python benchmarks/bench_report.py --sizes 5000 20000 [--baseline REV]
 
 ``--baseline REV`` also times the report generator of git revision REV (its render.py, loaded
-from git) on the same store in its own fresh process, and prints the speed-up.
+from git) on the same store in its own fresh process, and prints the speed-up. REV must hold
+plugins/autointerp-report (the report left core for that plugin).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from autointerp.report.render import write_report
+from autointerp_report.render import write_report
+
 from autointerp.store import Store
 from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
 
@@ -66,13 +68,14 @@ def render(run_dir: Path, baseline: str | None = None) -> None:
         import importlib.util
 
         root = Path(__file__).resolve().parents[1]
+        source = "plugins/autointerp-report/src/autointerp_report/render.py"
         code = subprocess.run(
-            ["git", "show", f"{baseline}:core/src/autointerp/report/render.py"],
+            ["git", "show", f"{baseline}:{source}"],
             cwd=root, check=True, capture_output=True, text=True,
         ).stdout  # fmt: skip
         path = run_dir.parent / "baseline_render.py"
         path.write_text(code)
-        spec = importlib.util.spec_from_file_location("autointerp.report._baseline", path)
+        spec = importlib.util.spec_from_file_location("autointerp_report._baseline", path)
         assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = mod  # dataclasses look their module up
@@ -87,10 +90,11 @@ def render(run_dir: Path, baseline: str | None = None) -> None:
 
 def browse(index: Path, tmp: Path) -> tuple[float, float]:
     """Seconds until the table is ready in headless Chromium, then until the last latent's card
-    (from the last card file) shows its tokens. Uses the browser fixture of core/tests."""
+    (from the last card file) shows its tokens. Uses the browser fixture of the report plugin's
+    tests."""
     import importlib.util
 
-    path = Path(__file__).resolve().parents[1] / "core" / "tests" / "test_report.py"
+    path = Path(__file__).resolve().parents[1] / "plugins/autointerp-report/tests/test_report.py"
     spec = importlib.util.spec_from_file_location("report_browser_test", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

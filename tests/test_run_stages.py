@@ -339,7 +339,7 @@ class ResidualSourcePlugin:
         register("residual", ResidualSource, config=EmptyConfig)
 
 
-def test_a_source_without_directions_fails_those_scores_not_the_run(
+def test_a_scorer_needing_directions_a_source_lacks_is_refused_before_any_compute(
     autointerp_llm_server: ScriptedLLMServer, autointerp_cli, autointerp_plugins, tmp_path
 ) -> None:
     autointerp_llm_server.responder = respond
@@ -349,13 +349,12 @@ def test_a_source_without_directions_fails_those_scores_not_the_run(
     source = 'name = "residual"'
     path = write_config(tmp_path, autointerp_llm_server, source=source, scorers=scorers)
     result = autointerp_cli("run", str(path))  # the residual source has no decoder directions
-    assert result.exit_code == 1
-    assert "score (probe/default): 4 of 4 latents failed" in result.stderr
-    with Store.open(tmp_path / "run") as store:
-        (run,) = store.runs()
-        assert len(store.scores(run.id, "detection")) == 4
-        reasons = set(store.failures(run.id, "score").values())
-    assert len(reasons) == 1 and "decoder directions" in reasons.pop()
+    assert result.exit_code != 0
+    (line,) = [ln for ln in result.stderr.splitlines() if "probe" in ln]
+    assert "scorers[1]: scorer 'probe' needs the latent's decoder direction" in line
+    assert "the selected feature source has none" in line
+    assert not (tmp_path / "run").exists()  # refused while planning: no cache, no store
+    assert autointerp_llm_server.requests == []
 
 
 # -- examples are built lazily ------------------------------------------------------------------

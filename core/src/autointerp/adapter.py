@@ -1,15 +1,13 @@
-"""The model adapter contract: one typed interface over transformers, Mamba and RWKV.
+"""The model adapter contract: one typed interface over transformer and recurrent language models.
 
 A method (caching, scorers that run the subject model, steering, lenses, probes) talks to a model
 only through :class:`ModelAdapter`:
 
 - ``tokenizer``, ``n_layers``, ``d_model``, ``architecture`` and named
   :class:`~autointerp.types.Site` objects: ``resid_pre.L``, ``resid_post.L``, ``mlp_out.L``,
-  ``attn_out.L`` where they exist
-  (``mixer_out.L`` for Mamba; RWKV's time-mix is ``attn_out.L``, its channel-mix ``mlp_out.L``),
-  ``mlp_neurons.L`` (a transformer MLP's hidden activations, width d_mlp), and
-  for recurrent models the per-layer state (``conv_state.L`` / ``ssm_state.L`` for Mamba,
-  ``time_mix_state.L`` / ``channel_mix_state.L`` for RWKV).
+  ``attn_out.L`` where they exist (``mixer_out.L`` where a block has one mixer and no MLP),
+  ``mlp_neurons.L`` (a transformer MLP's hidden activations, width d_mlp), and for recurrent models
+  the per-layer state, under names each adapter plugin documents.
 - :meth:`ModelAdapter.forward`: token ids in; activations of the requested sites captured;
   interventions given as data (:class:`Add`, :class:`Replace`, :class:`Ablate`, :class:`Scale`); an
   optional initial recurrent state in and the final state out; logits out.
@@ -220,10 +218,10 @@ class ModelAdapter(ABC):
     """A language model behind the contract. Subclasses set the attributes and implement the
     abstract methods; site validation and error messages are shared here."""
 
-    #: registered adapter name ("transformers", "mamba", "rwkv") and backend ("hooks", "nnsight")
+    #: the adapter's registered name and the backend serving its calls ("hooks" by default)
     name: ClassVar[str] = "adapter"
     backend: str = "hooks"
-    #: architecture id: "gpt2", "llama", "mamba", "mamba2", "rwkv" ...
+    #: architecture id, as the adapter names the model family it serves
     architecture: str
     #: whether the model carries a recurrent state (has ``step`` and state sites)
     recurrent: bool = False

@@ -151,11 +151,12 @@ def _run_stages(
     selections: RunSelections,
     run_dir: Path | None,
     stages: tuple[str, ...],
-    report: bool = True,
+    skip: frozenset[str] = frozenset(),
 ) -> None:
     """Plan, open (or resume) the run, execute ``stages``, print the summary and enforce the
-    failure rate, then write the HTML report. Ctrl-C marks the run interrupted (exit 130);
-    rerunning resumes it."""
+    failure rate, then call the plugins' ``autointerp_run_finished`` hooks (the report plugin
+    writes the HTML report) with the outputs in ``skip`` turned off. Ctrl-C marks the run
+    interrupted (exit 130); rerunning resumes it."""
     from autointerp.config import load_config
     from autointerp.pipeline import (
         check_failure_rate,
@@ -202,9 +203,9 @@ def _run_stages(
         check_failure_rate(plan, run_path, run_id, stages)
     except AutointerpError as exc:
         too_many = exc
-    finish_run(run_path, run_id, "failed" if too_many else "finished")
-    if report:  # also when too many failed: the report shows which and why
-        _report_after_run(run_path, run_id)
+    status = "failed" if too_many else "finished"
+    finish_run(run_path, run_id, status)
+    _run_finished(run_path, run_id, status, skip)  # also when too many failed: which and why
     if too_many is not None:
         raise too_many
 
@@ -234,7 +235,8 @@ def run_command(
         "llm": llm,
         "scorers": scorer or None,
     }
-    _run_stages(file, set_, selections, run_dir, ("cache", "explain", "score"), not no_report)
+    skip = frozenset({"report"}) if no_report else frozenset()
+    _run_stages(file, set_, selections, run_dir, ("cache", "explain", "score"), skip)
 
 
 @app.command("explain")
@@ -266,6 +268,14 @@ def score_command(
 
     Scores made with the same scorer options are skipped; other scorers are added to the run."""
     _run_stages(target, set_, {"llm": llm, "scorers": scorer or None}, run_dir, ("score",))
+
+
+def _run_finished(run_path: Path, run_id: int, status: str, skip: frozenset[str]) -> None:
+    """Let plugins react to the finished run (write the report ...) and print their lines."""
+    from autointerp.plugins import run_finished
+
+    for line in run_finished(_plugins(), run_path, run_id, status, skip):
+        console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
 
 
 #: latents shown in the table a run ends with (the report and export hold them all)
@@ -449,107 +459,6 @@ def export_command(
     unit = "latents" if fmt == "neuronpedia" else "rows"
     for path, n in written.items():
         console.print(f"{path}: {n} {unit}", highlight=False)
-
-
-RunsArg = Annotated[
-    list[str], typer.Argument(help="Run directories (DIR@ID for a run other than the latest).")
-]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-@app.command("compare")
-def compare_command(
-    runs: RunsArg,
-    scorer: Annotated[
-        list[str] | None, typer.Option("--scorer", help="Only this scorer (repeat for several).")
-    ] = None,
-    explainer: Annotated[
-        str | None, typer.Option(help="Only scores of this explainer's explanations.")
-    ] = None,
-    confidence: Annotated[float, typer.Option(help="Confidence of the intervals.")] = 0.95,
-    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 2000,
-    n_perm: Annotated[int, typer.Option(help="Permutations of the median test.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Seed of the resampling.")] = 0,
-    as_json: JsonFlag = False,
-) -> None:
-    """Score distributions of runs side by side: medians with bootstrap CIs, each run's median
-    difference to the first run with p-values, and each run's scorer agreement (Spearman)."""
-    from autointerp.report.compare import compare_runs, render
-
-    result = compare_runs(
-        runs, scorers=scorer, explainer=explainer, confidence=confidence, n_boot=n_boot,
-        n_perm=n_perm, seed=seed,
-    )  # fmt: skip
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
-    render(result, console)
-
-
-@app.command("similarity")
-def similarity_command(
-    runs: RunsArg,
-    explainer: Annotated[
-        str | None, typer.Option(help="Explanations of this explainer (needed if several).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Sentence-embedding model folder (default MiniLM-L6).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Explanations per embedding batch.")] = 64,
-    threads: ThreadsOpt = None,
-    matches: Annotated[
-        Path | None, typer.Option(help="Write every latent's best match here (JSON lines).")
-    ] = None,
-    as_json: JsonFlag = False,
-) -> None:
-    """How alike runs' feature sets are through their explanations: best-match cosine similarity
-    of embedded explanations, both ways, and a run-by-run (layer-by-layer) matrix."""
-    from autointerp.report.similarity import render, similarity_runs
-
-    result = similarity_runs(
-        runs, explainer=explainer, model=model, batch_size=batch_size, threads=threads,
-        progress=not as_json, matches=matches,
-    )  # fmt: skip
-    if as_json:
-        sys.stdout.write(json.dumps(result, indent=2) + "\n")
-        return
-    render(result, console)
-
-
-@app.command("report")
-def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    out: Annotated[Path | None, typer.Option(help="Output folder (default RUN/report).")] = None,
-    run_id: Annotated[
-        int | None, typer.Option(help="Run id in the store (default: latest).")
-    ] = None,
-    open_: Annotated[bool, typer.Option("--open", help="Open the report in a browser.")] = False,
-) -> None:
-    """Write the run's HTML report (latent table, latent cards, plots); works offline."""
-    from autointerp.report.render import write_report
-
-    index = write_report(run_dir, out, run_id, progress=True)
-    console.print(f"report: {index}", highlight=False, soft_wrap=True)
-    if open_:
-        import webbrowser
-
-        webbrowser.open(index.resolve().as_uri())
-
-
-def _report_after_run(run_path: Path, run_id: int) -> None:
-    """Write the report a finished run ends with (cheap) and say how to open it."""
-    from autointerp.report.render import write_report
-
-    try:
-        index = write_report(run_path, run_id=run_id)
-    except (AutointerpError, OSError) as exc:  # the run's results are safe; say why, go on
-        err_console.print(f"report not written: {exc}; retry with `autointerp report {run_path}`")
-        return
-    console.print(
-        f"report: {index} (open it with `autointerp report {run_path} --open`)",
-        highlight=False,
-        soft_wrap=True,  # a path to copy, never broken across lines
-    )
 
 
 # -- entry point -------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from autointerp.plugins import Register
 
 hookspec = pluggy.HookspecMarker("autointerp")
@@ -92,4 +94,25 @@ def autointerp_register_commands(cli: Any) -> None:
     ``cli`` is the root :class:`typer.Typer` app: use ``@cli.command()`` or ``cli.add_typer(...)``.
     Called once when the CLI starts, before arguments are parsed. Import heavy modules inside the
     command functions, not at module level. Returns nothing.
+    """
+
+
+@hookspec
+def autointerp_run_finished(
+    run_dir: Path, run_id: int, status: str, skip: frozenset[str]
+) -> str | None:
+    """React to a finished run: write an output from its results (the HTML report), notify, upload.
+
+    Called once when ``autointerp run`` (or ``explain`` / ``score``) has finished a run and recorded
+    its status, after the run's summary is printed: ``status`` is ``"finished"``, or ``"failed"``
+    when too many latents failed (the results of the others are stored; the command then exits 1).
+    Not called for an interrupted run or one stopped by an error. ``run_dir`` is the run directory
+    (its ``results.sqlite``), ``run_id`` the run in that store. ``skip`` holds the outputs the user
+    turned off, e.g. ``"report"`` for ``--no-report``: honour the names that concern you.
+
+    Return a one-line message for the user (printed after the summary, e.g. where a file was
+    written and how to open it) or None. Must not raise for its own failures: the run's results
+    are already safe, so return a message saying what went wrong and how to retry instead. An
+    implementation that raises anyway is reported in one line and the other implementations still
+    run.
     """

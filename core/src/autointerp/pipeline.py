@@ -17,8 +17,20 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from autointerp.components import (
+    N_PROMOTED,
+    ComponentFailure,
+    Explainer,
+    LatentRequest,
+    Need,
+    Scorer,
+    check_needs,
+    explain_one,
+    needs_of,
+    score_one,
+)
 from autointerp.config import RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
@@ -26,6 +38,10 @@ from autointerp.llm import EndpointUnavailableError
 from autointerp.plugins import Component, PluginManager
 from autointerp.store import Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
+
+if TYPE_CHECKING:
+    from autointerp.adapter import ModelAdapter
+    from autointerp.llm import LLMClient
 
 log = logging.getLogger("autointerp.pipeline")
 
@@ -43,6 +59,8 @@ class Step:
 class Plan:
     config: RunConfig
     steps: tuple[Step, ...]
+    #: components already built while planning (the LLM backend, to check its credentials)
+    built: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -53,7 +71,9 @@ class Plan:
 
 
 def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults") -> Plan:
-    """Resolve and validate every selection; all problems are reported together, one per line."""
+    """Resolve and validate every selection before any model loads; all problems are reported
+    together, one line each: unknown components and bad options, a factory that does not
+    import, a need this run cannot supply, a missing credential."""
     problems: list[str] = []
     steps: list[Step] = []
     for where, kind, selection in config.selections():
@@ -69,9 +89,60 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
             problems.append(f"{source}: {where}.name: {exc}")
             continue
         steps.append(Step(where, component, options))
+    factories: dict[str, Any] = {}
+    for step in steps:
+        try:
+            factories[step.field] = step.component.load_factory()
+        except AutointerpError as exc:
+            problems.append(f"{source}: {step.field}: {exc}")
+    source_factory = next(
+        (factories.get(s.field) for s in steps if s.component.kind == "feature_source"), None
+    )
+    directions = _has_directions(source_factory)
+    for step in steps:
+        if step.component.kind not in ("explainer", "scorer") or step.field not in factories:
+            continue
+        try:
+            needs = _declared_needs(factories[step.field], step.component)
+        except AutointerpError as exc:
+            problems.append(f"{source}: {step.field}: {exc}")
+            continue
+        problem = check_needs(
+            step.component.kind, step.component.name, needs, has_directions=directions,
+            n_negatives=config.latents.n_negatives, where=f"{source}: {step.field}",
+        )  # fmt: skip
+        if problem:
+            problems.append(problem)
+    built: dict[str, Any] = {}
+    llm = next((s for s in steps if s.field == "llm"), None)
+    if not problems and llm is not None:
+        try:  # builds no model: resolves the key, checks local files
+            backend = llm.component.build(llm.options)
+            if callable(check := getattr(backend, "check", None)):
+                check()
+            built["llm"] = backend
+        except AutointerpError as exc:
+            problems.append(f"{source}: llm: {exc}")
     if problems:
         raise ConfigError("\n".join(problems))
-    return Plan(config=config, steps=tuple(steps))
+    return Plan(config=config, steps=tuple(steps), built=built)
+
+
+def _declared_needs(factory: Any, component: Component) -> frozenset[Need] | None:
+    """The needs a component's class declares (None: not known until it is built)."""
+    declared = getattr(factory, "needs", None) if isinstance(factory, type) else None
+    if declared is None or isinstance(declared, property):
+        return None
+    return needs_of(factory, component.kind, component.name)
+
+
+def _has_directions(factory: Any) -> bool | None:
+    """Whether a feature source's class gives decoder directions (None: not known statically)."""
+    from autointerp.features import FeatureSource
+
+    if not (isinstance(factory, type) and issubclass(factory, FeatureSource)):
+        return None
+    return factory.decoder_directions is not FeatureSource.decoder_directions
 
 
 def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
@@ -220,15 +291,18 @@ def _pending(
             yield item
 
 
-def _reason(exc: BaseException) -> str:
-    """A failure's one-line reason; errors that are not ours name their type (a bug to report)."""
+def _reason(exc: BaseException, component: str = "") -> str:
+    """A failure's one-line reason; errors that are not ours name their type and the component
+    that raised them (a bug to report to its plugin)."""
     reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
     if not isinstance(exc, AutointerpError):
         reason = f"{type(exc).__name__}: {reason}"
+        if component:
+            reason = f"{component} raised {reason}"
     return str(reason).splitlines()[0] if reason else type(exc).__name__
 
 
-def stop_if_endpoint_gone(llm: Any, exc: BaseException) -> None:
+def stop_if_endpoint_gone(llm: LLMClient | None, exc: BaseException) -> None:
     """Raise the run-ending :class:`EndpointUnavailableError` when the LLM endpoint was given up
     on, however a component wrapped it: no other latent can be asked either."""
     if isinstance(exc, EndpointUnavailableError):
@@ -241,24 +315,15 @@ def stop_if_endpoint_gone(llm: Any, exc: BaseException) -> None:
 # -- explaining ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LatentWork:
-    """What an explainer gets for one latent: its train examples, and the optional extras.
-
-    ``error`` set: the latent cannot be explained (no activating examples ...), a failure."""
-
-    latent: LatentRef
-    examples: Sequence[Example]
-    negatives: Sequence[Example] = ()
-    promoted: Sequence[tuple[str, float]] = ()
-    error: str | None = None
+#: what an explainer gets for one latent (the name before requests were one type)
+LatentWork = LatentRequest
 
 
 async def explain_latents(
-    work: Iterable[LatentWork],
-    explainer: Any,
+    work: Iterable[LatentRequest],
+    explainer: Explainer,
     explainer_name: str,
-    llm: Any,
+    llm: LLMClient,
     store: Store,
     run_id: int,
     *,
@@ -274,23 +339,17 @@ async def explain_latents(
     explained in this run are skipped, so a killed run resumes where it stopped. A latent that
     fails, whatever the error, is recorded and never stops the others.
     """
-    needs = getattr(explainer, "needs", frozenset())
+    needs = needs_of(explainer, "explainer", explainer_name) or frozenset()
     prov = dict(provenance or {})
 
-    async def handle(item: LatentWork) -> bool:
-        kwargs: dict[str, Any] = {"seed": seed}
-        if "negatives" in needs:
-            kwargs["negatives"] = item.negatives
-        if "promoted_tokens" in needs:
-            kwargs["promoted"] = item.promoted
+    async def handle(item: LatentRequest) -> bool:
         try:
-            if item.error is not None:
-                raise ExplainStageError(item.error)
-            explanation = await explainer.explain(item.latent, item.examples, llm, **kwargs)
+            explanation = await explain_one(explainer, explainer_name, item, llm, needs, seed=seed)
         except Exception as exc:  # one latent's failure never aborts the run
             stop_if_endpoint_gone(llm, exc)
             log.debug("explaining %s failed", item.latent, exc_info=True)
-            store.put_failure(run_id, item.latent, "explain", explainer_name, _reason(exc))
+            reason = _reason(exc, f"explainer '{explainer_name}'")
+            store.put_failure(run_id, item.latent, "explain", explainer_name, reason)
             return False
         if prov:
             explanation = replace(explanation, provenance={**explanation.provenance, **prov})
@@ -314,10 +373,6 @@ async def explain_latents(
     return result
 
 
-class ExplainStageError(AutointerpError):
-    """A latent that cannot be explained at all (recorded as its failure)."""
-
-
 # -- scoring ---------------------------------------------------------------------------------------
 
 
@@ -334,16 +389,24 @@ class ScoreWork:
     extras: Mapping[str, Any] = field(default_factory=dict)
     error: str | None = None
 
+    @property
+    def request(self) -> LatentRequest:
+        return LatentRequest(
+            self.explanation.latent, negatives=self.negatives, error=self.error,
+            test=self.examples, direction=self.extras.get("direction"),
+            direction_site=self.extras.get("site"),
+        )  # fmt: skip
+
 
 async def score_explanations(
     work: Iterable[ScoreWork],
-    scorer: Any,
+    scorer: Scorer,
     scorer_name: str,
     store: Store,
     run_id: int,
     *,
-    llm: Any = None,
-    adapter: Any = None,
+    llm: LLMClient | None = None,
+    adapter: ModelAdapter | SerialAdapter | None = None,
     concurrency: int = 256,
     seed: int = 0,
     total: int | None = None,
@@ -356,20 +419,20 @@ async def score_explanations(
     provenance has an ``options_hash``) are skipped."""
     prov = dict(provenance or {})
     same = {"options_hash": prov["options_hash"]} if "options_hash" in prov else None
+    needs = needs_of(scorer, "scorer", scorer_name)
 
     async def handle(item: ScoreWork) -> bool:
         e = item.explanation
         component = f"{scorer_name}/{e.explainer}"
         try:
-            if item.error is not None:
-                raise ScoreStageError(item.error)
-            score = await scorer.score(
-                e, item.examples, item.negatives, llm, seed=seed, adapter=adapter, **item.extras
+            score = await score_one(
+                scorer, scorer_name, e, item.request, llm, needs, seed=seed, adapter=adapter
             )
         except Exception as exc:  # one latent's failure never aborts the run
             stop_if_endpoint_gone(llm, exc)
             log.debug("scoring %s failed", e.latent, exc_info=True)
-            store.put_failure(run_id, e.latent, "score", component, _reason(exc))
+            reason = _reason(exc, f"scorer '{scorer_name}'")
+            store.put_failure(run_id, e.latent, "score", component, reason)
             return False
         if prov:
             score = replace(score, provenance={**score.provenance, **prov})
@@ -399,10 +462,6 @@ async def score_explanations(
     )
     result.skipped = summary.skipped
     return result
-
-
-class ScoreStageError(AutointerpError):
-    """An explanation that cannot be scored at all (recorded as its failure)."""
 
 
 # -- the whole run ---------------------------------------------------------------------------------
@@ -469,7 +528,8 @@ class RunContext:
 
                 torch.set_num_threads(self.config.threads)
             step = self.plan.step(field_name)
-            self._built[field_name] = step.component.build(step.options)
+            prebuilt = self.plan.built.get(field_name)
+            self._built[field_name] = prebuilt or step.component.build(step.options)
         return self._built[field_name]
 
     @property
@@ -564,10 +624,15 @@ def _cache(ctx: RunContext) -> Any:
 
 
 def _latent_work(
-    ctx: RunContext, latents: Iterable[LatentRef], store: Store, skip: set[LatentRef]
-) -> Iterator[LatentWork]:
+    ctx: RunContext,
+    latents: Iterable[LatentRef],
+    store: Store,
+    skip: set[LatentRef],
+    needs: frozenset[Need] = frozenset(),
+) -> Iterator[LatentRequest]:
     """Build each pending latent's examples only when a worker asks for it, store them, and
-    hand them on: memory holds the examples of the latents in flight, not of the whole run."""
+    hand them on (with its promoted tokens when the explainer needs them): memory holds the
+    examples of the latents in flight, not of the whole run."""
     from autointerp.examples import ExampleBuilder, ExampleSettings
 
     lat, config = ctx.config.latents, ctx.config
@@ -583,12 +648,42 @@ def _latent_work(
     )  # fmt: skip
     for ref in latents:
         if ref in skip:
-            yield LatentWork(ref, ())  # counted as skipped downstream; nothing built
+            yield LatentRequest(ref)  # counted as skipped downstream; nothing built
             continue
         ex = builder.build(ref.index)
         store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
         error = None if ex.train else "no activating examples in the cache"
-        yield LatentWork(ref, ex.train, ex.negatives, (), error)
+        promoted: list[tuple[str, float]] = []
+        if error is None and Need.PROMOTED_TOKENS in needs:
+            try:
+                promoted = _promoted_tokens(ctx, ref.index)
+            except Exception as exc:  # e.g. a source without decoder directions: this latent
+                error = f"no promoted tokens: {_reason(exc)}"
+        yield LatentRequest(ref, ex.train, ex.negatives, promoted, error, test=ex.test)
+
+
+def _promoted_tokens(ctx: RunContext, index: int) -> list[tuple[str, float]]:
+    """The tokens latent ``index``'s decoder direction promotes most through the model's final
+    norm and unembedding, as (token, logit) pairs, strongest first."""
+    import torch
+
+    model = ctx.build("model")
+    vector, site = _direction(ctx, index)
+    if vector.shape[-1] != model.d_model:
+        raise ComponentFailure(
+            f"the direction at {site} has width {vector.shape[-1]}, not the residual stream's "
+            f"{model.d_model}: it cannot be unembedded"
+        )
+    direction = torch.as_tensor(vector)
+    if (like := model.input_embeddings()) is not None:
+        direction = direction.to(device=like.device, dtype=like.dtype)
+    with torch.no_grad():
+        logits = model.unembed(direction[None]).float().reshape(-1)
+        values, ids = torch.topk(logits, min(N_PROMOTED, logits.numel()))
+    if "decoder" not in ctx._built:
+        ctx._built["decoder"] = _decoder(model.tokenizer)
+    tokens = ctx._built["decoder"](ids.tolist())
+    return list(zip(tokens, values.tolist(), strict=True))
 
 
 def _wants_neighbours(settings: Any) -> bool:
@@ -607,15 +702,16 @@ def _token_embeddings(adapter: Any) -> Any:
 
 
 async def stage_explain(
-    ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
+    ctx: RunContext, store: Store, llm: LLMClient, latents: Sequence[LatentRef]
 ) -> StageSummary:
     """Examples -> explanations for every latent not explained yet in this run."""
     step = ctx.plan.step("explainer")
     explainer = ctx.build("explainer")
+    needs = needs_of(explainer, "explainer", step.component.name) or frozenset()
     done = store.explained(ctx.run_id, step.component.name)
     pending = sum(1 for ref in latents if ref not in done)
     return await explain_latents(
-        _latent_work(ctx, latents, store, done), explainer, step.component.name, llm, store,
+        _latent_work(ctx, latents, store, done, needs), explainer, step.component.name, llm, store,
         ctx.run_id, concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=pending,
         progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
     )  # fmt: skip
@@ -686,7 +782,7 @@ class SerialAdapter:
 
 
 async def stage_score(
-    ctx: RunContext, store: Store, llm: Any, latents: Sequence[LatentRef]
+    ctx: RunContext, store: Store, llm: LLMClient, latents: Sequence[LatentRef]
 ) -> dict[str, StageSummary]:
     """Every selected scorer on every explanation of the run's latents not scored yet; the
     scorers run side by side (each with ``concurrency`` latents in flight), one display row each.
@@ -699,9 +795,9 @@ async def stage_score(
         if step.component.kind != "scorer":
             continue
         scorer = ctx.build(step.field)
-        needs = getattr(scorer, "needs", None)
+        needs = needs_of(scorer, "scorer", step.component.name)
         # a scorer that does not say what it needs gets the model adapter, as it always did
-        wants_model = needs is None or bool({"adapter", "direction"} & needs)
+        wants_model = needs is None or bool({Need.ADAPTER, Need.DIRECTION} & needs)
         if wants_model and "serial_model" not in ctx._built:
             ctx._built["serial_model"] = SerialAdapter(ctx.build("model"))
         adapter = ctx._built["serial_model"] if wants_model else None

@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import pluggy
@@ -31,6 +32,7 @@ REGISTRATION_HOOKS: dict[str, str] = {
     kind: f"autointerp_register_{kind}s" for kind in COMPONENT_KINDS
 }
 COMMANDS_HOOK = "autointerp_register_commands"
+RUN_FINISHED_HOOK = "autointerp_run_finished"
 _SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("autointerp_"))
 
 Status = Literal["ok", "error", "disabled"]
@@ -358,6 +360,33 @@ class PluginManager:
                 kind = "commands" if COMMANDS_HOOK in info.hooks else None
                 rows.append({"name": info.name, "kind": kind, **base, "description": ""})
         return rows
+
+
+def run_finished(
+    plugins: PluginManager, run_dir: Path, run_id: int, status: str, skip: Iterable[str] = ()
+) -> list[str]:
+    """Call every plugin's ``autointerp_run_finished`` once; the lines they return, in plugin
+    order. An implementation that raises gives a line ``a run-finished hook failed: ...`` naming
+    its plugin, and the others still run (the run's results are stored already)."""
+    caller = getattr(plugins.pm.hook, RUN_FINISHED_HOOK)
+    kwargs: dict[str, Any] = {
+        "run_dir": Path(run_dir),
+        "run_id": run_id,
+        "status": status,
+        "skip": frozenset(skip),
+    }
+    lines: list[str] = []
+    for impl in caller.get_hookimpls():
+        try:
+            line = impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        except Exception as exc:
+            lines.append(
+                f"a run-finished hook failed: plugin '{impl.plugin_name}': {_one_line(exc)}"
+            )
+            continue
+        if line is not None:
+            lines.append(str(line))
+    return lines
 
 
 _current: PluginManager | None = None

@@ -11,11 +11,11 @@ from autointerp.cli import main
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "mamba"])
-def test_lens_train_eval_top(arch, tiny_dirs, tmp_path: Path, capsys) -> None:
+def test_lens_train_eval_top(arch, autointerp_tiny_dirs, tmp_path: Path, capsys) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(f"Paragraph {i}: the cat sat on mat {i}." for i in range(60)))
     adapter = {"gpt2": "transformers", "mamba": "mamba"}[arch]
-    model = ["-a", adapter, "-m", str(tiny_dirs[arch])]
+    model = ["-a", adapter, "-m", str(autointerp_tiny_dirs[arch])]
     out = tmp_path / "lens"
     args = [
         "lens",
@@ -73,8 +73,8 @@ def test_lens_train_eval_top(arch, tiny_dirs, tmp_path: Path, capsys) -> None:
     assert "resid_post.1" in capsys.readouterr().out
 
 
-def test_lens_errors_are_one_line(tiny_dirs, tmp_path: Path, capsys) -> None:
-    model = ["-a", "transformers", "-m", str(tiny_dirs["gpt2"])]
+def test_lens_errors_are_one_line(autointerp_tiny_dirs, tmp_path: Path, capsys) -> None:
+    model = ["-a", "transformers", "-m", str(autointerp_tiny_dirs["gpt2"])]
     assert main(["lens", "eval", str(tmp_path / "none.txt"), *model]) == 1
     assert "corpus not found" in capsys.readouterr().err
     (tmp_path / "c.txt").write_text("hi")

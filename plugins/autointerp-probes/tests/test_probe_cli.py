@@ -15,15 +15,15 @@ from autointerp.cli import main
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "datasets"
 
 
-def test_activations_are_padding_independent_on_every_architecture(tiny) -> None:
+def test_activations_are_padding_independent_on_every_architecture(autointerp_tiny_adapter) -> None:
     texts = ["short", "a much longer text than that", "mid length"]
-    together = last_token_activations(tiny, texts, batch_size=3)
-    alone = torch.cat([last_token_activations(tiny, [t]) for t in texts], dim=1)
-    assert together.shape == (tiny.n_layers, 3, tiny.d_model)
+    together = last_token_activations(autointerp_tiny_adapter, texts, batch_size=3)
+    alone = torch.cat([last_token_activations(autointerp_tiny_adapter, [t]) for t in texts], dim=1)
+    assert together.shape == (autointerp_tiny_adapter.n_layers, 3, autointerp_tiny_adapter.d_model)
     torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
 
 
-def test_probes_read_a_token_signal_on_every_architecture(tiny) -> None:
+def test_probes_read_a_token_signal_on_every_architecture(autointerp_tiny_adapter) -> None:
     # the label is the last token: every layer's last-token activation separates it
     g = torch.Generator().manual_seed(0)
     words = ["sun", "moon", "tree", "rock", "river", "cloud"]
@@ -33,13 +33,18 @@ def test_probes_read_a_token_signal_on_every_architecture(tiny) -> None:
         " ".join(words[j] for j in row) + (" Y" if y else " N")
         for row, y in zip(idx.tolist(), labels.tolist(), strict=True)
     ]
-    data = ProbeData(last_token_activations(tiny, texts), labels)
-    pos = last_token_activations(tiny, [t + " yes" for t in texts])
-    data.pos, data.neg = pos, last_token_activations(tiny, [t + " no" for t in texts])
+    data = ProbeData(last_token_activations(autointerp_tiny_adapter, texts), labels)
+    pos = last_token_activations(autointerp_tiny_adapter, [t + " yes" for t in texts])
+    data.pos, data.neg = (
+        pos,
+        last_token_activations(autointerp_tiny_adapter, [t + " no" for t in texts]),
+    )
     train, test = stratified_split(labels, 0.4)
     result = evaluate(data, ["logreg", "diffmean", "lda", "ccs"], train, test)
     for m in ("logreg", "lda"):
-        assert (result[m] > 0.95).all(), f"{tiny.architecture} {m}: {result[m].tolist()}"
+        assert (result[m] > 0.95).all(), (
+            f"{autointerp_tiny_adapter.architecture} {m}: {result[m].tolist()}"
+        )
     # difference of means ignores the noise covariance: weaker, still well above chance
     assert (result["diffmean"] > 0.7).all(), result["diffmean"].tolist()
     assert ((result["ccs"] >= 0) & (result["ccs"] <= 1)).all()
@@ -58,8 +63,13 @@ def test_example_datasets_and_format_errors(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "rwkv"])
-def test_probe_command(arch, tiny_dirs, tmp_path: Path, capsys) -> None:
-    model = ["-a", {"gpt2": "transformers", "rwkv": "rwkv"}[arch], "-m", str(tiny_dirs[arch])]
+def test_probe_command(arch, autointerp_tiny_dirs, tmp_path: Path, capsys) -> None:
+    model = [
+        "-a",
+        {"gpt2": "transformers", "rwkv": "rwkv"}[arch],
+        "-m",
+        str(autointerp_tiny_dirs[arch]),
+    ]
     data = str(EXAMPLES / "true_false.jsonl")
     out = tmp_path / "auroc.json"
     assert main(["probe", "train", data, "--out", str(out), *model]) == 0

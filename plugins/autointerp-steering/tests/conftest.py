@@ -1,16 +1,17 @@
-"""Tiny random-weight models behind their adapters, built through the plugin manager (offline)."""
+"""Steering tests: offline, one torch thread; tiny models with a planted direction.
+
+Plain tiny models behind their adapters come from the ``autointerp`` pytest plugin:
+``autointerp_tiny_dirs`` (a saved tiny model per architecture) and ``autointerp_tiny_adapter``.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from autointerp.testing.adapters import build_tiny as build
-from autointerp.testing.adapters import save_tiny, torch_threads
+from autointerp.testing.adapters import ADAPTER_FOR_ARCH, build_tiny, save_tiny, torch_threads
 
-ARCHS = ("gpt2", "mamba", "rwkv")
 DAMP = 0.6
 
 
@@ -63,20 +64,11 @@ def direction() -> Any:
     return 2.0 * u / u.norm()
 
 
-@pytest.fixture(scope="session", params=ARCHS)
+@pytest.fixture(scope="session", params=list(ADAPTER_FOR_ARCH))
 def planted(request: Any, direction: Any, tmp_path_factory: Any) -> Any:
     arch = request.param
     where = save_tiny(planted_model(arch, direction), tmp_path_factory.mktemp(f"planted-{arch}"))
-    return build(arch, where)
-
-
-@pytest.fixture(scope="session")
-def tiny_dirs(tmp_path_factory: Any) -> dict[str, Path]:
-    from autointerp.testing.adapters import tiny_model
-
-    return {
-        arch: save_tiny(tiny_model(arch), tmp_path_factory.mktemp(f"tiny-{arch}")) for arch in ARCHS
-    }
+    return build_tiny(arch, where)
 
 
 @pytest.fixture(scope="session")

@@ -39,9 +39,9 @@ def _run(args: list[str]) -> int:
 
 
 @pytest.mark.parametrize("arch", ["gpt2", "rwkv"])
-def test_steer_commands(arch, tiny_dirs, tmp_path: Path, capsys, pairs_file) -> None:
+def test_steer_commands(arch, autointerp_tiny_dirs, tmp_path: Path, capsys, pairs_file) -> None:
     adapter = {"gpt2": "transformers", "rwkv": "rwkv"}[arch]
-    model = ["-a", adapter, "-m", str(tiny_dirs[arch])]
+    model = ["-a", adapter, "-m", str(autointerp_tiny_dirs[arch])]
     vec = tmp_path / "v.safetensors"
     assert _run(["steer", "vectors", str(pairs_file), "--out", str(vec), *model]) == 0
     assert vec.is_file()
@@ -88,8 +88,8 @@ def test_steer_commands(arch, tiny_dirs, tmp_path: Path, capsys, pairs_file) -> 
     assert "steered:" in capsys.readouterr().out
 
 
-def test_cli_errors_are_one_line(tiny_dirs, tmp_path: Path, capsys, pairs_file) -> None:
-    model = ["-a", "transformers", "-m", str(tiny_dirs["gpt2"])]
+def test_cli_errors_are_one_line(autointerp_tiny_dirs, tmp_path: Path, capsys, pairs_file) -> None:
+    model = ["-a", "transformers", "-m", str(autointerp_tiny_dirs["gpt2"])]
     assert _run(["steer", "vectors", str(tmp_path / "missing.jsonl"), *model]) == 1
     assert "dataset file not found" in capsys.readouterr().err
     assert _run(["steer", "sweep", str(pairs_file), "--layers", "7", *model]) == 1

@@ -8,8 +8,8 @@ import json
 
 import pytest
 import torch
+from autointerp_transformers.hooks import HFModelConfig
 
-from autointerp.hooks import HFModelConfig
 from autointerp.plugins import PluginManager
 
 pytestmark = pytest.mark.skipif(

@@ -8,6 +8,9 @@
 - ``autointerp_cli``: run the ``autointerp`` command in process; returns exit code, stdout, stderr.
 - ``autointerp_llm_server``: a scripted LLM server on 127.0.0.1 speaking the OpenAI and Anthropic
   protocols, with faults on demand (see :mod:`autointerp.testing.llm_server`).
+- ``autointerp_tiny_dirs``: a saved tiny random-weight model per architecture (gpt2, mamba, rwkv).
+- ``autointerp_tiny_adapter``: each installed adapter over its tiny model (parametrized: a test
+  runs once per architecture; skipped where that adapter plugin is not installed).
 
 Helpers: :mod:`autointerp.testing.adapters` (tiny random models, the adapter conformance suite)
 and :mod:`autointerp.testing.runs` (a small offline run config and scripted answers that parse,
@@ -108,5 +111,7 @@ def autointerp_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResul
     return run
 
 
-# the scripted OpenAI/Anthropic-protocol server (a fixture for LLM client and explainer plugins)
+# fixtures defined in helper modules: the scripted OpenAI/Anthropic-protocol server (LLM client and
+# explainer plugins) and tiny models behind the installed adapters (lens, probe, steering tests)
+from autointerp.testing.adapters import autointerp_tiny_adapter, autointerp_tiny_dirs  # noqa: E402, F401
 from autointerp.testing.llm_server import autointerp_llm_server  # noqa: E402, F401

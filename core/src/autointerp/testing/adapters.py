@@ -11,6 +11,10 @@ fixture (class-scoped: built once)::
         def adapter(cls):
             return MyAdapter(tiny_model("gpt2"), tiny_tokenizer())
 
+Fixtures (registered by the ``autointerp`` pytest plugin): ``autointerp_tiny_dirs`` (a saved tiny
+model per architecture, for ``-m DIR``) and ``autointerp_tiny_adapter`` (each installed adapter
+over its tiny model; a test using it runs once per architecture).
+
 Every check is written against the contract only (``forward``, ``step``, ``unembed``, sites), so it
 holds for any backend. :func:`assert_same_activations` compares two adapters (e.g. two backends
 over the same weights). The tiny builders need torch and transformers, imported lazily; nothing
@@ -154,6 +158,27 @@ def build_tiny(arch: str, model_dir: Path) -> ModelAdapter:
     if name not in pm.names("model_adapter"):
         pytest.skip(f"the '{name}' adapter plugin is not installed")
     return pm.build("model_adapter", name, {"model": str(model_dir)})
+
+
+@pytest.fixture(scope="session")
+def autointerp_tiny_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A saved tiny random-weight model per architecture of :data:`ADAPTER_FOR_ARCH` (``gpt2``,
+    ``mamba``, ``rwkv``), built once per session: a directory to pass as an adapter's ``model``
+    option (``-m DIR`` on the command line)."""
+    return {
+        arch: save_tiny(tiny_model(arch), tmp_path_factory.mktemp(f"tiny-{arch}"))
+        for arch in ADAPTER_FOR_ARCH
+    }
+
+
+@pytest.fixture(scope="session", params=list(ADAPTER_FOR_ARCH))
+def autointerp_tiny_adapter(
+    request: pytest.FixtureRequest, autointerp_tiny_dirs: dict[str, Path]
+) -> ModelAdapter:
+    """The installed adapter of each architecture over its tiny model (:func:`build_tiny`): a
+    test that uses it runs once per architecture, skipped where that adapter is not installed."""
+    arch = request.param
+    return build_tiny(arch, autointerp_tiny_dirs[arch])
 
 
 @contextmanager

@@ -6,9 +6,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from autointerp import hookimpl
+from autointerp import Register, hookimpl
 from autointerp.llm import EndpointConfig
-from autointerp.plugins import Register
 
 
 class AnthropicConfig(EndpointConfig):

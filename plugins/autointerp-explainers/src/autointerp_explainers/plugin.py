@@ -6,9 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from autointerp import hookimpl
+from autointerp import Register, hookimpl
 from autointerp.config import ComponentConfig
-from autointerp.plugins import Register
 
 
 class ExplainerConfig(ComponentConfig):

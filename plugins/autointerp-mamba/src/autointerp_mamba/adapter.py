@@ -1,9 +1,11 @@
 """The ``mamba`` adapter: Mamba / Mamba-2 LMs with their recurrent state as sites.
 
-State sites per layer: ``conv_state.L`` (the last ``d_conv`` inputs of the causal convolution)
-and ``ssm_state.L`` (the selective-scan state). Batching: left padding with an attention mask is
-exact, final state included (padded inputs are zeroed before the convolution and the scan, so the
-state stays at its initial zeros until the first real token).
+Sites per layer: ``resid_pre.L``, ``mixer_out.L`` (the mixer's output: a Mamba block has no
+attention or MLP sub-layer) and ``resid_post.L``. State sites per layer: ``conv_state.L`` (the
+last ``d_conv`` inputs of the causal convolution) and ``ssm_state.L`` (the selective-scan state).
+Batching: left padding with an attention mask is exact, final state included (padded inputs are
+zeroed before the convolution and the scan, so the state stays at its initial zeros until the
+first real token).
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from autointerp_transformers.hooks import HFAdapter, HookSession, Where
 from torch import nn
 
 from autointerp.adapter import AdapterError, RecurrentState, UnsupportedModelError
-from autointerp.hooks import HFAdapter, HFModelConfig, HookSession, Where, load_hf_model
 
 SUPPORTED = ("mamba", "mamba2", "falcon_mamba")
 #: Mamba-1's full-sequence scan in transformers always starts from a zero state, so a
@@ -29,6 +31,7 @@ class MambaAdapter(HFAdapter):
     recurrent = True
     final_norm_path = "backbone.norm_f"
     lm_head_path = "lm_head"
+    default_padding_side = "left"
 
     def __init__(
         self,
@@ -45,26 +48,6 @@ class MambaAdapter(HFAdapter):
         self.model = model
         self._state_shapes = self._probe_state_shapes()
         super().__init__(model, tokenizer, architecture=model_type, padding_side=padding_side)
-
-    @classmethod
-    def from_config(cls, config: HFModelConfig) -> Any:
-        model, tokenizer = load_hf_model(
-            config.model, dtype=config.dtype, device=config.device, revision=config.revision
-        )
-        return cls.wrap(model, tokenizer, backend=config.backend, padding_side=config.padding_side)
-
-    @classmethod
-    def wrap(
-        cls,
-        model: nn.Module,
-        tokenizer: Any,
-        *,
-        backend: str = "hooks",
-        padding_side: Literal["left", "right"] | None = None,
-    ) -> Any:
-        from autointerp_transformers.backends import wrap_backend
-
-        return wrap_backend(cls(model, tokenizer, padding_side=padding_side or "left"), backend)
 
     def _probe_state_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         device = next(self.model.parameters()).device

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from autointerp_transformers.hooks import HFModelConfig
 from pydantic import Field
 
-from autointerp.hooks import HFModelConfig
-from autointerp.hookspecs import hookimpl
+from autointerp import hookimpl
 
 if TYPE_CHECKING:
-    from autointerp.plugins import Register
+    from autointerp import Register
 
 
 class MambaConfig(HFModelConfig):

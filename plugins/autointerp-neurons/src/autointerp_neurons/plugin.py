@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from autointerp import hookimpl
+from autointerp import Register, hookimpl
 from autointerp.config import ComponentConfig
-from autointerp.plugins import Register
 
 
 class NeuronsConfig(ComponentConfig):

@@ -7,9 +7,8 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from autointerp import hookimpl
+from autointerp import Register, hookimpl
 from autointerp.llm import EndpointConfig
-from autointerp.plugins import Register
 
 
 class OpenAIConfig(EndpointConfig):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from autointerp.hookspecs import hookimpl
+from autointerp import hookimpl
 
 
 @hookimpl

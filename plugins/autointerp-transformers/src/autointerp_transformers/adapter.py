@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from autointerp.adapter import RecurrentState, UnsupportedModelError
-from autointerp.hooks import HFAdapter, HFModelConfig, HookSession, Where, load_hf_model
+from autointerp_transformers.hooks import HFAdapter, HookSession, Where
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -95,32 +95,11 @@ class TransformersAdapter(HFAdapter):
         )
 
     @classmethod
-    def from_config(cls, config: HFModelConfig) -> Any:
-        """The registered factory: load ``config.model`` and wrap it with ``config.backend``."""
+    def resolve_model(cls, spec: str) -> str:
+        """Packaged specs (``smollm2-135m``) resolve to their cached local copy."""
         from autointerp_transformers.packaged import resolve
 
-        model, tokenizer = load_hf_model(
-            resolve(config.model),
-            dtype=config.dtype,
-            device=config.device,
-            revision=config.revision,
-        )
-        return cls.wrap(model, tokenizer, backend=config.backend, padding_side=config.padding_side)
-
-    @classmethod
-    def wrap(
-        cls,
-        model: nn.Module,
-        tokenizer: Any,
-        *,
-        backend: str = "hooks",
-        padding_side: Literal["left", "right"] | None = None,
-    ) -> Any:
-        """Wrap an already-loaded model with the chosen backend."""
-        from autointerp_transformers.backends import wrap_backend
-
-        adapter = cls(model, tokenizer, padding_side=padding_side or "right")
-        return wrap_backend(adapter, backend)
+        return resolve(spec)
 
     def _site_table(self) -> dict[str, tuple[str, Where, tuple[int, ...]]]:
         d, lay = (self.d_model,), self.layout

@@ -9,8 +9,8 @@ architecture raises :class:`~autointerp.adapter.UnsupportedModelError`.
 
 Both stop a call that returns only captures right after the deepest captured site, as the hooks
 backend does (``stops_early``): nnsight ends its trace there (``tracer.stop()``); under
-TransformerLens the session's hook raises :class:`~autointerp.hooks.StopForward` from its hook
-point, which unwinds the bridged model like a torch hook.
+TransformerLens the session's hook raises :class:`~autointerp_transformers.hooks.StopForward` from
+its hook point, which unwinds the bridged model like a torch hook.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 from autointerp.adapter import UnsupportedModelError
-from autointerp.hooks import StopForward
+from autointerp_transformers.hooks import StopForward
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from autointerp.hooks import HFAdapter, HookSession
+    from autointerp_transformers.hooks import HFAdapter, HookSession
 
 BACKENDS = ("hooks", "nnsight", "transformer_lens")
 #: execution order of sites inside one layer (nnsight visits modules in forward order)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from autointerp.adapter import AdapterError
-from autointerp.hooks import cache_dir
+from autointerp_transformers.hooks import cache_dir
 
 
 @dataclass(frozen=True)

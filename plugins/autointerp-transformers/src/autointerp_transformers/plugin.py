@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field
 
-from autointerp.hooks import HFModelConfig
-from autointerp.hookspecs import hookimpl
+from autointerp import hookimpl
+from autointerp_transformers.hooks import HFModelConfig
 
 if TYPE_CHECKING:
-    from autointerp.plugins import Register
+    from autointerp import Register
 
 
 class TransformersConfig(HFModelConfig):

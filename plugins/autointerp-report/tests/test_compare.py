@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autointerp_report.compare import compare_runs, sparkline
+from autointerp_report.runs import RunInputError
 
-from autointerp.report.compare import compare_runs, sparkline
-from autointerp.report.runs import RunInputError
 from autointerp.store import Store
 from autointerp.types import Explanation, LatentRef, Score
 

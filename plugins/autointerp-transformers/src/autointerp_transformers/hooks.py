@@ -1,10 +1,12 @@
-"""Shared machinery of the hook-based model adapters (transformers, Mamba, RWKV plugins).
+"""Shared machinery of the Hugging Face model adapters (the transformers, mamba and rwkv plugins).
 
 - :class:`HookPoint`: where a site lives (a module and whether its input or output is the site).
 - :class:`HookSession`: installs forward hooks for one call, captures sites and applies
   interventions; works across several module calls (a recurrent model run token by token).
 - :class:`HFAdapter`: a :class:`~autointerp.adapter.ModelAdapter` over a Hugging Face causal LM,
-  implementing everything but the model-family specifics (site table, the actual model call).
+  implementing everything but the model-family specifics (site table, the actual model call),
+  and building one: :meth:`HFAdapter.from_config` (the registered factory) and
+  :meth:`HFAdapter.wrap` (an already-loaded model, served through a backend).
 - :class:`HFModelConfig` and :func:`load_hf_model`: the options every HF adapter shares, and
   loading by hub name or local path with dtype and device.
 
@@ -18,7 +20,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -288,6 +290,8 @@ class HFAdapter(ModelAdapter):
     lm_head_path: str
     #: an alternative backend (nnsight, TransformerLens) that runs model calls instead of hooks
     engine: Any = None
+    #: the tokenizer padding side when neither the caller nor the config chooses one
+    default_padding_side: ClassVar[Literal["left", "right"]] = "right"
 
     def __init__(
         self,
@@ -317,6 +321,55 @@ class HFAdapter(ModelAdapter):
             for name, (path, where, _shape) in table.items()
             if name.rsplit(".", 1)[0] in ACTIVATION_KINDS
         }
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, config: HFModelConfig) -> Any:
+        """The registered factory: load ``config.model`` and wrap it with ``config.backend``."""
+        model, tokenizer = load_hf_model(
+            cls.resolve_model(config.model),
+            dtype=config.dtype,
+            device=config.device,
+            revision=config.revision,
+        )
+        return cls.wrap(
+            model,
+            tokenizer,
+            backend=config.backend,
+            padding_side=config.padding_side,
+            **cls.init_options(config),
+        )
+
+    @classmethod
+    def wrap(
+        cls,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        backend: str = "hooks",
+        padding_side: Literal["left", "right"] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Wrap an already-loaded model with the chosen backend; ``kwargs`` go to the adapter's
+        constructor."""
+        from autointerp_transformers.backends import wrap_backend
+
+        adapter = cls(
+            model, tokenizer, padding_side=padding_side or cls.default_padding_side, **kwargs
+        )
+        return wrap_backend(adapter, backend)
+
+    @classmethod
+    def resolve_model(cls, spec: str) -> str | Path:
+        """The hub name or local path to load for the config's ``model`` (a subclass may map its
+        own specs, e.g. packaged models, to a path)."""
+        return spec
+
+    @classmethod
+    def init_options(cls, config: HFModelConfig) -> dict[str, Any]:
+        """Constructor keyword arguments that a subclass's config adds to the shared options."""
+        return {}
 
     # -- subclass API --------------------------------------------------------------------------
 

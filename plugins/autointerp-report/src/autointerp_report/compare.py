@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from autointerp.report.runs import (
+from autointerp.types import LatentRef
+from autointerp_report.runs import (
     RunInputError,
     RunRef,
     open_store,
@@ -28,14 +29,13 @@ from autointerp.report.runs import (
     run_sources,
     unique_names,
 )
-from autointerp.report.stats import (
+from autointerp_report.stats import (
     agreement,
     bootstrap_ci,
     mann_whitney,
     median_difference_ci,
     permutation_test,
 )
-from autointerp.types import LatentRef
 
 #: histogram bins shown per run and scorer (shared edges across runs, so bars compare)
 HIST_BINS = 10

@@ -2,7 +2,7 @@
 
 As in the cross-layer analysis of *Automatically Interpreting Millions of Features in LLMs*: every
 explanation is embedded with a sentence-embedding model (all-MiniLM-L6-v2, offline, through
-:mod:`autointerp.embed`), and each latent of run A is matched to the latent of run B whose
+:mod:`autointerp_report.embed`), and each latent of run A is matched to the latent of run B whose
 explanation is nearest in cosine similarity (and each latent of B to its nearest in A). The
 distribution of these best-match similarities says how much of A's vocabulary of concepts B
 shares; for runs at several layers, the matrix of mean best-match similarity (row run's latents
@@ -21,7 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from autointerp.report.runs import (
+from autointerp.types import LatentRef
+from autointerp_report.runs import (
     RunInputError,
     RunRef,
     open_store,
@@ -30,7 +31,6 @@ from autointerp.report.runs import (
     run_sources,
     unique_names,
 )
-from autointerp.types import LatentRef
 
 #: best-match histogram: 20 bins of 0.05 on [0, 1] (a negative similarity counts in the first bin)
 HIST_EDGES = np.linspace(0.0, 1.0, 21)
@@ -156,7 +156,7 @@ def embed_runs(
     """Unit embeddings of every run's explanations; each distinct text is embedded once."""
     from rich.progress import Progress
 
-    from autointerp.embed import TextEncoder, default_model_path
+    from autointerp_report.embed import TextEncoder, default_model_path
 
     path = Path(model).expanduser() if model else default_model_path()
     if not path.is_dir():
@@ -280,7 +280,7 @@ def render(result: dict[str, Any], console: Any) -> None:
     from rich import box
     from rich.table import Table
 
-    from autointerp.report.compare import sparkline
+    from autointerp_report.compare import sparkline
 
     table = Table(
         box=box.SIMPLE_HEAD,

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from autointerp.report.compare import compare_runs
+from autointerp_report.compare import compare_runs
+
 from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.llm_server import ScriptedLLMServer
 from autointerp.testing.runs import scripted_answers, write_run_config

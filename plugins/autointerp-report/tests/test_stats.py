@@ -1,5 +1,5 @@
 """Rank statistics, scorer agreement, bootstrap intervals and two-sample tests of
-autointerp.report.stats, against hand computations and planted effects."""
+autointerp_report.stats, against hand computations and planted effects."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import math
 
 import numpy as np
 import pytest
-
-from autointerp.report.stats import (
+from autointerp_report.stats import (
     agreement,
     bootstrap_ci,
     bootstrap_medians,
@@ -164,7 +163,7 @@ def test_split_by_counts_gives_the_same_test_as_shuffling(sizes) -> None:
 
 
 def test_medians_from_counts_equal_numpy_medians() -> None:
-    from autointerp.report.stats import _medians_from_counts
+    from autointerp_report.stats import _medians_from_counts
 
     rng = np.random.default_rng(5)
     values = np.array([0.0, 0.25, 0.5, 0.75, 1.0])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from autointerp_report.runs import RunInputError
+from autointerp_report.similarity import best_matches, similarity_runs, summarize
 
-from autointerp.report.runs import RunInputError
-from autointerp.report.similarity import best_matches, similarity_runs, summarize
 from autointerp.store import Store
 from autointerp.types import Explanation, LatentRef
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from autointerp_report.render import ReportSettings, write_report
 
 from autointerp.cli import main
 from autointerp.errors import AutointerpError
-from autointerp.report.render import ReportSettings, write_report
 from autointerp.store import Store
 from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.runs import scripted_answers, write_run_config
@@ -209,7 +209,7 @@ def test_workers_start_from_a_script_on_stdin(tmp_path: Path) -> None:
     from them: the report is written once, the script does not run again in the workers."""
     fill_run(tmp_path / "run", 5).close()
     script = (
-        "from autointerp.report.render import ReportSettings, write_report\n"
+        "from autointerp_report.render import ReportSettings, write_report\n"
         "print('script ran')\n"
         f"write_report({str(tmp_path / 'run')!r}, settings=ReportSettings(cards_per_file=2, "
         "workers=2))\n"
@@ -546,6 +546,21 @@ def test_run_ends_with_its_report(
     assert "report:" not in again.stdout and not index.parent.exists()
 
 
+def test_run_finished_hook_writes_the_report_or_says_why_not(tmp_path: Path) -> None:
+    from autointerp_report.plugin import autointerp_run_finished
+
+    fill_run(tmp_path / "run", 2).close()
+    line = autointerp_run_finished(tmp_path / "run", 1, "failed", frozenset())
+    index = tmp_path / "run" / "report" / "index.html"
+    assert line == f"report: {index} (open it with `autointerp report {tmp_path / 'run'} --open`)"
+    assert index.is_file()
+    assert autointerp_run_finished(tmp_path / "gone", 1, "finished", frozenset({"report"})) is None
+    missing = autointerp_run_finished(tmp_path / "gone", 1, "finished", frozenset())
+    assert missing is not None and missing.startswith("report not written: ")
+    assert "has no results.sqlite" in missing
+    assert missing.endswith(f"; retry with `autointerp report {tmp_path / 'gone'}`")
+
+
 def _check_run_page(browser: DevTools, index: Path, tmp_path: Path) -> None:
     browser.call("Page.navigate", url=index.resolve().as_uri())
     browser.wait_for("document.body && document.body.getAttribute('data-ready') === '1'")
@@ -573,7 +588,7 @@ def test_empty_run_report_loads(tmp_path: Path, browser: DevTools) -> None:
 
 
 def test_plots_ticks_log_axis_and_subsampling() -> None:
-    from autointerp.report import plots
+    from autointerp_report import plots
 
     assert plots.nice_ticks(0.0, 1.0) == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     assert plots.nice_ticks(-0.37, 0.91) == [-0.2, 0.0, 0.2, 0.4, 0.6, 0.8]

@@ -38,11 +38,11 @@ from typing import Any
 import numpy as np
 
 from autointerp.examples import scored_examples
-from autointerp.report import plots
-from autointerp.report.runs import open_store, resolve_run
-from autointerp.report.stats import agreement, spearman
 from autointerp.store import Store
 from autointerp.types import Example, LatentRef, Score
+from autointerp_report import plots
+from autointerp_report.runs import open_store, resolve_run
+from autointerp_report.stats import agreement, spearman
 
 
 @dataclass(frozen=True)
@@ -550,7 +550,7 @@ def _plots(folder: Path, names: list[str], values: np.ndarray, freq: np.ndarray)
 
 
 def _asset(name: str) -> str:
-    return (files("autointerp.report") / "assets" / name).read_text(encoding="utf-8")
+    return (files("autointerp_report") / "assets" / name).read_text(encoding="utf-8")
 
 
 def _page(meta: dict[str, Any]) -> str:
