@@ -63,8 +63,11 @@ def test_parquet_export(finished_run, tmp_path) -> None:
 
 
 def test_export_errors(tmp_path, finished_run) -> None:
-    with pytest.raises(ExportError, match=r"no results\.sqlite here"):
+    with pytest.raises(ExportError, match=r"nowhere: does not exist; is this a run directory\?"):
         export_run(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match=r"empty: has no results\.sqlite"):
+        export_run(tmp_path / "empty")
     with pytest.raises(ExportError, match="no run 9; runs here: 1"):
         export_run(finished_run, run_id=9)
     with pytest.raises(ExportError, match="expected jsonl, parquet or neuronpedia"):

@@ -158,13 +158,7 @@ def _run_stages(
     writes the HTML report) with the outputs in ``skip`` turned off. Ctrl-C marks the run
     interrupted (exit 130); rerunning resumes it."""
     from autointerp.config import load_config
-    from autointerp.pipeline import (
-        check_failure_rate,
-        execute,
-        finish_run,
-        plan_run,
-        prepare_run_dir,
-    )
+    from autointerp.pipeline import plan_run, run
 
     overrides = list(set_ or [])
     file = target
@@ -176,38 +170,29 @@ def _run_stages(
     if run_dir is not None:
         overrides.append(f'run_dir="{run_dir.as_posix()}"')
     config = load_config(file, overrides, {k: v for k, v in selections.items() if v})
-    plan = plan_run(config, _plugins(), source=str(file) if file else "defaults")
+    plugins = _plugins()
+    plan = plan_run(config, plugins, source=str(file) if file else "defaults")
     table = Table(title=f"{' + '.join(stages)} '{config.name}'", show_header=True)
     for col in ("stage", "component", "distribution"):
         table.add_column(col)
     for step in plan.steps:
         table.add_row(step.field, step.component.name, step.component.distribution)
     console.print(table)
-    run_path, run_id = prepare_run_dir(plan)
     try:
-        summary = execute(plan, run_path, run_id, stages=stages)
+        outcome = run(plan, plugins, stages, skip=skip)
     except KeyboardInterrupt:
-        finish_run(run_path, run_id, "interrupted")
         err_console.print(
-            f"interrupted: finished work is saved in {run_path}; rerun the same command to resume",
+            f"interrupted: finished work is saved in {plan.run_dir}; rerun the same command to "
+            "resume",
             soft_wrap=True,
             highlight=False,
         )
         raise typer.Exit(130) from None
-    except BaseException:
-        finish_run(run_path, run_id, "failed")
-        raise
-    _print_summary(run_path, run_id, summary)
-    too_many: AutointerpError | None = None
-    try:
-        check_failure_rate(plan, run_path, run_id, stages)
-    except AutointerpError as exc:
-        too_many = exc
-    status = "failed" if too_many else "finished"
-    finish_run(run_path, run_id, status)
-    _run_finished(run_path, run_id, status, skip)  # also when too many failed: which and why
-    if too_many is not None:
-        raise too_many
+    _print_summary(outcome.run_dir, outcome.run_id, outcome.summary)
+    for line in outcome.messages:  # the report's path ...: also when too many failed
+        console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
+    if outcome.error is not None:
+        raise outcome.error
 
 
 @app.command("run")
@@ -268,14 +253,6 @@ def score_command(
 
     Scores made with the same scorer options are skipped; other scorers are added to the run."""
     _run_stages(target, set_, {"llm": llm, "scorers": scorer or None}, run_dir, ("score",))
-
-
-def _run_finished(run_path: Path, run_id: int, status: str, skip: frozenset[str]) -> None:
-    """Let plugins react to the finished run (write the report ...) and print their lines."""
-    from autointerp.plugins import run_finished
-
-    for line in run_finished(_plugins(), run_path, run_id, status, skip):
-        console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
 
 
 #: latents shown in the table a run ends with (the report and export hold them all)
@@ -361,30 +338,24 @@ def cache_command(
     text_field: Annotated[str, typer.Option(help="jsonl/parquet/dataset text field.")] = "text",
 ) -> None:
     """Cache a feature source's activations on a corpus (resumable; see autointerp.cache)."""
-    import itertools
-
     from autointerp.adapter_cli import load_adapter, parse_options
-    from autointerp.cache import ActivationCache, build_cache
-    from autointerp.corpus import iter_texts, token_windows
+    from autointerp.config import CorpusSettings
+    from autointerp.pipeline import cache_corpus
 
     built = load_adapter(adapter, model, option, threads)
     src_opts = parse_options(source_option, "--source-option")
     features = _plugins().build("feature_source", source, src_opts)
-    n_batches = max(1, max_tokens // (ctx_len * batch_size))
-    windows = token_windows(
-        built, iter_texts(corpus, text_field), seq_len=ctx_len, batch_size=batch_size, bos=bos
-    )
+    settings = CorpusSettings(
+        path=corpus, text_field=text_field, ctx_len=ctx_len, batch_size=batch_size,
+        n_tokens=max_tokens, bos=bos,
+    )  # fmt: skip
     info = {
         "adapter": adapter, "model": model, "adapter_options": parse_options(option),
         "source": source, "source_options": src_opts, "corpus": corpus, "ctx_len": ctx_len,
         "batch_size": batch_size, "max_tokens": max_tokens, "bos": bos,
     }  # fmt: skip
     cache_dir = out / "cache" / features.site
-    build_cache(
-        built, features, itertools.islice(windows, n_batches), cache_dir, info,
-        total_batches=n_batches,
-    )  # fmt: skip
-    cache = ActivationCache(cache_dir)
+    cache = cache_corpus(built, features, settings, cache_dir, info)
     stats = cache.stats()
     dead = int((stats["count"] == 0).sum())
     console.print(

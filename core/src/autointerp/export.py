@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from autointerp.errors import AutointerpError
-from autointerp.store import STORE_FILENAME, Store
+from autointerp.store import RunNotFoundError, Store, open_run
 from autointerp.types import LatentRef, Prediction
 
 Format = Literal["jsonl", "parquet", "neuronpedia"]
@@ -287,29 +287,27 @@ def export_run(
     ``neuronpedia``). ``model_id`` overrides the Neuronpedia ``modelId``."""
     if fmt not in FORMATS:
         raise ExportError(f"--format {fmt!r}: expected jsonl, parquet or neuronpedia")
-    if not (run_dir / STORE_FILENAME).is_file():
-        raise ExportError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
-    out_dir = out_dir or run_dir / "export"
+    try:
+        with open_run(run_dir, run_id) as (store, picked):
+            return _export(store, picked, run_dir, fmt, out_dir or run_dir / "export", model_id)
+    except RunNotFoundError as exc:
+        raise ExportError(str(exc)) from None
+
+
+def _export(
+    store: Store, run_id: int, run_dir: Path, fmt: Format, out_dir: Path, model_id: str | None
+) -> dict[Path, int]:
     out_dir.mkdir(parents=True, exist_ok=True)
     write = _write_jsonl if fmt == "jsonl" else _write_parquet
     written: dict[Path, int] = {}
-    with Store(run_dir / STORE_FILENAME) as store:
-        runs = store.runs()
-        if not runs:
-            raise ExportError(f"{run_dir}: the store holds no run yet")
-        if run_id is None:
-            run_id = runs[-1].id
-        elif run_id not in {r.id for r in runs}:
-            ids = ", ".join(str(r.id) for r in runs)
-            raise ExportError(f"{run_dir}: no run {run_id}; runs here: {ids}")
-        if fmt == "neuronpedia":
-            path = out_dir / "neuronpedia.json"
-            return {path: _write_neuronpedia(path, store, run_id, run_dir, model_id)}
-        for name, rows in (
-            ("explanations", _explanation_rows(store, run_id)),
-            ("scores", _score_rows(store, run_id)),
-            ("failures", _failure_rows(store, run_id)),
-        ):
-            path = out_dir / f"{name}.{fmt}"
-            written[path] = write(path, rows)
+    if fmt == "neuronpedia":
+        path = out_dir / "neuronpedia.json"
+        return {path: _write_neuronpedia(path, store, run_id, run_dir, model_id)}
+    for name, rows in (
+        ("explanations", _explanation_rows(store, run_id)),
+        ("scores", _score_rows(store, run_id)),
+        ("failures", _failure_rows(store, run_id)),
+    ):
+        path = out_dir / f"{name}.{fmt}"
+        written[path] = write(path, rows)
     return written

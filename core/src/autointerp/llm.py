@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -28,10 +29,10 @@ import time
 import tomllib
 import weakref
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import Field
 
@@ -319,6 +320,71 @@ def error_for_status(status: int, message: str, retry_after: float | None = None
     if status >= 500 or status in (408, 409):
         return ServerError(message, status=status, retry_after=retry_after)
     return RequestRejectedError(message, status=status)
+
+
+# -- backends built on a vendor SDK ----------------------------------------------------------------
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class PerLoop(Generic[C]):
+    """One SDK client per event loop, made on first use there: an SDK's connection pool belongs
+    to the loop that opened it, and a backend may serve several loops (one per thread)."""
+
+    def __init__(self) -> None:
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, C] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, factory: Callable[[], C]) -> C:
+        """The running loop's client, ``factory()`` the first time."""
+        loop = asyncio.get_running_loop()
+        client = self._by_loop.get(loop)
+        if client is None:
+            client = self._by_loop[loop] = factory()
+        return client
+
+    async def aclose(self) -> None:
+        """Close the running loop's client, if it has one (outside a loop: nothing to do)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        client = self._by_loop.pop(loop, None)
+        if client is not None:
+            await client.close()
+
+
+@contextlib.contextmanager
+def sdk_errors(name: str, sdk: Any, timeout: float) -> Iterator[None]:
+    """Turn an SDK's exceptions into :class:`LLMError` ones inside the block. ``sdk`` is the SDK
+    module (``openai``, ``anthropic``: their exception classes are the same) that the backend
+    imported lazily; ``timeout`` is the request's, for the message. Other exceptions pass."""
+    try:
+        yield
+    except sdk.APITimeoutError as exc:
+        raise timeout_error(name, timeout, exc) from None
+    except sdk.APIConnectionError as exc:
+        raise LLMConnectionError(f"{name}: connection failed: {exc}") from None
+    except sdk.APIResponseValidationError as exc:
+        raise MalformedResponseError(f"{name}: malformed response: {exc}") from None
+    except sdk.APIStatusError as exc:
+        headers = exc.response.headers
+        retry = parse_retry_after(headers.get("retry-after"))
+        if (ms := parse_retry_after(headers.get("retry-after-ms"))) is not None:
+            retry = ms / 1000
+        raise error_for_status(
+            exc.status_code, f"{name}: HTTP {exc.status_code}: {exc.message}", retry
+        ) from None
+    except json.JSONDecodeError as exc:  # a truncated or garbled body
+        raise MalformedResponseError(
+            f"{name}: malformed response: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 # -- requests and responses ------------------------------------------------------------------------
@@ -1257,6 +1323,7 @@ __all__ = [
     "Message",
     "MissingAPIKeyError",
     "ParseError",
+    "PerLoop",
     "Pricing",
     "RateLimitedError",
     "RateLimiter",
@@ -1278,6 +1345,7 @@ __all__ = [
     "request_hash",
     "request_payload",
     "resolve_api_key",
+    "sdk_errors",
     "timeout_error",
     "wrap",
 ]

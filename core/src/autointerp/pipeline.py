@@ -11,6 +11,7 @@ others, and :func:`check_failure_rate` decides the exit code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,7 +32,7 @@ from autointerp.components import (
     needs_of,
     score_one,
 )
-from autointerp.config import RunConfig, dump_toml
+from autointerp.config import CorpusSettings, RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
 from autointerp.llm import EndpointUnavailableError
@@ -145,7 +146,7 @@ def _has_directions(factory: Any) -> bool | None:
     return factory.decoder_directions is not FeatureSource.decoder_directions
 
 
-def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
+def prepare_run_dir(plan: Plan, store: Store | None = None) -> tuple[Path, int]:
     """Create the run directory, record the resolved config (``config.toml``) and open a run in
     the results store, or reopen the run with this exact config (resume); returns the directory
     and the run id."""
@@ -154,7 +155,7 @@ def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
     table = plan.config.as_table()
     (run_dir / "config.toml").write_text(dump_toml(table), encoding="utf-8")
     key = run_identity(table)
-    with Store.open(run_dir) as store:
+    with _opened(run_dir, store) as store:
         # the same config again is the same run, resumed; another config is a new run
         same = [
             r.id
@@ -163,6 +164,17 @@ def prepare_run_dir(plan: Plan) -> tuple[Path, int]:
         ]
         run_id = same[-1] if same else store.start_run(plan.config.name, table)
     return run_dir, run_id
+
+
+@contextlib.contextmanager
+def _opened(run_dir: Path, store: Store | None) -> Iterator[Store]:
+    """``store`` if the caller holds the run's store open, else the run directory's, opened for
+    this block (functions below are usable alone and within :func:`run`'s one store)."""
+    if store is not None:
+        yield store
+        return
+    with Store.open(run_dir) as opened:
+        yield opened
 
 
 #: config fields that change how a run executes or what it adds, not what its records mean: a
@@ -181,8 +193,8 @@ def config_hash(table: Mapping[str, Any]) -> str:
     return request_hash(run_identity(table))[:16]
 
 
-def finish_run(run_dir: Path, run_id: int, status: str) -> None:
-    with Store.open(run_dir) as store:
+def finish_run(run_dir: Path, run_id: int, status: str, store: Store | None = None) -> None:
+    with _opened(run_dir, store) as store:
         store.finish_run(run_id, status)
 
 
@@ -564,36 +576,55 @@ class RunContext:
         }
 
 
-def stage_cache(ctx: RunContext) -> tuple[Path, list[LatentRef]]:
-    """Cache the feature source's activations (resuming a partial cache), choose the latents and
-    record their statistics in the store."""
+def cache_corpus(
+    adapter: ModelAdapter,
+    source: Any,
+    corpus: CorpusSettings,
+    cache_dir: Path,
+    info: Mapping[str, Any],
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> Any:
+    """Cache ``source``'s activations on ``corpus`` into ``cache_dir`` (resuming a partial cache;
+    refusing one made from other inputs) and return the opened cache: the cache stage of a run
+    and ``autointerp cache`` alike."""
     import itertools
 
     from autointerp.cache import ActivationCache, build_cache
     from autointerp.corpus import iter_texts, token_windows
 
+    c = corpus
+    windows = token_windows(
+        adapter, iter_texts(c.path, c.text_field), seq_len=c.ctx_len, batch_size=c.batch_size,
+        bos=c.bos, seed=seed,
+    )  # fmt: skip
+    n_batches = max(1, c.n_tokens // (c.ctx_len * c.batch_size))
+    build_cache(
+        adapter, source, itertools.islice(windows, n_batches), cache_dir, dict(info),
+        progress=progress, total_batches=n_batches,
+    )  # fmt: skip
+    return ActivationCache(cache_dir)
+
+
+def stage_cache(ctx: RunContext, store: Store | None = None) -> tuple[Path, list[LatentRef]]:
+    """Cache the feature source's activations (resuming a partial cache), choose the latents and
+    record their statistics in the store."""
     plan, config = ctx.plan, ctx.config
     adapter, source = ctx.build("model"), ctx.build("feature_source")
     source_step = plan.step("feature_source")
-    c = config.corpus
-    windows = token_windows(
-        adapter, iter_texts(c.path, c.text_field), seq_len=c.ctx_len, batch_size=c.batch_size,
-        bos=c.bos, seed=config.seed,
-    )  # fmt: skip
-    n_batches = max(1, c.n_tokens // (c.ctx_len * c.batch_size))
     info = {
         "model": plan.step("model").options.model_dump(),
         "adapter": plan.step("model").component.name,
         "source": source_step.component.name,
         "source_options": source_step.options.model_dump(),
-        "corpus": c.model_dump(),
+        "corpus": config.corpus.model_dump(),
         "seed": config.seed,
     }
-    cache_dir = build_cache(
-        adapter, source, itertools.islice(windows, n_batches), ctx.run_dir / "cache" / source.site,
-        info, progress=ctx.progress, total_batches=n_batches,
-    )  # fmt: skip
-    cache = ActivationCache(cache_dir)
+    cache_dir = ctx.run_dir / "cache" / source.site
+    cache = cache_corpus(
+        adapter, source, config.corpus, cache_dir, info, seed=config.seed, progress=ctx.progress
+    )
     stats = cache.stats()
     lat = config.latents
     if lat.indices is not None:
@@ -602,7 +633,7 @@ def stage_cache(ctx: RunContext) -> tuple[Path, list[LatentRef]]:
         eligible = (stats["count"] >= lat.min_activations).nonzero()[0]
         chosen = [int(i) for i in eligible[: lat.n]]
     key = ctx.source_key
-    with Store.open(ctx.run_dir) as store:
+    with _opened(ctx.run_dir, store) as store:
         store.put_latents(
             ctx.run_id, key,
             [{"index": i, "frequency": float(stats["frequency"][i]),
@@ -826,6 +857,7 @@ def execute(
     *,
     progress: bool = True,
     stages: Sequence[str] = STAGES,
+    store: Store | None = None,
 ) -> RunSummary:
     """Run ``stages`` (of cache -> examples + explain -> score), every result committed as it
     completes.
@@ -834,18 +866,22 @@ def execute(
     shard, and latents already explained or scored are skipped. ``stages`` without ``cache``
     work on what the store already holds (``autointerp score`` on a finished explain).
     """
-    from autointerp.llm import wrap
-
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; expected some of {STAGES}")
-    ctx = RunContext(plan, run_dir, run_id, progress=progress)
+    with _opened(run_dir, store) as store:
+        return _execute(RunContext(plan, run_dir, run_id, progress=progress), store, stages)
+
+
+def _execute(ctx: RunContext, store: Store, stages: Sequence[str]) -> RunSummary:
+    from autointerp.llm import wrap
+
+    run_dir, run_id = ctx.run_dir, ctx.run_id
     cache_dir: Path | None = None
     if "cache" in stages:
-        cache_dir, latents = stage_cache(ctx)
+        cache_dir, latents = stage_cache(ctx, store)
     else:
-        with Store.open(run_dir) as store:
-            latents = [s.latent for s in store.latents(run_id)]
+        latents = [s.latent for s in store.latents(run_id)]
         if not latents:
             raise ConfigError(
                 f"{run_dir}: this run has no latents yet; run `autointerp explain` on it first"
@@ -869,12 +905,11 @@ def execute(
             finally:
                 await llm.aclose()
 
-        with Store.open(run_dir) as store:
-            if "explain" not in stages and not store.explanations(run_id):
-                raise ConfigError(
-                    f"{run_dir}: no explanations to score; run `autointerp explain` on it first"
-                )
-            asyncio.run(llm_stages(store))
+        if "explain" not in stages and not store.explanations(run_id):
+            raise ConfigError(
+                f"{run_dir}: no explanations to score; run `autointerp explain` on it first"
+            )
+        asyncio.run(llm_stages(store))
     return RunSummary(cache_dir, latents, explained, scored, llm_stats)
 
 
@@ -893,13 +928,17 @@ class StageFailures:
 
 
 def stage_failures(
-    plan: Plan, run_dir: Path, run_id: int, stages: Sequence[str] = STAGES
+    plan: Plan,
+    run_dir: Path,
+    run_id: int,
+    stages: Sequence[str] = STAGES,
+    store: Store | None = None,
 ) -> list[StageFailures]:
     """Failures per stage and component as the store holds them now (after any resume)."""
     explainer = plan.step("explainer").component.name
     scorers = [s.component.name for s in plan.steps if s.component.kind == "scorer"]
     out: list[StageFailures] = []
-    with Store.open(run_dir) as store:
+    with _opened(run_dir, store) as store:
         n_latents = len(store.latents(run_id))
         if "explain" in stages:
             failed = store.failures(run_id, "explain")
@@ -916,12 +955,16 @@ def stage_failures(
 
 
 def check_failure_rate(
-    plan: Plan, run_dir: Path, run_id: int, stages: Sequence[str] = STAGES
+    plan: Plan,
+    run_dir: Path,
+    run_id: int,
+    stages: Sequence[str] = STAGES,
+    store: Store | None = None,
 ) -> list[StageFailures]:
     """Raise :class:`FailureRateError` (one line per stage over the limit) when a stage's share
     of failed latents exceeds ``max_failure_rate``; returns every stage's failures otherwise."""
     limit = plan.config.max_failure_rate
-    rows = stage_failures(plan, run_dir, run_id, stages)
+    rows = stage_failures(plan, run_dir, run_id, stages, store)
     over = [r for r in rows if r.failed and r.rate > limit]
     if over:
         raise FailureRateError(
@@ -933,3 +976,56 @@ def check_failure_rate(
             )
         )
     return rows
+
+
+# -- the lifecycle ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunOutcome:
+    """How a run ended: ``status`` "finished", or "failed" with ``error`` when more latents
+    failed than ``max_failure_rate`` allows; ``messages``: the run-finished hooks' lines."""
+
+    run_dir: Path
+    run_id: int
+    status: str
+    summary: RunSummary
+    error: FailureRateError | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def run(
+    plan: Plan,
+    plugins: PluginManager,
+    stages: Sequence[str] = STAGES,
+    *,
+    skip: frozenset[str] = frozenset(),
+    progress: bool = True,
+) -> RunOutcome:
+    """A run's whole lifecycle on one store: open (or resume) the run, execute ``stages``, decide
+    its status from the failure rate, record it, and call the ``autointerp_run_finished`` hooks
+    (the report plugin writes the HTML report) with the outputs in ``skip`` turned off.
+
+    Ctrl-C marks the run ``interrupted`` and any other exception ``failed`` before propagating;
+    rerunning resumes either."""
+    from autointerp.plugins import run_finished
+
+    with Store.open(plan.run_dir) as store:
+        run_dir, run_id = prepare_run_dir(plan, store)
+        try:
+            summary = execute(plan, run_dir, run_id, stages=stages, progress=progress, store=store)
+        except KeyboardInterrupt:
+            finish_run(run_dir, run_id, "interrupted", store)
+            raise
+        except BaseException:
+            finish_run(run_dir, run_id, "failed", store)
+            raise
+        error: FailureRateError | None = None
+        try:
+            check_failure_rate(plan, run_dir, run_id, stages, store)
+        except FailureRateError as exc:
+            error = exc
+        status = "failed" if error else "finished"
+        finish_run(run_dir, run_id, status, store)
+    messages = run_finished(plugins, run_dir, run_id, status, skip)
+    return RunOutcome(run_dir, run_id, status, summary, error, messages)

@@ -3,23 +3,15 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from autointerp.errors import AutointerpError
-from autointerp.store import STORE_FILENAME, Store
+from autointerp.store import STORE_FILENAME, Store, open_run
 
 
-@contextmanager
-def _open_run(run_dir: Path, run_id: int | None) -> Iterator[tuple[Store, int | None]]:
-    """The run directory's store and the run id asked for, else the latest (None: no run yet)."""
-    if not (run_dir / STORE_FILENAME).is_file():
-        raise AutointerpError(f"{run_dir}: no {STORE_FILENAME} here; is this a run directory?")
-    with Store(run_dir / STORE_FILENAME) as store:
-        runs = store.runs()
-        yield store, (None if not runs else runs[-1].id if run_id is None else run_id)
+def _open_run(run_dir: Path, run_id: int | None) -> Any:
+    """The run directory's store and the run asked for, else the latest (None: no run yet)."""
+    return open_run(run_dir, run_id, empty_ok=True)
 
 
 def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:

@@ -148,6 +148,31 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+class RunNotFoundError(StoreError):
+    """A run directory without a store, or a store without the run asked for."""
+
+
+@contextmanager
+def open_run(
+    run_dir: str | Path, run_id: int | None = None, *, empty_ok: bool = False
+) -> Iterator[tuple[Store, Any]]:
+    """An existing run directory's store and one of its runs (``run_id``, else the latest): the one
+    way ``status``, ``export`` and ``report`` open a run. One-line errors naming the directory;
+    ``empty_ok``: a store without runs yields None as the id."""
+    run_dir = Path(run_dir)
+    if not (run_dir / STORE_FILENAME).is_file():
+        where = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
+        raise RunNotFoundError(f"{run_dir}: {where}; is this a run directory?")
+    with Store(run_dir / STORE_FILENAME) as store:
+        picked: int | None = None
+        if not (empty_ok and run_id is None and not store.runs()):
+            try:
+                picked = store.pick_run(run_id)
+            except RunNotFoundError as exc:
+                raise RunNotFoundError(f"{run_dir}: {exc}") from None
+        yield store, picked
+
+
 def request_hash(payload: Mapping[str, Any]) -> str:
     """Content hash of an LLM request: sha256 hex of its canonical JSON (sorted keys, no spaces)."""
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -313,6 +338,19 @@ class Store:
     def runs(self) -> list[RunRecord]:
         """All runs, oldest first."""
         return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY id")]
+
+    def pick_run(self, run_id: int | None = None) -> int:
+        """``run_id`` if the store holds it, else (None) the latest run's id; raises
+        :class:`RunNotFoundError` ("the store holds no run yet", "no run N; runs here: ...")."""
+        runs = self.runs()
+        if not runs:
+            raise RunNotFoundError("the store holds no run yet")
+        if run_id is None:
+            return runs[-1].id
+        if run_id not in {r.id for r in runs}:
+            ids = ", ".join(str(r.id) for r in runs)
+            raise RunNotFoundError(f"no run {run_id}; runs here: {ids}")
+        return run_id
 
     # latents
 

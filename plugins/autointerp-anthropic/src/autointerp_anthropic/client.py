@@ -7,24 +7,19 @@ is read from Anthropic's prompt cache (at a tenth of the price) instead of being
 
 from __future__ import annotations
 
-import asyncio
-import json
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from autointerp.llm import (
     ChatResponse,
-    LLMConnectionError,
     MalformedResponseError,
     Message,
+    PerLoop,
     Pricing,
     SamplingParams,
-    error_for_status,
-    parse_retry_after,
     protect_loggers,
     resolve_api_key,
-    timeout_error,
+    sdk_errors,
 )
 from autointerp_anthropic.plugin import AnthropicConfig
 
@@ -59,9 +54,7 @@ class AnthropicClient:
         self.pricing = Pricing.resolve(config, PRICES, self.model)
         protect_loggers("anthropic", "httpx2", "httpx")
         self._key = resolve_api_key(config.api_key_env, config.keys_file, provider=self.name)
-        self._sdk: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncAnthropic] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._sdk: PerLoop[AsyncAnthropic] = PerLoop()
 
     def __repr__(self) -> str:
         return f"AnthropicClient(model={self.model!r}, base_url={self.base_url!r})"
@@ -70,28 +63,20 @@ class AnthropicClient:
         """The key was resolved when this client was built."""
 
     def _client(self) -> AsyncAnthropic:
-        loop = asyncio.get_running_loop()
-        client = self._sdk.get(loop)
-        if client is None:
-            from anthropic import AsyncAnthropic
+        return self._sdk.get(self._new_client)
 
-            client = AsyncAnthropic(
-                api_key=self._key.reveal(),
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.config.timeout_s,
-            )
-            self._sdk[loop] = client
-        return client
+    def _new_client(self) -> AsyncAnthropic:
+        from anthropic import AsyncAnthropic
+
+        return AsyncAnthropic(
+            api_key=self._key.reveal(),
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_s,
+        )
 
     async def aclose(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        client = self._sdk.pop(loop, None)
-        if client is not None:
-            await client.close()
+        await self._sdk.aclose()
 
     def request_body(self, messages: Sequence[Message], params: SamplingParams) -> dict[str, Any]:
         """The JSON body of a messages request (fresh per request)."""
@@ -134,25 +119,10 @@ class AnthropicClient:
         body = self.request_body(messages, params)
         # sampling fields this SDK version has no keyword for travel in the JSON body as is
         extra = {k: body.pop(k) for k in list(body) if k not in _SDK_FIELDS}
-        try:
+        with sdk_errors(self.name, anthropic, timeout):
             raw = await self._client().messages.create(
                 **body, extra_body=extra or None, timeout=timeout
             )
-        except anthropic.APITimeoutError as exc:
-            raise timeout_error(self.name, timeout, exc) from None
-        except anthropic.APIConnectionError as exc:
-            raise LLMConnectionError(f"{self.name}: connection failed: {exc}") from None
-        except anthropic.APIResponseValidationError as exc:
-            raise MalformedResponseError(f"{self.name}: malformed response: {exc}") from None
-        except anthropic.APIStatusError as exc:
-            retry = parse_retry_after(exc.response.headers.get("retry-after"))
-            raise error_for_status(
-                exc.status_code, f"{self.name}: HTTP {exc.status_code}: {exc.message}", retry
-            ) from None
-        except json.JSONDecodeError as exc:  # a truncated or garbled body
-            raise MalformedResponseError(
-                f"{self.name}: malformed response: {type(exc).__name__}: {exc}"
-            ) from None
         return self._parse(raw)
 
     def _parse(self, raw: Any) -> ChatResponse:

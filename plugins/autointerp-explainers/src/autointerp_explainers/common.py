@@ -9,17 +9,12 @@ it returns an :class:`~autointerp.types.Explanation` or raises :class:`Explanati
 
 from __future__ import annotations
 
-import hashlib
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
-from functools import cache
-from importlib.resources import files
-from string import Template
 from typing import Any
 
+from autointerp import prompts
 from autointerp.llm import (
     ChatResponse,
     LLMClient,
@@ -30,6 +25,7 @@ from autointerp.llm import (
     chat_parsed,
     wrap,
 )
+from autointerp.prompts import PromptTemplate, clean, numbered, render
 from autointerp.types import Example, Explanation, LatentRef
 from autointerp_explainers.plugin import ExplainerConfig
 
@@ -50,67 +46,9 @@ class ExplanationFailedError(LLMError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class PromptTemplate:
-    """A versioned prompt file: system text, few-shot turns (the stable prefix), the turn."""
-
-    name: str
-    version: int
-    system: str
-    few_shot: tuple[tuple[str, str], ...]
-    turn: Template
-    sha256: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}.v{self.version}"
-
-    def prefix(self) -> list[Message]:
-        """System + few-shot messages: byte-identical for every latent (prefix caches hit)."""
-        out = [Message("system", self.system, cache=not self.few_shot)]
-        for i, (user, assistant) in enumerate(self.few_shot):
-            out.append(Message("user", user))
-            out.append(Message("assistant", assistant, cache=i == len(self.few_shot) - 1))
-        return out
-
-    def messages(self, **fields: str) -> list[Message]:
-        return [*self.prefix(), Message("user", self.turn.substitute(fields))]
-
-
-@cache
 def load_template(prompt_id: str) -> PromptTemplate:
     """Load ``prompts/<name>.v<version>.toml`` shipped with this package."""
-    resource = files("autointerp_explainers").joinpath("prompts", f"{prompt_id}.toml")
-    try:
-        raw = resource.read_bytes()
-    except FileNotFoundError:
-        available = sorted(
-            p.name.removesuffix(".toml")
-            for p in files("autointerp_explainers").joinpath("prompts").iterdir()
-            if p.name.endswith(".toml")
-        )
-        raise LLMError(
-            f"no prompt template '{prompt_id}'; available: {', '.join(available)}"
-        ) from None
-    data = tomllib.loads(raw.decode("utf-8"))
-    return PromptTemplate(
-        name=data["name"],
-        version=int(data["version"]),
-        system=data["system"],
-        few_shot=tuple((s["user"], s["assistant"]) for s in data.get("few_shot", ())),
-        turn=Template(data["turn"]["user"]),
-        sha256=hashlib.sha256(raw).hexdigest(),
-    )
-
-
-# special tokens of the subject model (a document separator such as <|im_end|>): inside a prompt
-# a chat server may parse them as the LLM's own control tokens and end the user turn early
-SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
-
-
-def _clean(token: str) -> str:
-    token = SPECIAL_TOKEN.sub("\n", token)
-    return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
+    return prompts.load_template("autointerp_explainers", prompt_id)
 
 
 def format_examples(
@@ -124,32 +62,22 @@ def format_examples(
     """Numbered examples with firing spans marked ``<<...>>``; also the marked tokens, most
     frequent first (with 0–10 activation values when ``config.show_activations``)."""
     top = scale or max((e.max_activation for e in examples), default=0.0) or 1.0
-    lines: list[str] = []
+    texts: list[str] = []
     marked: Counter[str] = Counter()
     strongest: dict[str, float] = {}
-    for n, example in enumerate(examples, start):
+    for example in examples:
         toks, acts = example.window(config.example_width)
-        text, inside = "", False
-        for tok, act in zip(toks, acts, strict=True):
-            fires = highlight and act > 0 and act >= config.highlight_threshold * top
-            tok = _clean(tok)
-            if fires and not inside:  # the mark goes after the token's leading space
-                body = tok.lstrip()
-                text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
-            elif not fires and inside:
-                text, inside = text + ">>", False
-            text += tok
-            if fires:
-                word = tok.strip()
-                if word:
-                    marked[word] += 1
-                    strongest[word] = max(strongest.get(word, 0.0), act)
-        text += ">>" if inside else ""
-        lines.append(f"Example {n}: {text.strip()}")
+        fires = [highlight and a > 0 and a >= config.highlight_threshold * top for a in acts]
+        texts.append(render(toks, fires))
+        for tok, act, fired in zip(toks, acts, fires, strict=True):
+            word = clean(tok).strip() if fired else ""
+            if word:
+                marked[word] += 1
+                strongest[word] = max(strongest.get(word, 0.0), act)
     words = [w for w, _ in marked.most_common(config.max_marked_tokens)]
     if config.show_activations:
         words = [f"{w} ({round(10 * strongest[w] / top)})" for w in words]
-    return "\n".join(lines), words
+    return numbered(texts, start), words
 
 
 _EXPLANATION = re.compile(r"^\W*explanation\W*[:\-–]\s*(.*)$", re.IGNORECASE)

@@ -6,27 +6,22 @@ The SDK's own retries are off so that no request is ever sent twice behind our b
 
 from __future__ import annotations
 
-import asyncio
-import json
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from autointerp.llm import (
     ChatResponse,
-    LLMConnectionError,
     LLMError,
     MalformedResponseError,
     Message,
+    PerLoop,
     Pricing,
     SamplingParams,
     Secret,
     TokenLogprob,
-    error_for_status,
-    parse_retry_after,
     protect_loggers,
     resolve_api_key,
-    timeout_error,
+    sdk_errors,
 )
 from autointerp_openai.plugin import OpenAIConfig
 
@@ -64,9 +59,7 @@ class OpenAIClient:
         self.pricing = Pricing.resolve(config, table, self.model)
         protect_loggers("openai", "httpx2", "httpx")
         self._key = self._resolve_key()
-        self._sdk: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._sdk: PerLoop[AsyncOpenAI] = PerLoop()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
@@ -85,28 +78,20 @@ class OpenAIClient:
         """The key was resolved when this client was built; nothing else to check offline."""
 
     def _client(self) -> AsyncOpenAI:
-        loop = asyncio.get_running_loop()  # the SDK's connection pool belongs to one loop
-        client = self._sdk.get(loop)
-        if client is None:
-            from openai import AsyncOpenAI
+        return self._sdk.get(self._new_client)
 
-            client = AsyncOpenAI(
-                api_key=self._key.reveal(),
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.config.timeout_s,
-            )
-            self._sdk[loop] = client
-        return client
+    def _new_client(self) -> AsyncOpenAI:
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            api_key=self._key.reveal(),
+            base_url=self.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_s,
+        )
 
     async def aclose(self) -> None:
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        client = self._sdk.pop(loop, None)
-        if client is not None:
-            await client.close()
+        await self._sdk.aclose()
 
     def request_body(self, messages: Sequence[Message], params: SamplingParams) -> dict[str, Any]:
         """The JSON body of a chat-completions request (a fresh dict per request)."""
@@ -144,28 +129,10 @@ class OpenAIClient:
 
         body = self.request_body(messages, params)
         extra = dict(self.config.extra_body) or None
-        try:
+        with sdk_errors(self.name, openai, timeout):
             raw = await self._client().chat.completions.create(
                 **body, extra_body=extra, timeout=timeout
             )
-        except openai.APITimeoutError as exc:
-            raise timeout_error(self.name, timeout, exc) from None
-        except openai.APIConnectionError as exc:
-            raise LLMConnectionError(f"{self.name}: connection failed: {exc}") from None
-        except openai.APIResponseValidationError as exc:
-            raise MalformedResponseError(f"{self.name}: malformed response: {exc}") from None
-        except openai.APIStatusError as exc:
-            headers = exc.response.headers
-            retry = parse_retry_after(headers.get("retry-after"))
-            if (ms := parse_retry_after(headers.get("retry-after-ms"))) is not None:
-                retry = ms / 1000
-            raise error_for_status(
-                exc.status_code, f"{self.name}: HTTP {exc.status_code}: {exc.message}", retry
-            ) from None
-        except json.JSONDecodeError as exc:  # a truncated or garbled body
-            raise MalformedResponseError(
-                f"{self.name}: malformed response: {type(exc).__name__}: {exc}"
-            ) from None
         return self._parse(raw)
 
     def _parse(self, raw: Any) -> ChatResponse:

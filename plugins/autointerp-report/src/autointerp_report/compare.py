@@ -23,9 +23,8 @@ from autointerp.types import LatentRef
 from autointerp_report.runs import (
     RunInputError,
     RunRef,
-    open_store,
+    open_run_input,
     parse_run_arg,
-    resolve_run,
     run_sources,
     unique_names,
 )
@@ -53,8 +52,7 @@ class RunScores:
 def load_run_scores(arg: str, name: str | None = None, explainer: str | None = None) -> RunScores:
     """Read one run's scores (latest run in the store unless ``DIR@ID``)."""
     path, wanted_id = parse_run_arg(arg)
-    with open_store(path) as store:
-        run_id = resolve_run(store, path, wanted_id)
+    with open_run_input(path, wanted_id) as (store, run_id):
         keys = store.score_keys(run_id)  # (explainer, scorer) pairs, without reading scores
         if not keys:
             raise RunInputError(

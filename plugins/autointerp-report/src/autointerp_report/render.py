@@ -41,7 +41,7 @@ from autointerp.examples import scored_examples
 from autointerp.store import Store
 from autointerp.types import Example, LatentRef, Score
 from autointerp_report import plots
-from autointerp_report.runs import open_store, resolve_run
+from autointerp_report.runs import open_run_input
 from autointerp_report.stats import agreement, spearman
 
 
@@ -249,8 +249,8 @@ def write_report(
     _clear(data, "latents-*.js")
     _clear(plot_dir, "*.svg")
 
-    with open_store(run_dir) as store:
-        run = store.get_run(resolve_run(store, run_dir, run_id))
+    with open_run_input(run_dir, run_id) as (store, picked):
+        run = store.get_run(picked)
         assert run is not None
         stats = store.latents(run.id)
         keys = store.score_keys(run.id)

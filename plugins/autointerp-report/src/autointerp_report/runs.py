@@ -5,11 +5,13 @@ name and feature source."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from autointerp.errors import AutointerpError
-from autointerp.store import STORE_FILENAME, Store
+from autointerp.store import RunNotFoundError, Store, open_run
 from autointerp.types import LatentRef
 
 
@@ -54,25 +56,18 @@ def parse_run_arg(arg: str | Path) -> tuple[Path, int | None]:
     return path, None
 
 
-def open_store(path: Path) -> Store:
-    """The store of a run directory; a one-line error if the directory holds none."""
-    if not (path / STORE_FILENAME).is_file():
-        where = "does not exist" if not path.exists() else f"has no {STORE_FILENAME}"
-        raise RunInputError(f"{path}: {where}; give a run directory written by `autointerp run`")
-    return Store(path / STORE_FILENAME)
+@contextmanager
+def open_run_input(path: Path, run_id: int | None) -> Iterator[tuple[Store, int]]:
+    """A run given on the command line (its store and id, the latest if None), through core's
+    :func:`autointerp.store.open_run`; its errors as :class:`RunInputError`."""
+    try:
+        with open_run(path, run_id) as (store, picked):
+            yield store, picked
+    except RunNotFoundError as exc:
+        raise RunInputError(str(exc).replace("is this a run directory?", HINT)) from None
 
 
-def resolve_run(store: Store, path: Path, run_id: int | None) -> int:
-    """The requested run id, or the latest run's."""
-    runs = store.runs()
-    if not runs:
-        raise RunInputError(f"{path}: the store holds no run yet")
-    if run_id is None:
-        return runs[-1].id
-    if run_id not in {r.id for r in runs}:
-        ids = ", ".join(str(r.id) for r in runs)
-        raise RunInputError(f"{path}@{run_id}: no run {run_id}; runs here: {ids}")
-    return run_id
+HINT = "give a run directory written by `autointerp run`"
 
 
 def run_sources(store: Store, run_id: int, latents: set[LatentRef]) -> tuple[str, ...]:

@@ -25,9 +25,8 @@ from autointerp.types import LatentRef
 from autointerp_report.runs import (
     RunInputError,
     RunRef,
-    open_store,
+    open_run_input,
     parse_run_arg,
-    resolve_run,
     run_sources,
     unique_names,
 )
@@ -52,8 +51,7 @@ def load_run_explanations(
 ) -> RunExplanations:
     """Read one run's explanations (latest run in the store unless ``DIR@ID``)."""
     path, wanted_id = parse_run_arg(arg)
-    with open_store(path) as store:
-        run_id = resolve_run(store, path, wanted_id)
+    with open_run_input(path, wanted_id) as (store, run_id):
         explanations = store.explanations(run_id)
         if not explanations:
             raise RunInputError(

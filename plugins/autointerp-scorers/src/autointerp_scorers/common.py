@@ -1,6 +1,6 @@
-"""What the scorers share: prompt templates from files, example windows and marking, the examples a
-scorer may use, batched 0/1 classification through an LLM (answers, logprobs, re-asks), and the
-assembly of a :class:`~autointerp.types.Score`.
+"""What the scorers share: their prompt templates (read by :mod:`autointerp.prompts`), the examples
+a scorer may use, concurrent LLM requests that fail a latent together, batched 0/1 classification
+through an LLM (answers, logprobs, re-asks), and the assembly of a :class:`~autointerp.types.Score`.
 
 Every scorer is built from its config and called as
 ``await scorer.score(explanation, examples, negatives, llm, *, seed=0, adapter=None)``.
@@ -13,25 +13,19 @@ parsed is a counted failure (``predicted=None``), never a guess.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import math
 import random
 import re
-import tomllib
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import cache
-from importlib.resources import files
-from string import Template
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from autointerp.llm import (
     ChatResponse,
     EndpointUnavailableError,
     LLMClient,
     LLMError,
-    Message,
     ParseError,
     SamplingParams,
     TokenLogprob,
@@ -39,8 +33,13 @@ from autointerp.llm import (
     chat_parsed,
     wrap,
 )
+from autointerp.prompts import PromptTemplate, load_template, numbered
+from autointerp.prompts import clean as clean  # moved to core; still importable from here
+from autointerp.prompts import render as render
 from autointerp.types import Example, Explanation, LatentRef, Prediction, Score
 from autointerp_scorers.metrics import binary_metrics
+
+T = TypeVar("T")
 
 
 class ScoringFailedError(LLMError):
@@ -56,58 +55,28 @@ class ScoringFailedError(LLMError):
         self.reason = reason
 
 
+async def gather_or_fail(scorer: str, latent: LatentRef, jobs: Iterable[Awaitable[T]]) -> list[T]:
+    """Await ``jobs`` concurrently; their results in order. If any raised, the latent is not
+    scored: a bug (not an :class:`~autointerp.llm.LLMError`) or a given-up endpoint
+    (:class:`~autointerp.llm.EndpointUnavailableError`, which ends the run) is re-raised, and an
+    LLM that gave no answer at all (not a bad answer) becomes :class:`ScoringFailedError`, so a
+    resumed run retries the latent."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    for error in errors:
+        if isinstance(error, EndpointUnavailableError) or not isinstance(error, LLMError):
+            raise error
+    if errors:
+        raise ScoringFailedError(scorer, latent, str(errors[0]))
+    return cast("list[T]", results)
+
+
 # -- prompt templates ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ScorerPrompt:
-    """A versioned prompt file: system text and few-shot turns (a byte-identical stable prefix for
-    every latent, so provider prefix caches hit), then the turn template."""
-
-    name: str
-    version: int
-    system: str
-    few_shot: tuple[tuple[str, str], ...]
-    turn: Template
-    reask: str
-    sha256: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.name}.v{self.version}"
-
-    def prefix(self) -> list[Message]:
-        out = [Message("system", self.system, cache=not self.few_shot)]
-        for i, (user, assistant) in enumerate(self.few_shot):
-            out += [
-                Message("user", user),
-                Message("assistant", assistant, cache=i == len(self.few_shot) - 1),
-            ]
-        return out
-
-    def messages(self, **fields: Any) -> list[Message]:
-        return [*self.prefix(), Message("user", self.turn.substitute(fields))]
-
-
-@cache
-def load_prompt(prompt_id: str) -> ScorerPrompt:
+def load_prompt(prompt_id: str) -> PromptTemplate:
     """``prompts/<name>.v<version>.toml`` shipped with this package."""
-    folder = files("autointerp_scorers").joinpath("prompts")
-    try:
-        raw = folder.joinpath(f"{prompt_id}.toml").read_bytes()
-    except FileNotFoundError:
-        known = sorted(p.name.removesuffix(".toml") for p in folder.iterdir() if ".toml" in p.name)
-        raise LLMError(f"no scorer prompt '{prompt_id}'; available: {', '.join(known)}") from None
-    data = tomllib.loads(raw.decode("utf-8"))
-    return ScorerPrompt(
-        name=data["name"],
-        version=int(data["version"]),
-        system=data["system"],
-        few_shot=tuple((s["user"], s["assistant"]) for s in data.get("few_shot", ())),
-        turn=Template(data["turn"]["user"]),
-        reask=data.get("reask", "Your answer could not be used: {error}"),
-        sha256=hashlib.sha256(raw).hexdigest(),
-    )
+    return load_template("autointerp_scorers", prompt_id)
 
 
 # -- examples --------------------------------------------------------------------------------------
@@ -138,33 +107,6 @@ def select(
         else:
             items.append(Item(i, example, actual))
     return items, skipped
-
-
-# special tokens of the subject model (a document separator such as <|im_end|>): inside a prompt
-# a chat server may parse them as the LLM's own control tokens and end the user turn early
-SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
-
-
-def clean(token: str) -> str:
-    """A token made safe for a one-line, ``<<marked>>`` rendering: newlines and special tokens
-    shown as ``\\n``."""
-    token = SPECIAL_TOKEN.sub("\n", token)
-    return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
-
-
-def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
-    """Tokens as one line, runs of marked tokens wrapped in ``<<...>>`` (after leading spaces)."""
-    text, inside = "", False
-    for i, raw in enumerate(tokens):
-        tok = clean(raw)
-        marked = bool(marks[i]) if marks is not None else False
-        if marked and not inside:
-            body = tok.lstrip()
-            text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
-        elif not marked and inside:
-            text, inside = text + ">>", False
-        text += tok
-    return (text + (">>" if inside else "")).strip()
 
 
 # -- 0/1 answers -----------------------------------------------------------------------------------
@@ -395,9 +337,8 @@ class BinaryLLMScorer:
         """Answers, P(1)s and responses for one prompt; if unparseable: (None, None, [], reason,
         attempts)."""
         n = len(batch)
-        listing = "\n".join(f"Example {i}: {s.text}" for i, s in enumerate(batch, 1))
         messages = self.template.messages(
-            explanation=explanation.text, examples=listing, count=str(n)
+            explanation=explanation.text, examples=numbered([s.text for s in batch]), count=str(n)
         )
         parse: Callable[[str], Answers] = lambda text: self.parse(text, n)  # noqa: E731
         try:
@@ -443,22 +384,14 @@ class BinaryLLMScorer:
         rng.shuffle(shown)  # activating and non-activating mixed in every prompt
         size = self.config.batch_size or len(shown)
         batches = [shown[i : i + size] for i in range(0, len(shown), size)]
-        results = await asyncio.gather(
-            *(self._ask(client, explanation, b, seed) for b in batches), return_exceptions=True
-        )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for error in errors:
-            if isinstance(error, EndpointUnavailableError) or not isinstance(error, LLMError):
-                raise error  # the run ends (endpoint gone), or a bug: not this latent's failure
-        if errors:  # no answer at all (not a bad answer): retry the latent later, score nothing
-            raise ScoringFailedError(self.name, explanation.latent, str(errors[0]))
+        asks = (self._ask(client, explanation, b, seed) for b in batches)
+        results = await gather_or_fail(self.name, explanation.latent, asks)
 
         predictions: list[Prediction] = []
         responses: list[ChatResponse] = []
         reasons: list[str] = []
         failed_attempts = 0
         for batch, result in zip(batches, results, strict=True):
-            assert not isinstance(result, BaseException)
             answers, probabilities, batch_responses, reason, attempts = result
             responses += batch_responses
             failed_attempts += attempts

@@ -11,7 +11,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from autointerp_scorers.common import BinaryLLMScorer, Item, Shown, render
+from autointerp.prompts import render
+from autointerp_scorers.common import BinaryLLMScorer, Item, Shown
 from autointerp_scorers.plugin import FuzzingConfig
 
 

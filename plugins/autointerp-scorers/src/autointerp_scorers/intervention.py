@@ -36,10 +36,11 @@ from autointerp.llm import (
     chat_parsed,
     wrap,
 )
+from autointerp.prompts import clean
 from autointerp.types import Example, Explanation, Prediction, Score
 from autointerp_scorers.common import (
     ScoringFailedError,
-    clean,
+    gather_or_fail,
     load_prompt,
     make_score,
     usage_meta,
@@ -226,13 +227,7 @@ class InterventionScorer:
                 continue
             a, b = (steered, plain) if first else (plain, steered)
             jobs.append((i, self._judge(client, explanation, c.prompts[i], a, b, seed)))
-        results = await asyncio.gather(*(job for _, job in jobs), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for error in errors:
-            if not isinstance(error, LLMError):
-                raise error
-        if errors:
-            raise ScoringFailedError(self.name, latent, str(errors[0]))
+        results = await gather_or_fail(self.name, latent, (job for _, job in jobs))
 
         judged = {i: r for (i, _), r in zip(jobs, results, strict=True)}
         predictions: list[Prediction] = []

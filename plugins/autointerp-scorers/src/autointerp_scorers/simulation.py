@@ -9,7 +9,6 @@ and counted, never filled with zeros.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -21,7 +20,6 @@ import numpy as np
 from autointerp.llm import (
     ChatResponse,
     LLMClient,
-    LLMError,
     ParseError,
     SamplingParams,
     TokenLogprob,
@@ -33,6 +31,7 @@ from autointerp.types import Example, Explanation, Prediction, Score
 from autointerp_scorers.common import (
     Item,
     ScoringFailedError,
+    gather_or_fail,
     load_prompt,
     make_score,
     select,
@@ -154,16 +153,11 @@ class SimulationScorer:
         windows = [item.example.window(self.config.example_width) for item in items]
         top = max((max(acts, default=0.0) for _, acts in windows), default=0.0)
         scale = 10.0 / top if top > 0 else 0.0  # true activations on the 0-10 scale shown
-        results = await asyncio.gather(
-            *(self._simulate(client, explanation, toks, seed) for toks, _ in windows),
-            return_exceptions=True,
+        results = await gather_or_fail(
+            self.name,
+            explanation.latent,
+            (self._simulate(client, explanation, toks, seed) for toks, _ in windows),
         )
-        errors = [r for r in results if isinstance(r, BaseException)]
-        for error in errors:
-            if not isinstance(error, LLMError):
-                raise error
-        if errors:
-            raise ScoringFailedError(self.name, explanation.latent, str(errors[0]))
         return self._assemble(explanation, items, windows, scale, results, skipped, client, seed)
 
     def _assemble(

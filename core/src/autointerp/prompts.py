@@ -1,0 +1,112 @@
+"""Prompt templates shipped as files with a plugin, and the subject model's tokens made safe and
+marked inside a prompt: what every explainer and LLM scorer builds its messages from.
+
+A template is ``<folder>/<name>.v<version>.toml`` inside a plugin's package: ``name``,
+``version``, ``system``, optional ``[[few_shot]]`` turns (``user``/``assistant``), an optional
+``reask`` message and a ``[turn]`` whose ``user`` text is a :class:`string.Template`. The system
+text and few-shot turns are the stable prefix sent byte-identical for every latent, so provider
+prefix caches hit; a change to them belongs in a new version file. The file's sha256 is recorded
+as provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+from string import Template
+from typing import Any
+
+from autointerp.llm import DEFAULT_REASK, LLMError, Message
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A versioned prompt file: system text and few-shot turns (the stable prefix), the turn."""
+
+    name: str
+    version: int
+    system: str
+    few_shot: tuple[tuple[str, str], ...]
+    turn: Template
+    sha256: str
+    #: the re-ask after an unusable answer (``{error}`` is the reason)
+    reask: str = DEFAULT_REASK
+
+    @property
+    def id(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+    def prefix(self) -> list[Message]:
+        """System + few-shot messages: byte-identical for every latent (prefix caches hit)."""
+        out = [Message("system", self.system, cache=not self.few_shot)]
+        for i, (user, assistant) in enumerate(self.few_shot):
+            out.append(Message("user", user))
+            out.append(Message("assistant", assistant, cache=i == len(self.few_shot) - 1))
+        return out
+
+    def messages(self, **fields: Any) -> list[Message]:
+        return [*self.prefix(), Message("user", self.turn.substitute(fields))]
+
+
+@cache
+def load_template(package: str, prompt_id: str, *, folder: str = "prompts") -> PromptTemplate:
+    """The template ``<folder>/<prompt_id>.toml`` shipped in ``package`` (an import name);
+    raises :class:`~autointerp.llm.LLMError` naming the ones available."""
+    where = files(package).joinpath(folder)
+    try:
+        raw = where.joinpath(f"{prompt_id}.toml").read_bytes()
+    except FileNotFoundError:
+        known = sorted(
+            p.name.removesuffix(".toml") for p in where.iterdir() if p.name.endswith(".toml")
+        )
+        raise LLMError(
+            f"no prompt template '{prompt_id}' in {package}; available: {', '.join(known)}"
+        ) from None
+    data = tomllib.loads(raw.decode("utf-8"))
+    return PromptTemplate(
+        name=data["name"],
+        version=int(data["version"]),
+        system=data["system"],
+        few_shot=tuple((s["user"], s["assistant"]) for s in data.get("few_shot", ())),
+        turn=Template(data["turn"]["user"]),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        reask=data.get("reask", DEFAULT_REASK),
+    )
+
+
+# special tokens of the subject model (a document separator such as <|im_end|>): inside a prompt
+# a chat server may parse them as the LLM's own control tokens and end the user turn early
+SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
+
+
+def clean(token: str) -> str:
+    """A token made safe for a one-line, ``<<marked>>`` rendering: newlines and special tokens
+    shown as ``\\n``, and no ``<<``/``>>`` of its own."""
+    token = SPECIAL_TOKEN.sub("\n", token)
+    return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
+
+
+def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
+    """Tokens as one line (each :func:`clean`), runs of marked tokens wrapped in ``<<...>>``
+    (after a token's leading space)."""
+    text, inside = "", False
+    for i, raw in enumerate(tokens):
+        tok = clean(raw)
+        marked = bool(marks[i]) if marks is not None else False
+        if marked and not inside:
+            body = tok.lstrip()
+            text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
+        elif not marked and inside:
+            text, inside = text + ">>", False
+        text += tok
+    return (text + (">>" if inside else "")).strip()
+
+
+def numbered(texts: Sequence[str], start: int = 1) -> str:
+    """``Example <n>: <text>`` lines, numbered from ``start``."""
+    return "\n".join(f"Example {n}: {text}" for n, text in enumerate(texts, start))

@@ -1,0 +1,79 @@
+"""autointerp.prompts: prompt templates shipped with a plugin, and subject-model tokens made safe
+and marked inside a prompt."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from autointerp.llm import DEFAULT_REASK, LLMError, Message
+from autointerp.prompts import clean, load_template, numbered, render
+
+TEMPLATE = """name = "demo"
+version = 2
+system = "You explain."
+reask = "Bad: {error}"
+
+[[few_shot]]
+user = "Example 1: <<Paris>>"
+assistant = "Explanation: cities"
+
+[turn]
+user = "$examples"
+"""
+
+
+@pytest.fixture
+def package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    root = tmp_path / "demo_prompts_pkg"
+    (root / "prompts").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "prompts" / "demo.v2.toml").write_text(TEMPLATE)
+    (root / "prompts" / "bare.v1.toml").write_text(
+        'name = "bare"\nversion = 1\nsystem = "S"\n[turn]\nuser = "$x"\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield "demo_prompts_pkg"
+    sys.modules.pop("demo_prompts_pkg", None)
+    load_template.cache_clear()
+
+
+def test_a_template_is_read_from_the_package_folder(package: str) -> None:
+    t = load_template(package, "demo.v2")
+    assert t.id == "demo.v2" and t.reask == "Bad: {error}"
+    assert t.sha256 == hashlib.sha256(TEMPLATE.encode()).hexdigest()
+    assert t.messages(examples="Example 1: x") == [
+        Message("system", "You explain.", cache=False),
+        Message("user", "Example 1: <<Paris>>"),
+        Message("assistant", "Explanation: cities", cache=True),  # the end of the stable prefix
+        Message("user", "Example 1: x"),
+    ]
+
+
+def test_without_few_shot_the_system_message_ends_the_prefix(package: str) -> None:
+    t = load_template(package, "bare.v1")
+    assert t.prefix() == [Message("system", "S", cache=True)]
+    assert t.reask == DEFAULT_REASK
+
+
+def test_an_unknown_template_names_the_available_ones(package: str) -> None:
+    with pytest.raises(LLMError, match=r"no prompt template 'demo.v9'.*bare.v1, demo.v2"):
+        load_template(package, "demo.v9")
+
+
+def test_special_tokens_and_newlines_render_as_a_visible_line_break() -> None:
+    assert clean("<|im_end|>") == "\\n"
+    assert clean(" </s>") == " \\n"
+    assert clean("a\nb") == "a\\nb"
+    assert clean("x<<y>>") == "x< <y> >"  # a token cannot forge a mark
+
+
+def test_marked_runs_are_wrapped_after_the_leading_space() -> None:
+    assert render(["a", " b", " c", " d"], [False, True, True, False]) == "a <<b c>> d"
+    assert render(["a", " b"], [False, True]) == "a <<b>>"
+    assert render([" a", " <|endoftext|>"]) == "a \\n"
+    assert numbered(["x", "y"], start=3) == "Example 3: x\nExample 4: y"
