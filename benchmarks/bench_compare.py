@@ -121,7 +121,8 @@ def bench_embed(n: int) -> None:
 
 
 def bench_export(n: int, tmp: Path) -> None:
-    from autointerp.export import export_run
+    from autointerp_report.export import export_run
+
     from autointerp.types import Example, Explanation, Prediction
 
     rng = np.random.default_rng(3)

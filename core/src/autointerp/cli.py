@@ -408,30 +408,6 @@ def _print_failures(run_dir: Path, rows: list[dict[str, Any]], limit: int | None
         )
 
 
-@app.command("export")
-def export_command(
-    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
-    fmt: Annotated[
-        str, typer.Option("--format", help="jsonl, parquet or neuronpedia (feature JSON).")
-    ] = "jsonl",
-    out: Annotated[Path | None, typer.Option(help="Output directory (default RUN/export).")] = None,
-    run_id: Annotated[
-        int | None, typer.Option(help="Run id in the store (default: latest).")
-    ] = None,
-    model_id: Annotated[
-        str | None, typer.Option(help="neuronpedia: modelId (default: the run's model).")
-    ] = None,
-) -> None:
-    """Export explanations, scores and failures (JSONL, Parquet), or latents with examples,
-    explanations and scores as Neuronpedia-style feature JSON."""
-    from autointerp.export import export_run
-
-    written = export_run(run_dir, fmt, out, run_id, model_id=model_id)  # type: ignore[arg-type]
-    unit = "latents" if fmt == "neuronpedia" else "rows"
-    for path, n in written.items():
-        console.print(f"{path}: {n} {unit}", highlight=False)
-
-
 # -- entry point -------------------------------------------------------------------------------
 
 

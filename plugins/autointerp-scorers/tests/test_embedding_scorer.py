@@ -34,7 +34,7 @@ def test_a_matching_explanation_ranks_above_a_random_one(
         > matching.metrics["mean_similarity_negatives"]
     )
     assert len(matching.predictions) == 16 and matching.n_failures == 0
-    assert scorer.needs == frozenset({"embedding_model"})
+    assert scorer.needs == frozenset()
 
 
 def test_one_class_gives_no_value_and_shown_examples_are_skipped(

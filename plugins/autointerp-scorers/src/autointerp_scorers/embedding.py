@@ -26,7 +26,7 @@ from autointerp_scorers.plugin import EmbeddingConfig
 class EmbeddingScorer:
     name = "embedding"
     prompt_version = "embedding.v1"  # its query prefix is an option (hashed into provenance)
-    needs: frozenset[str] = frozenset({"embedding_model"})
+    needs: frozenset[str] = frozenset()  # it loads its own sentence encoder
 
     def __init__(self, config: EmbeddingConfig) -> None:
         self.config = config

@@ -1,12 +1,12 @@
-"""`autointerp export` (JSONL, Parquet) and `autointerp status` on a finished run."""
+"""`autointerp export` (JSONL, Parquet, Neuronpedia feature JSON) on a finished run."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
+from autointerp_report.export import ExportError, export_run
 
-from autointerp.export import ExportError, export_run
 from autointerp.store import Store
 from autointerp.types import Explanation, LatentRef, Prediction, Score
 
@@ -74,30 +74,9 @@ def test_export_errors(tmp_path, finished_run) -> None:
         export_run(finished_run, "csv")  # type: ignore[arg-type]
 
 
-def test_status_counts_done_failed_and_pending(finished_run, autointerp_cli) -> None:
-    with Store.open(finished_run) as store:
-        store.put_latents(
-            1,
-            "sae/resid_post.3",
-            [{"index": i, "frequency": 0.1, "max_activation": 1.0} for i in range(5)],
-        )
-    result = autointerp_cli("status", str(finished_run), "--json")
-    assert result.exit_code == 0, result.stderr
-    rows = {(r["stage"], r["component"]): r for r in json.loads(result.stdout)}
-    assert rows[("explain", "default")] == {
-        "stage": "explain",
-        "component": "default",
-        "done": 1,
-        "failed": 1,
-        "pending": 3,
-    }
-    assert rows[("score", "detection/default")]["done"] == 1
-    table = autointerp_cli("status", str(finished_run))
-    assert table.exit_code == 0 and "detection/default" in table.stdout
-
-
 def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> None:
-    from autointerp.export import neuronpedia_layer
+    from autointerp_report.export import neuronpedia_layer
+
     from autointerp.types import Example
 
     run_dir = tmp_path / "run"

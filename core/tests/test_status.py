@@ -1,0 +1,49 @@
+"""`autointerp status` on a finished run: done, failed and pending latents per stage."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autointerp.store import Store
+from autointerp.types import Explanation, LatentRef, Prediction, Score
+
+
+@pytest.fixture
+def finished_run(autointerp_run_dir):
+    with Store.open(autointerp_run_dir) as store:
+        run = store.start_run("r", {})
+        a, b = LatentRef("sae/resid_post.3", 1), LatentRef("sae/resid_post.3", 2)
+        store.put_explanation(
+            run,
+            Explanation(a, "days of the week", "default", {"reasks": 0}, {"config_hash": "abc"}),
+        )
+        store.put_score(
+            run,
+            Score(a, "detection", "default", 0.75, {"f1": 0.8}, (Prediction(0, 1.0, 1.0),), 1),
+        )
+        store.put_failure(run, b, "explain", "default", "unparseable after 2 re-asks")
+    return autointerp_run_dir
+
+
+def test_status_counts_done_failed_and_pending(finished_run, autointerp_cli) -> None:
+    with Store.open(finished_run) as store:
+        store.put_latents(
+            1,
+            "sae/resid_post.3",
+            [{"index": i, "frequency": 0.1, "max_activation": 1.0} for i in range(5)],
+        )
+    result = autointerp_cli("status", str(finished_run), "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = {(r["stage"], r["component"]): r for r in json.loads(result.stdout)}
+    assert rows[("explain", "default")] == {
+        "stage": "explain",
+        "component": "default",
+        "done": 1,
+        "failed": 1,
+        "pending": 3,
+    }
+    assert rows[("score", "detection/default")]["done"] == 1
+    table = autointerp_cli("status", str(finished_run))
+    assert table.exit_code == 0 and "detection/default" in table.stdout
