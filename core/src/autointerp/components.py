@@ -9,7 +9,8 @@ contracts live:
   ``decoder_directions`` and ``direction_site``);
 - LLM client: :class:`autointerp.llm.LLMBackend` (one attempt at one chat request; the pipeline
   wraps it in :class:`autointerp.llm.LLMClient`);
-- explainer: :class:`Explainer`; scorer: :class:`Scorer` (below).
+- explainer: :class:`Explainer`; scorer: :class:`Scorer`; executor: :class:`Executor` (below;
+  the built-in ones are in :mod:`autointerp.executors`).
 
 Explainers and scorers declare ``needs``: a frozenset of :class:`Need` values naming the inputs
 beyond the examples that they use. :func:`check_needs` refuses, before any model loads, a need a
@@ -21,7 +22,7 @@ goes on. See docs/contracts.md for the reference.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -138,6 +139,21 @@ class Scorer(Protocol):
     ) -> Score: ...
 
 
+@runtime_checkable
+class Executor(Protocol):
+    """Runs the pipeline's CPU-bound work units (example building, in latent ranges).
+
+    ``map(fn, units)`` returns ``fn(unit)`` for every unit, in order, read lazily (a bounded
+    number of units ahead); ``fn`` is a module-level function and the units plain data, so an
+    executor may run them in other processes or machines. Results go back to the driver, which
+    alone writes the store. ``close()`` releases workers. Raises an ``AutointerpError`` with one
+    line when a unit cannot run (a dead worker, a deadline)."""
+
+    def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
 def needs_of(component: Any, kind: str, name: str) -> frozenset[Need] | None:
     """A component's declared needs as :class:`Need` values; None when it declares none (a scorer
     without ``needs`` gets the LLM client and the adapter, as before needs existed). Raises
@@ -241,6 +257,7 @@ __all__ = [
     "NEED_DOCS",
     "ComponentFailure",
     "ContractError",
+    "Executor",
     "Explainer",
     "LatentRequest",
     "Need",

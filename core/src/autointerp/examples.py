@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from autointerp.errors import AutointerpError
@@ -257,3 +259,45 @@ def _negatives(n_windows: int, active: np.ndarray, n: int, rng: np.random.Genera
     # the k-th free window, for k drawn without replacement, found by searching the active ones
     picks = np.sort(rng.choice(n_free, size=min(n, n_free), replace=False))
     return picks + np.searchsorted(active - np.arange(len(active)), picks, side="right")
+
+
+# -- work units ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExampleUnit:
+    """A work unit of example building: some latents of one cache (plain data, picklable, so an
+    executor may run it in another process). ``embeddings``: a ``.npy`` of the model's token
+    embeddings, for neighbour negatives."""
+
+    cache_dir: str
+    source_key: str
+    settings: ExampleSettings
+    indices: tuple[int, ...]
+    embeddings: str | None = None
+
+
+def build_unit(unit: ExampleUnit) -> list[LatentExamples]:
+    """The examples of every latent of ``unit``, in order, with token strings left empty (the
+    driver decodes them with the model's tokenizer: workers hold no model)."""
+    builder = _unit_builder(unit.cache_dir, unit.source_key, unit.settings, unit.embeddings)
+    return [builder.build(i) for i in unit.indices]
+
+
+def _no_strings(ids: Sequence[int]) -> list[str]:
+    return []
+
+
+@lru_cache(maxsize=4)
+def _unit_builder(
+    cache_dir: str, source_key: str, settings: ExampleSettings, embeddings: str | None
+) -> ExampleBuilder:
+    """One builder per cache and settings in each process (its token index is built once)."""
+    import numpy as np
+
+    from autointerp.cache import ActivationCache
+
+    vectors = np.load(embeddings, mmap_mode="r") if embeddings else None
+    return ExampleBuilder(
+        ActivationCache(Path(cache_dir)), source_key, _no_strings, settings, embeddings=vectors
+    )

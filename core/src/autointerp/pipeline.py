@@ -90,6 +90,12 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
             problems.append(f"{source}: {where}.name: {exc}")
             continue
         steps.append(Step(where, component, options))
+    if config.executor is None and not problems:  # the default: work units run in process
+        try:
+            default = plugins.get("executor", DEFAULT_EXECUTOR)
+            steps.append(Step("executor", default, default.validate({})))
+        except AutointerpError as exc:
+            problems.append(f"{source}: executor: {exc}")
     factories: dict[str, Any] = {}
     for step in steps:
         try:
@@ -127,6 +133,10 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
     if problems:
         raise ConfigError("\n".join(problems))
     return Plan(config=config, steps=tuple(steps), built=built)
+
+
+#: the executor of a run that selects none
+DEFAULT_EXECUTOR = "in-process"
 
 
 def _declared_needs(factory: Any, component: Component) -> frozenset[Need] | None:
@@ -179,7 +189,7 @@ def _opened(run_dir: Path, store: Store | None) -> Iterator[Store]:
 
 #: config fields that change how a run executes or what it adds, not what its records mean: a
 #: rerun with other values (another scorer, more concurrency) resumes the same run
-_EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads")
+_EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads", "executor")
 
 
 def run_identity(table: Mapping[str, Any]) -> dict[str, Any]:
@@ -661,10 +671,10 @@ def _latent_work(
     skip: set[LatentRef],
     needs: frozenset[Need] = frozenset(),
 ) -> Iterator[LatentRequest]:
-    """Build each pending latent's examples only when a worker asks for it, store them, and
-    hand them on (with its promoted tokens when the explainer needs them): memory holds the
-    examples of the latents in flight, not of the whole run."""
-    from autointerp.examples import ExampleBuilder, ExampleSettings
+    """Build each pending latent's examples when a worker asks for them (in latent ranges, on the
+    run's executor), store them, and hand them on (with promoted tokens when the explainer needs
+    them): memory holds the examples of the latents in flight, not of the whole run."""
+    from autointerp.examples import ExampleSettings, ExampleUnit, build_unit
 
     lat, config = ctx.config.latents, ctx.config
     settings = ExampleSettings(
@@ -673,24 +683,64 @@ def _latent_work(
         similar_neighbours=lat.similar_neighbours, seed=config.seed,
     )  # fmt: skip
     model = ctx.build("model")
-    builder = ExampleBuilder(
-        _cache(ctx), ctx.source_key, _decoder(model.tokenizer), settings,
-        embeddings=_token_embeddings(model) if _wants_neighbours(settings) else None,
-    )  # fmt: skip
+    decode = _decoder(model.tokenizer)
+    embeddings = _token_embeddings_file(ctx, model) if _wants_neighbours(settings) else None
+    cache_dir = str(_cache(ctx).dir)
+    pending: list[LatentRef] = []
     for ref in latents:
         if ref in skip:
             yield LatentRequest(ref)  # counted as skipped downstream; nothing built
-            continue
-        ex = builder.build(ref.index)
-        store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
-        error = None if ex.train else "no activating examples in the cache"
-        promoted: list[tuple[str, float]] = []
-        if error is None and Need.PROMOTED_TOKENS in needs:
-            try:
-                promoted = _promoted_tokens(ctx, ref.index)
-            except Exception as exc:  # e.g. a source without decoder directions: this latent
-                error = f"no promoted tokens: {_reason(exc)}"
-        yield LatentRequest(ref, ex.train, ex.negatives, promoted, error, test=ex.test)
+        else:
+            pending.append(ref)
+    units = (
+        ExampleUnit(cache_dir, ctx.source_key, settings,
+                    tuple(r.index for r in pending[i : i + UNIT_LATENTS]), embeddings)
+        for i in range(0, len(pending), UNIT_LATENTS)
+    )  # fmt: skip
+    for built in ctx.build("executor").map(build_unit, units):
+        for ex in built:
+            ex = _decoded(ex, decode)
+            ref = ex.latent
+            store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
+            error = None if ex.train else "no activating examples in the cache"
+            promoted: list[tuple[str, float]] = []
+            if error is None and Need.PROMOTED_TOKENS in needs:
+                try:
+                    promoted = _promoted_tokens(ctx, ref.index)
+                except Exception as exc:  # e.g. a source without decoder directions
+                    error = f"no promoted tokens: {_reason(exc)}"
+            yield LatentRequest(ref, ex.train, ex.negatives, promoted, error, test=ex.test)
+
+
+#: latents per example-building work unit
+UNIT_LATENTS = 16
+
+
+def _decoded(ex: Any, decode: Callable[[Sequence[int]], list[str]]) -> Any:
+    """``ex`` (:class:`LatentExamples` from a work unit) with its token strings filled in."""
+
+    def one(e: Example) -> Example:
+        return replace(e, str_tokens=tuple(decode(e.tokens)))
+
+    return replace(
+        ex,
+        train=[one(e) for e in ex.train],
+        test=[one(e) for e in ex.test],
+        negatives=[one(e) for e in ex.negatives],
+    )
+
+
+def _token_embeddings_file(ctx: RunContext, adapter: Any) -> str:
+    """The model's token embeddings saved once beside the cache (``.npy``, memory-mapped by the
+    example builders wherever they run)."""
+    import numpy as np
+
+    path = ctx.run_dir / "cache" / "token-embeddings.npy"
+    if not path.is_file():
+        partial = path.with_suffix(".partial.npy")
+        np.save(partial, _token_embeddings(adapter))
+        partial.replace(path)
+    return str(path)
 
 
 def _promoted_tokens(ctx: RunContext, index: int) -> list[tuple[str, float]]:
@@ -869,8 +919,13 @@ def execute(
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
         raise ValueError(f"unknown stages {unknown}; expected some of {STAGES}")
-    with _opened(run_dir, store) as store:
-        return _execute(RunContext(plan, run_dir, run_id, progress=progress), store, stages)
+    ctx = RunContext(plan, run_dir, run_id, progress=progress)
+    try:
+        with _opened(run_dir, store) as store:
+            return _execute(ctx, store, stages)
+    finally:
+        if (executor := ctx._built.get("executor")) is not None:
+            executor.close()
 
 
 def _execute(ctx: RunContext, store: Store, stages: Sequence[str]) -> RunSummary:
