@@ -8,24 +8,13 @@ import pytest
 from autointerp_report.export import ExportError, export_run
 
 from autointerp.store import Store
+from autointerp.testing.runs import small_finished_store
 from autointerp.types import Explanation, LatentRef, Prediction, Score
 
 
 @pytest.fixture
 def finished_run(autointerp_run_dir):
-    with Store.open(autointerp_run_dir) as store:
-        run = store.start_run("r", {})
-        a, b = LatentRef("sae/resid_post.3", 1), LatentRef("sae/resid_post.3", 2)
-        store.put_explanation(
-            run,
-            Explanation(a, "days of the week", "default", {"reasks": 0}, {"config_hash": "abc"}),
-        )
-        store.put_score(
-            run,
-            Score(a, "detection", "default", 0.75, {"f1": 0.8}, (Prediction(0, 1.0, 1.0),), 1),
-        )
-        store.put_failure(run, b, "explain", "default", "unparseable after 2 re-asks")
-    return autointerp_run_dir
+    return small_finished_store(autointerp_run_dir)
 
 
 def test_jsonl_export_holds_every_record(finished_run, autointerp_cli) -> None:

@@ -92,3 +92,24 @@ n_negatives = 4
         encoding="utf-8",
     )
     return path
+
+
+def small_finished_store(run_dir: Path) -> Path:
+    """A results store in ``run_dir`` holding one run: latent 1 explained and scored, latent 2
+    failed (for tests of commands that read runs: status, export, report). Returns ``run_dir``."""
+    from autointerp.store import Store
+    from autointerp.types import Explanation, LatentRef, Prediction, Score
+
+    with Store.open(run_dir) as store:
+        run = store.start_run("r", {})
+        a, b = LatentRef("sae/resid_post.3", 1), LatentRef("sae/resid_post.3", 2)
+        store.put_explanation(
+            run,
+            Explanation(a, "days of the week", "default", {"reasks": 0}, {"config_hash": "abc"}),
+        )
+        store.put_score(
+            run,
+            Score(a, "detection", "default", 0.75, {"f1": 0.8}, (Prediction(0, 1.0, 1.0),), 1),
+        )
+        store.put_failure(run, b, "explain", "default", "unparseable after 2 re-asks")
+    return run_dir
