@@ -90,12 +90,9 @@ def plan_run(config: RunConfig, plugins: PluginManager, source: str = "defaults"
             problems.append(f"{source}: {where}.name: {exc}")
             continue
         steps.append(Step(where, component, options))
-    if config.executor is None and not problems:  # the default: work units run in process
-        try:
-            default = plugins.get("executor", DEFAULT_EXECUTOR)
-            steps.append(Step("executor", default, default.validate({})))
-        except AutointerpError as exc:
-            problems.append(f"{source}: executor: {exc}")
+    if config.executor is None and DEFAULT_EXECUTOR in plugins.names("executor"):
+        default = plugins.get("executor", DEFAULT_EXECUTOR)  # work units run in process
+        steps.append(Step("executor", default, default.validate({})))
     factories: dict[str, Any] = {}
     for step in steps:
         try:
@@ -549,6 +546,11 @@ class RunContext:
                 import torch
 
                 torch.set_num_threads(self.config.threads)
+            if field_name == "executor" and not any(s.field == "executor" for s in self.plan.steps):
+                from autointerp.executors import InProcessExecutor  # none registered: built in
+
+                self._built[field_name] = InProcessExecutor()
+                return self._built[field_name]
             step = self.plan.step(field_name)
             prebuilt = self.plan.built.get(field_name)
             self._built[field_name] = prebuilt or step.component.build(step.options)
