@@ -443,3 +443,22 @@ def test_score_values_without_decoding(store: Store, run_id: int) -> None:
     assert store.score_values(run_id, "fuzzing") == [(L0, "fuzzing", "default", 0.5)]
     assert [v for *_, v in store.score_values(run_id, explainer="contrastive")] == [0.125]
     assert store.score_values(store.start_run("empty", {})) == []
+
+
+def test_a_bound_store_files_everything_under_its_run(tmp_path: Path) -> None:
+    from autointerp.types import LLMCall
+
+    with Store.open(tmp_path) as store:
+        first, second = store.start_run("a", {}), store.start_run("b", {})
+        run = store.bind(second)
+        ref = LatentRef("sae/resid_post.1", 3)
+        run.put_explanation(Explanation(ref, "dates", "default"))
+        run.put_failure(ref, "score", "detection/default", "no answer")
+        call = LLMCall("h1", "fake", "m", {"q": 1}, {"text": "a"}, 3, 0, 2, 0.0, 0.1)
+        run.put_llm_call(call)
+        assert run.explained("default") == {ref} and not store.explained(first, "default")
+        assert run.failures("score") == store.failures(second, "score") != {}
+        assert store.usage(second).calls == 1 and store.usage(first).calls == 0
+        assert run.get_llm_call("h1") is not None
+        run.finish("finished")
+        assert store.get_run(second).status == "finished"

@@ -37,7 +37,7 @@ from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
 from autointerp.llm import EndpointUnavailableError
 from autointerp.plugins import Component, PluginManager
-from autointerp.store import Store, request_hash
+from autointerp.store import RunStore, Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
 
 if TYPE_CHECKING:
@@ -321,6 +321,14 @@ def _reason(exc: BaseException, component: str = "") -> str:
     return str(reason).splitlines()[0] if reason else type(exc).__name__
 
 
+def _bound(store: Store | RunStore, run_id: int | None) -> RunStore:
+    if isinstance(store, RunStore):
+        return store
+    if run_id is None:
+        raise ValueError("a Store needs the run_id (or pass Store.bind(run_id))")
+    return store.bind(run_id)
+
+
 def stop_if_endpoint_gone(llm: LLMClient | None, exc: BaseException) -> None:
     """Raise the run-ending :class:`EndpointUnavailableError` when the LLM endpoint was given up
     on, however a component wrapped it: no other latent can be asked either."""
@@ -343,8 +351,8 @@ async def explain_latents(
     explainer: Explainer,
     explainer_name: str,
     llm: LLMClient,
-    store: Store,
-    run_id: int,
+    store: Store | RunStore,
+    run_id: int | None = None,
     *,
     concurrency: int = 256,
     seed: int = 0,
@@ -360,6 +368,7 @@ async def explain_latents(
     """
     needs = needs_of(explainer, "explainer", explainer_name) or frozenset()
     prov = dict(provenance or {})
+    rs = _bound(store, run_id)
 
     async def handle(item: LatentRequest) -> bool:
         try:
@@ -368,16 +377,16 @@ async def explain_latents(
             stop_if_endpoint_gone(llm, exc)
             log.debug("explaining %s failed", item.latent, exc_info=True)
             reason = _reason(exc, f"explainer '{explainer_name}'")
-            store.put_failure(run_id, item.latent, "explain", explainer_name, reason)
+            rs.put_failure(item.latent, "explain", explainer_name, reason)
             return False
         if prov:
             explanation = replace(explanation, provenance={**explanation.provenance, **prov})
-        store.put_explanation(run_id, explanation)
-        store.clear_failure(run_id, item.latent, "explain", explainer_name)
+        rs.put_explanation(explanation)
+        rs.clear_failure(item.latent, "explain", explainer_name)
         return True
 
     summary = StageSummary()
-    done = store.explained(run_id, explainer_name)
+    done = rs.explained(explainer_name)
     pending = _pending(work, lambda w: w.latent in done, summary)
     result = await run_pool(
         pending,
@@ -421,8 +430,8 @@ async def score_explanations(
     work: Iterable[ScoreWork],
     scorer: Scorer,
     scorer_name: str,
-    store: Store,
-    run_id: int,
+    store: Store | RunStore,
+    run_id: int | None = None,
     *,
     llm: LLMClient | None = None,
     adapter: ModelAdapter | SerialAdapter | None = None,
@@ -439,6 +448,7 @@ async def score_explanations(
     prov = dict(provenance or {})
     same = {"options_hash": prov["options_hash"]} if "options_hash" in prov else None
     needs = needs_of(scorer, "scorer", scorer_name)
+    rs = _bound(store, run_id)
 
     async def handle(item: ScoreWork) -> bool:
         e = item.explanation
@@ -451,12 +461,12 @@ async def score_explanations(
             stop_if_endpoint_gone(llm, exc)
             log.debug("scoring %s failed", e.latent, exc_info=True)
             reason = _reason(exc, f"scorer '{scorer_name}'")
-            store.put_failure(run_id, e.latent, "score", component, reason)
+            rs.put_failure(e.latent, "score", component, reason)
             return False
         if prov:
             score = replace(score, provenance={**score.provenance, **prov})
-        store.put_score(run_id, score)
-        store.clear_failure(run_id, e.latent, "score", component)
+        rs.put_score(score)
+        rs.clear_failure(e.latent, "score", component)
         return True
 
     summary = StageSummary()
@@ -465,7 +475,7 @@ async def score_explanations(
     def is_done(item: ScoreWork) -> bool:
         explainer = item.explanation.explainer
         if explainer not in scored:
-            scored[explainer] = store.scored(run_id, explainer, scorer_name, same)
+            scored[explainer] = rs.scored(explainer, scorer_name, same)
         return item.explanation.latent in scored[explainer]
 
     pending = _pending(work, is_done, summary)
@@ -619,7 +629,7 @@ def cache_corpus(
     return ActivationCache(cache_dir)
 
 
-def stage_cache(ctx: RunContext, store: Store | None = None) -> tuple[Path, list[LatentRef]]:
+def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, list[LatentRef]]:
     """Cache the feature source's activations (resuming a partial cache), choose the latents and
     record their statistics in the store."""
     plan, config = ctx.plan, ctx.config
@@ -645,9 +655,9 @@ def stage_cache(ctx: RunContext, store: Store | None = None) -> tuple[Path, list
         eligible = (stats["count"] >= lat.min_activations).nonzero()[0]
         chosen = [int(i) for i in eligible[: lat.n]]
     key = ctx.source_key
-    with _opened(ctx.run_dir, store) as store:
-        store.put_latents(
-            ctx.run_id, key,
+    with _opened(ctx.run_dir, store and store.store) as opened:
+        opened.bind(ctx.run_id).put_latents(
+            key,
             [{"index": i, "frequency": float(stats["frequency"][i]),
               "max_activation": float(stats["max"][i]), "mean": float(stats["mean"][i])}
              for i in chosen],
@@ -669,7 +679,7 @@ def _cache(ctx: RunContext) -> Any:
 def _latent_work(
     ctx: RunContext,
     latents: Iterable[LatentRef],
-    store: Store,
+    store: RunStore,
     skip: set[LatentRef],
     needs: frozenset[Need] = frozenset(),
 ) -> Iterator[LatentRequest]:
@@ -703,7 +713,7 @@ def _latent_work(
         for ex in built:
             ex = _decoded(ex, decode)
             ref = ex.latent
-            store.put_examples(ctx.run_id, ref, [*ex.train, *ex.test, *ex.negatives])
+            store.put_examples(ref, [*ex.train, *ex.test, *ex.negatives])
             error = None if ex.train else "no activating examples in the cache"
             promoted: list[tuple[str, float]] = []
             if error is None and Need.PROMOTED_TOKENS in needs:
@@ -785,24 +795,24 @@ def _token_embeddings(adapter: Any) -> Any:
 
 
 async def stage_explain(
-    ctx: RunContext, store: Store, llm: LLMClient, latents: Sequence[LatentRef]
+    ctx: RunContext, store: RunStore, llm: LLMClient, latents: Sequence[LatentRef]
 ) -> StageSummary:
     """Examples -> explanations for every latent not explained yet in this run."""
     step = ctx.plan.step("explainer")
     explainer = ctx.build("explainer")
     needs = needs_of(explainer, "explainer", step.component.name) or frozenset()
-    done = store.explained(ctx.run_id, step.component.name)
+    done = store.explained(step.component.name)
     pending = sum(1 for ref in latents if ref not in done)
     return await explain_latents(
         _latent_work(ctx, latents, store, done, needs), explainer, step.component.name, llm, store,
-        ctx.run_id, concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=pending,
+        concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=pending,
         progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
     )  # fmt: skip
 
 
 def _score_work(
     ctx: RunContext,
-    store: Store,
+    store: RunStore,
     explanations: Iterable[Explanation],
     needs: frozenset[str],
     skip: set[LatentRef],
@@ -814,7 +824,7 @@ def _score_work(
         if e.latent in skip:
             yield ScoreWork(e, ())  # counted as skipped downstream; nothing read
             continue
-        test, negatives = scored_examples(store.examples(ctx.run_id, e.latent))
+        test, negatives = scored_examples(store.examples(e.latent))
         extras: dict[str, Any] = {}
         error = None
         if "direction" in needs:
@@ -865,14 +875,14 @@ class SerialAdapter:
 
 
 async def stage_score(
-    ctx: RunContext, store: Store, llm: LLMClient, latents: Sequence[LatentRef]
+    ctx: RunContext, store: RunStore, llm: LLMClient, latents: Sequence[LatentRef]
 ) -> dict[str, StageSummary]:
     """Every selected scorer on every explanation of the run's latents not scored yet; the
     scorers run side by side (each with ``concurrency`` latents in flight), one display row each.
     """
     explainer_name = ctx.plan.step("explainer").component.name
     wanted = set(latents)
-    explanations = [e for e in store.explanations(ctx.run_id, explainer_name) if e.latent in wanted]
+    explanations = [e for e in store.explanations(explainer_name) if e.latent in wanted]
     jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
     for step in ctx.plan.steps:
         if step.component.kind != "scorer":
@@ -886,11 +896,11 @@ async def stage_score(
         adapter = ctx._built["serial_model"] if wants_model else None
         prov = ctx.provenance(step.field, scorer)
         done = store.scored(
-            ctx.run_id, explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
+            explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
         )
         work = _score_work(ctx, store, explanations, frozenset(needs or ()), done)
         jobs[step.component.name] = partial(
-            score_explanations, work, scorer, step.component.name, store, ctx.run_id, llm=llm,
+            score_explanations, work, scorer, step.component.name, store, llm=llm,
             adapter=adapter, concurrency=ctx.config.concurrency, seed=ctx.config.seed,
             total=sum(1 for e in explanations if e.latent not in done), progress=ctx.progress,
             provenance=prov,
@@ -923,22 +933,22 @@ def execute(
         raise ValueError(f"unknown stages {unknown}; expected some of {STAGES}")
     ctx = RunContext(plan, run_dir, run_id, progress=progress)
     try:
-        with _opened(run_dir, store) as store:
-            return _execute(ctx, store, stages)
+        with _opened(run_dir, store) as opened:
+            return _execute(ctx, opened.bind(run_id), stages)
     finally:
         if (executor := ctx._built.get("executor")) is not None:
             executor.close()
 
 
-def _execute(ctx: RunContext, store: Store, stages: Sequence[str]) -> RunSummary:
+def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSummary:
     from autointerp.llm import wrap
 
-    run_dir, run_id = ctx.run_dir, ctx.run_id
+    run_dir = ctx.run_dir
     cache_dir: Path | None = None
     if "cache" in stages:
         cache_dir, latents = stage_cache(ctx, store)
     else:
-        latents = [s.latent for s in store.latents(run_id)]
+        latents = [s.latent for s in store.latents()]
         if not latents:
             raise ConfigError(
                 f"{run_dir}: this run has no latents yet; run `autointerp explain` on it first"
@@ -949,9 +959,9 @@ def _execute(ctx: RunContext, store: Store, stages: Sequence[str]) -> RunSummary
     if "explain" in stages or "score" in stages:
         backend = ctx.build("llm")
 
-        async def llm_stages(store: Store) -> None:
+        async def llm_stages() -> None:
             nonlocal explained, scored, llm_stats
-            llm = wrap(backend, store=store, run_id=run_id)
+            llm = wrap(backend, store=store)
             llm_stats = llm.stats
             llm.check()
             try:
@@ -962,11 +972,11 @@ def _execute(ctx: RunContext, store: Store, stages: Sequence[str]) -> RunSummary
             finally:
                 await llm.aclose()
 
-        if "explain" not in stages and not store.explanations(run_id):
+        if "explain" not in stages and not store.explanations():
             raise ConfigError(
                 f"{run_dir}: no explanations to score; run `autointerp explain` on it first"
             )
-        asyncio.run(llm_stages(store))
+        asyncio.run(llm_stages())
     return RunSummary(cache_dir, latents, explained, scored, llm_stats)
 
 

@@ -335,6 +335,10 @@ class Store:
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         return _run(rows[0]) if rows else None
 
+    def bind(self, run_id: int) -> RunStore:
+        """This store seen from one run (no ``run_id`` to pass around)."""
+        return RunStore(self, run_id)
+
     def runs(self) -> list[RunRecord]:
         """All runs, oldest first."""
         return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY id")]
@@ -944,3 +948,63 @@ def _score(r: sqlite3.Row) -> Score:
         meta=json.loads(r["meta"]),
         provenance=_provenance(r),
     )
+
+
+class RunStore:
+    """One run of a :class:`Store`: its run-scoped methods without the ``run_id`` argument, and
+    an LLM call store (``get_llm_call``/``put_llm_call``) that files calls under this run. What
+    the pipeline hands its stages: ``Store.bind(run_id)``."""
+
+    def __init__(self, store: Store, run_id: int) -> None:
+        self.store = store
+        self.run_id = run_id
+
+    def put_latents(self, source: str, rows: Iterable[Mapping[str, Any]]) -> None:
+        self.store.put_latents(self.run_id, source, rows)
+
+    def latents(self, source: str | None = None) -> list[LatentStats]:
+        return self.store.latents(self.run_id, source)
+
+    def put_examples(self, latent: LatentRef, examples: Sequence[Example]) -> None:
+        self.store.put_examples(self.run_id, latent, examples)
+
+    def examples(self, latent: LatentRef, kind: str | None = None) -> list[Example]:
+        return self.store.examples(self.run_id, latent, kind)
+
+    def put_explanation(self, explanation: Explanation) -> None:
+        self.store.put_explanation(self.run_id, explanation)
+
+    def explained(self, explainer: str) -> set[LatentRef]:
+        return self.store.explained(self.run_id, explainer)
+
+    def explanations(self, explainer: str | None = None) -> list[Explanation]:
+        return self.store.explanations(self.run_id, explainer)
+
+    def put_score(self, score: Score) -> None:
+        self.store.put_score(self.run_id, score)
+
+    def scored(
+        self, explainer: str, scorer: str, where: Mapping[str, Any] | None = None
+    ) -> set[LatentRef]:
+        return self.store.scored(self.run_id, explainer, scorer, where)
+
+    def scores(self, scorer: str | None = None) -> list[Score]:
+        return self.store.scores(self.run_id, scorer)
+
+    def put_failure(self, latent: LatentRef, stage: str, component: str, reason: str) -> None:
+        self.store.put_failure(self.run_id, latent, stage, component, reason)
+
+    def clear_failure(self, latent: LatentRef, stage: str, component: str) -> None:
+        self.store.clear_failure(self.run_id, latent, stage, component)
+
+    def failures(self, stage: str | None = None) -> dict[tuple[LatentRef, str], str]:
+        return self.store.failures(self.run_id, stage)
+
+    def finish(self, status: str) -> None:
+        self.store.finish_run(self.run_id, status)
+
+    def get_llm_call(self, request_hash: str) -> LLMCall | None:
+        return self.store.get_llm_call(request_hash)
+
+    def put_llm_call(self, call: LLMCall, run_id: Any = None, *, cached: bool = False) -> None:
+        self.store.put_llm_call(call, self.run_id if run_id is None else run_id, cached=cached)
