@@ -79,3 +79,21 @@ def test_scores_are_committed_and_a_rerun_skips_them(
         assert (again.done, again.skipped) == (2, 4)
         assert len(autointerp_llm_server.requests) > calls  # only the two new latents were asked
         assert len(store.scores(run_id)) == 6
+
+
+def test_a_latent_without_held_out_activating_examples_is_not_scorable_never_zero(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_run_dir
+) -> None:
+    autointerp_llm_server.responder = respond
+    negatives_only = [
+        ScoreWork(w.explanation, (), w.negatives) for w in work(range(2))
+    ]  # fired too rarely: every activating window went to the explainer
+    with Store.open(autointerp_run_dir) as store:
+        run_id = store.start_run("t", {})
+        summary = run_stage(autointerp_llm_server, store, run_id, negatives_only)
+        assert (summary.done, summary.failed) == (2, 0)
+        scores = store.scores(run_id, "detection")
+        assert [s.value for s in scores] == [None, None]
+        assert all("no held-out activating examples" in s.meta["not_scorable"] for s in scores)
+        assert not store.failures(run_id)
+    assert autointerp_llm_server.requests == []  # nothing was asked: no number to make

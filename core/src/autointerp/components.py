@@ -196,6 +196,12 @@ def check_needs(
     return None
 
 
+class NotScorable(AutointerpError):
+    """Raised by a scorer when a latent cannot be scored meaningfully (no held-out activating
+    examples, say): not a failure, and never a number. The pipeline stores a score with value
+    None and ``meta["not_scorable"]`` = the reason."""
+
+
 class ComponentFailure(AutointerpError):
     """One latent failed inside a component, or the component broke its contract; the message
     names the component."""
@@ -247,7 +253,12 @@ async def score_one(
         inputs["direction"] = request.direction
         if request.direction_site is not None:
             inputs["site"] = request.direction_site
-    result = await scorer.score(explanation, request.test, request.negatives, llm, **inputs)
+    try:
+        result = await scorer.score(explanation, request.test, request.negatives, llm, **inputs)
+    except NotScorable as exc:
+        result = Score(
+            explanation.latent, name, explanation.explainer, None, meta={"not_scorable": str(exc)}
+        )
     if not isinstance(result, Score):
         raise ComponentFailure(f"scorer '{name}' returned {type(result).__name__}, not a Score")
     return replace(result, scorer=name, explainer=explanation.explainer, latent=explanation.latent)
@@ -261,6 +272,7 @@ __all__ = [
     "Explainer",
     "LatentRequest",
     "Need",
+    "NotScorable",
     "Scorer",
     "check_needs",
     "explain_one",

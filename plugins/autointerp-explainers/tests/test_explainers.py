@@ -132,6 +132,8 @@ def test_the_stable_prefix_is_byte_identical_between_latents(
         ("Sure! Here it is.\n\n**Explanation:** `weekday names`", "weekday names"),
         ('explanation - "Weekdays".', "Weekdays"),
         ("weekday names", "weekday names"),
+        ("Explanation: tokens inside {braces}", "tokens inside {braces}"),
+        ("Explanation: <|endoftext|> separators", "<|endoftext|> separators"),
     ],
 )
 def test_parsing_is_tolerant(reply_text: str, expected: str) -> None:
@@ -146,6 +148,11 @@ def test_parsing_is_tolerant(reply_text: str, expected: str) -> None:
         "I'm sorry, I cannot determine a pattern.",
         "The tokens are all related to time.\nThey appear in sentences about plans.",
         "Explanation: " + "word " * 30,
+        "}{ not what you asked for",
+        '{"explanation": null}',
+        "Explanation: }{",
+        "Explanation: 12 34 !!",
+        "[1, 0, 1]",
     ],
 )
 def test_unusable_answers_are_parse_errors(reply_text: str) -> None:

@@ -605,3 +605,22 @@ def test_plots_ticks_log_axis_and_subsampling() -> None:
         "no pairs to plot"
     )
     assert "no values" in plots.histogram([float("nan")], title="h", xlabel="x")
+
+
+def test_hostile_names_and_explanations_cannot_break_the_page(tmp_path: Path) -> None:
+    hostile = "x<!--<script>alert(1)</script>\u2028"
+    with Store.open(tmp_path / "run") as store:
+        run = store.start_run(hostile, {"seed": 0})
+        ref = LatentRef(SOURCE, 0)
+        store.put_latents(run, SOURCE, [{"index": 0, "frequency": 0.1, "max_activation": 1.0}])
+        store.put_explanation(run, Explanation(ref, hostile, "default"))
+        store.finish_run(run)
+    html = write_report(tmp_path / "run").read_text()
+    page_scripts = html.count("<script")
+    assert "<!--" not in html.replace("<!-- ", "")  # none from the data (template comments aside)
+    assert hostile not in html
+    scripts = [part.split("</script>")[0] for part in html.split("<script")[1:]]
+    assert not any("\u2028" in part or "<!--" in part for part in scripts)
+    fill_run(tmp_path / "plain", 1).close()
+    plain = write_report(tmp_path / "plain").read_text().count("<script")
+    assert page_scripts == plain  # the hostile data added no script element

@@ -105,11 +105,31 @@ def parse_explanation(text: str, max_words: int = 16) -> str:
     candidate = re.sub(r"\s+", " ", candidate.strip(quotes).rstrip(".").strip(quotes))
     if not candidate:
         raise ParseError('nothing follows "Explanation:"')
+    if (junk := _junk(candidate, strict=not found)) is not None:
+        raise ParseError(
+            f"{candidate!r} is not an explanation ({junk}); describe the pattern in words"
+        )
     if _REFUSAL.search(candidate):
         raise ParseError(f"{candidate!r} does not describe a pattern; name the common pattern")
     if len(candidate.split()) > max_words:
         raise ParseError(f"the explanation has {len(candidate.split())} words; use at most 8")
     return candidate
+
+
+def _junk(candidate: str, *, strict: bool) -> str | None:
+    """Why ``candidate`` cannot be an explanation (None: it can). ``strict`` for a bare line
+    taken without an "Explanation:" label: then no brackets at all, and mostly letters."""
+    letters = sum(c.isalpha() for c in candidate)
+    if letters < 2:
+        return "no words"
+    unbalanced = any(candidate.count(a) != candidate.count(b) for a, b in ("{}", "[]"))
+    if candidate[0] in "{}[]" or unbalanced:
+        return "it looks like JSON"
+    if strict and (
+        any(c in candidate for c in "{}[]<>") or letters < 0.6 * len(candidate.replace(" ", ""))
+    ):
+        return "it looks like JSON or markup"
+    return None
 
 
 def usage_meta(responses: Sequence[ChatResponse]) -> dict[str, Any]:

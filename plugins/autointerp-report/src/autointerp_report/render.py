@@ -68,7 +68,9 @@ class ReportSettings:
 def _js(value: Any) -> str:
     """JSON that is safe inside a <script> element."""
     text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return text.replace("</", "<\\/")
+    # "</script" ends the element and "<!--" starts the HTML parser's script-data escape state,
+    # where a later "<script" swallows the rest of the page: escape every "<" (and U+2028/9)
+    return text.replace("<", "\\u003c").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
 
 
 @lru_cache(maxsize=1 << 16)  # predictions repeat a few values (0, 1) across thousands of cards

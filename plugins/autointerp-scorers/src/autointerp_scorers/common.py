@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from autointerp.components import NotScorable
 from autointerp.llm import (
     ChatResponse,
     EndpointUnavailableError,
@@ -106,6 +107,20 @@ def select(
             skipped += 1
         else:
             items.append(Item(i, example, actual))
+    return items, skipped
+
+
+def scorable_items(
+    scorer: str, explanation: Explanation, examples: Sequence[Example], negatives: Sequence[Example]
+) -> tuple[list[Item], int]:
+    """:func:`select`, refusing what no score can be made of: nothing left (a failure), or no
+    held-out activating example (:class:`~autointerp.components.NotScorable`: accuracy over
+    negatives alone would be a number that means nothing)."""
+    items, skipped = select(explanation, examples, negatives)
+    if not items:
+        raise ScoringFailedError(scorer, explanation.latent, "no examples left to score")
+    if not any(item.actual for item in items):
+        raise NotScorable("no held-out activating examples (the latent fires too rarely)")
     return items, skipped
 
 
@@ -376,9 +391,7 @@ class BinaryLLMScorer:
         if llm is None:
             raise ScoringFailedError(self.name, explanation.latent, "needs an LLM client")
         client = wrap(llm)
-        items, skipped = select(explanation, examples, negatives)
-        if not items:
-            raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
+        items, skipped = scorable_items(self.name, explanation, examples, negatives)
         rng = random.Random(f"{self.name}:{explanation.latent}:{seed}")
         shown = self.shown(items, rng)
         rng.shuffle(shown)  # activating and non-activating mixed in every prompt

@@ -18,7 +18,7 @@ from autointerp_report.embed import TextEncoder, default_model_path
 
 from autointerp.errors import ConfigError
 from autointerp.types import Example, Explanation, Prediction, Score
-from autointerp_scorers.common import ScoringFailedError, make_score, select
+from autointerp_scorers.common import make_score, scorable_items
 from autointerp_scorers.metrics import auroc
 from autointerp_scorers.plugin import EmbeddingConfig
 
@@ -45,9 +45,7 @@ class EmbeddingScorer:
         seed: int = 0,
         adapter: Any = None,
     ) -> Score:
-        items, skipped = select(explanation, examples, negatives)
-        if not items:
-            raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
+        items, skipped = scorable_items(self.name, explanation, examples, negatives)
         query = self.config.query_prefix + explanation.text
         documents = [
             "".join(item.example.window(self.config.example_width)[0]).strip() for item in items

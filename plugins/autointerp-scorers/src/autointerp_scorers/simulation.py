@@ -34,7 +34,7 @@ from autointerp_scorers.common import (
     gather_or_fail,
     load_prompt,
     make_score,
-    select,
+    scorable_items,
     usage_meta,
 )
 from autointerp_scorers.metrics import pearson
@@ -147,9 +147,7 @@ class SimulationScorer:
         if llm is None:
             raise ScoringFailedError(self.name, explanation.latent, "needs an LLM client")
         client = wrap(llm)
-        items, skipped = select(explanation, examples, negatives)
-        if not items:
-            raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
+        items, skipped = scorable_items(self.name, explanation, examples, negatives)
         windows = [item.example.window(self.config.example_width) for item in items]
         top = max((max(acts, default=0.0) for _, acts in windows), default=0.0)
         scale = 10.0 / top if top > 0 else 0.0  # true activations on the 0-10 scale shown

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from autointerp.types import Example, Explanation, Prediction, Score
-from autointerp_scorers.common import ScoringFailedError, make_score, select
+from autointerp_scorers.common import ScoringFailedError, make_score, scorable_items
 from autointerp_scorers.metrics import auroc
 from autointerp_scorers.plugin import SurprisalConfig
 
@@ -91,9 +91,7 @@ class SurprisalScorer:
     ) -> Score:
         if adapter is None:
             raise ScoringFailedError(self.name, explanation.latent, "needs a model adapter")
-        items, skipped = select(explanation, examples, negatives)
-        if not items:
-            raise ScoringFailedError(self.name, explanation.latent, "no examples left to score")
+        items, skipped = scorable_items(self.name, explanation, examples, negatives)
         c = self.config
         texts = ["".join(item.example.window(c.example_width)[0]) for item in items]
         prefix = c.prefix.replace("{explanation}", explanation.text)
