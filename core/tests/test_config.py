@@ -151,3 +151,27 @@ def test_a_mode_preset_fills_only_the_options_left_unset() -> None:
 def test_an_unknown_mode_is_a_one_line_error() -> None:
     with pytest.raises(ConfigError, match=r"defaults: mode: .*'parity', 'economy' or 'small-llm'"):
         load_config(overrides=["mode=cheap"])
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    [
+        "llm.api_key={key}",
+        'llm.api_key_env="{key}"',
+        'llm.extra_body={{"authorization"="Bearer {key}"}}',
+        'name="{key}"',
+    ],
+)
+def test_an_api_key_anywhere_in_a_config_is_refused_and_never_echoed(assignment: str) -> None:
+    key = "sk-proj-planted0123456789abcdefghijKLMN"
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [assignment.format(key=key)])
+    message = str(info.value)
+    assert "looks like an API key" in message and key[8:] not in message
+    assert len(message.splitlines()) == 1
+
+
+def test_validation_errors_redact_key_shaped_values() -> None:
+    with pytest.raises(ConfigError) as info:  # a key in a field that wants a number
+        load_config(None, ['llm.timeout_s="sk-ant-0123456789abcdefXYZ"'])
+    assert "0123456789abcdef" not in str(info.value)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from autointerp.errors import ConfigError
+from autointerp.errors import KEY_PATTERN, ConfigError, redact_keys
 
 DEFAULTS_RESOURCE = "defaults.toml"
 
@@ -224,7 +224,7 @@ def format_validation_error(
             continue
         else:
             msg = err["msg"]
-        lines.append(f"{source}: {loc}: {msg} (got {_short(err.get('input'))})")
+        lines.append(f"{source}: {loc}: {msg} (got {redact_keys(_short(err.get('input')))})")
     return "\n".join(lines)
 
 
@@ -359,10 +359,28 @@ def load_config(
             data[key] = current if same else {"name": value}
     for assignment in overrides:
         apply_override(data, assignment)
+    refuse_keys(data, source)
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source, model=RunConfig)) from None
+
+
+def refuse_keys(data: Any, source: str, path: str = "") -> None:
+    """Refuse an API key anywhere in a config (it would be written to config.toml and the store),
+    naming the field, never the value."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            refuse_keys(value, source, f"{path}.{key}" if path else str(key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            refuse_keys(value, source, f"{path}[{i}]")
+    elif isinstance(data, str) and KEY_PATTERN.search(data):
+        raise ConfigError(
+            f"{source}: {path}: holds what looks like an API key; never put keys in a config (it "
+            "is saved with the run): set the provider's variable (e.g. $OPENAI_API_KEY) or add it "
+            "to ~/.config/autointerp/keys.toml"
+        )
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import re
 import time
 import tomllib
 import weakref
@@ -37,7 +36,7 @@ from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 from pydantic import Field
 
 from autointerp.config import ComponentConfig
-from autointerp.errors import AutointerpError
+from autointerp.errors import AutointerpError, redact_keys
 from autointerp.store import request_hash
 from autointerp.types import LLMCall
 
@@ -52,7 +51,6 @@ KEYS_FILE_ENV = "AUTOINTERP_KEYS_FILE"
 DEFAULT_KEYS_FILE = Path("~/.config/autointerp/keys.toml")
 _SECRETS: set[str] = set()
 #: key-like strings redacted even when they were never registered (``sk-...``, ``sk-ant-...``)
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_\-]{6})[A-Za-z0-9_\-]{10,}")
 
 
 class Secret:
@@ -85,7 +83,7 @@ def redact(text: str) -> str:
     for secret in _SECRETS:
         if secret in text:
             text = text.replace(secret, "[REDACTED]")
-    return _KEY_PATTERN.sub(r"\1…[REDACTED]", text)
+    return redact_keys(text)
 
 
 class RedactingFilter(logging.Filter):

@@ -37,6 +37,7 @@ from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
 from autointerp.llm import EndpointUnavailableError
 from autointerp.plugins import Component, PluginManager
+from autointerp.runlock import hold_run_dir
 from autointerp.store import RunStore, Store, request_hash
 from autointerp.types import Example, Explanation, LatentRef
 
@@ -154,13 +155,16 @@ def _has_directions(factory: Any) -> bool | None:
 
 
 def prepare_run_dir(plan: Plan, store: Store | None = None) -> tuple[Path, int]:
-    """Create the run directory, record the resolved config (``config.toml``) and open a run in
-    the results store, or reopen the run with this exact config (resume); returns the directory
-    and the run id."""
+    """Create the run directory and open a run in the results store, or reopen the run with this
+    config (resume); record the config (``config.toml``, see :func:`record_config`); returns the
+    directory and the run id. Call it holding the directory's lock (:func:`run` does).
+
+    Runs compare by :func:`run_identity`, which leaves the run directory out: every run in a
+    store ran in that directory, so ``--run-dir /abs/x`` and ``x`` (or a moved directory) are the
+    same run."""
     run_dir = plan.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     table = plan.config.as_table()
-    (run_dir / "config.toml").write_text(dump_toml(table), encoding="utf-8")
     key = run_identity(table)
     with _opened(run_dir, store) as store:
         # the same config again is the same run, resumed; another config is a new run
@@ -170,7 +174,23 @@ def prepare_run_dir(plan: Plan, store: Store | None = None) -> tuple[Path, int]:
             if r.name == plan.config.name and run_identity(r.config) == key
         ]
         run_id = same[-1] if same else store.start_run(plan.config.name, table)
+        record_config(plan, run_dir, run_id, store)
     return run_dir, run_id
+
+
+def record_config(plan: Plan, run_dir: Path, run_id: int, store: Store | None = None) -> bool:
+    """Write ``run_dir/config.toml`` (the config ``autointerp explain RUN`` and ``score RUN``
+    resume) with this run's config, unless another run in the store stored latents and this one
+    has not yet: an attempt with another config that fails before any work leaves the finished
+    run's config in place (the store keeps every run's own config). Returns whether it wrote."""
+    with _opened(run_dir, store) as store:
+        if not store.has_latents(run_id) and any(
+            store.has_latents(r.id) for r in store.runs() if r.id != run_id
+        ):
+            return False
+    text = dump_toml(plan.config.as_table())
+    (run_dir / "config.toml").write_text(text, encoding="utf-8")
+    return True
 
 
 @contextlib.contextmanager
@@ -185,13 +205,14 @@ def _opened(run_dir: Path, store: Store | None) -> Iterator[Store]:
 
 
 #: config fields that change how a run executes or what it adds, not what its records mean: a
-#: rerun with other values (another scorer, more concurrency) resumes the same run
-_EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads", "executor")
+#: rerun with other values (another scorer, more concurrency) resumes the same run; and where it
+#: runs: the run directory holds the store, however its path is spelled
+_EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads", "executor", "run_dir")
 
 
 def run_identity(table: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config table that identifies a run (scores are kept per scorer and options,
-    so the scorers are not part of it)."""
+    so the scorers are not part of it; nor is the run directory, which is the store's own)."""
     return {k: v for k, v in table.items() if k not in _EXECUTION_ONLY}
 
 
@@ -1074,25 +1095,42 @@ def run(
     (the report plugin writes the HTML report) with the outputs in ``skip`` turned off.
 
     Ctrl-C marks the run ``interrupted`` and any other exception ``failed`` before propagating;
-    rerunning resumes either."""
+    rerunning resumes either. The run directory is locked for the whole run
+    (:func:`autointerp.runlock.hold_run_dir`): while another process holds it, this one raises
+    :class:`~autointerp.runlock.RunDirInUseError` before it writes anything."""
     from autointerp.plugins import run_finished
 
-    with Store.open(plan.run_dir) as store:
-        run_dir, run_id = prepare_run_dir(plan, store)
-        try:
-            summary = execute(plan, run_dir, run_id, stages=stages, progress=progress, store=store)
-        except KeyboardInterrupt:
-            finish_run(run_dir, run_id, "interrupted", store)
-            raise
-        except BaseException:
-            finish_run(run_dir, run_id, "failed", store)
-            raise
-        error: FailureRateError | None = None
-        try:
-            check_failure_rate(plan, run_dir, run_id, stages, store)
-        except FailureRateError as exc:
-            error = exc
-        status = "failed" if error else "finished"
-        finish_run(run_dir, run_id, status, store)
-    messages = run_finished(plugins, run_dir, run_id, status, skip)
+    with hold_run_dir(plan.run_dir):  # before anything is written: a refused run writes nothing
+        with Store.open(plan.run_dir) as store:
+            run_dir, run_id = prepare_run_dir(plan, store)
+            try:
+                summary = execute(
+                    plan, run_dir, run_id, stages=stages, progress=progress, store=store
+                )
+            except KeyboardInterrupt:
+                finish_run(run_dir, run_id, "interrupted", store)
+                _record_config_after(plan, run_dir, run_id, store)
+                raise
+            except BaseException:
+                finish_run(run_dir, run_id, "failed", store)
+                _record_config_after(plan, run_dir, run_id, store)
+                raise
+            _record_config_after(plan, run_dir, run_id, store)
+            error: FailureRateError | None = None
+            try:
+                check_failure_rate(plan, run_dir, run_id, stages, store)
+            except FailureRateError as exc:
+                error = exc
+            status = "failed" if error else "finished"
+            finish_run(run_dir, run_id, status, store)
+        messages = run_finished(plugins, run_dir, run_id, status, skip)
     return RunOutcome(run_dir, run_id, status, summary, error, messages)
+
+
+def _record_config_after(plan: Plan, run_dir: Path, run_id: int, store: Store) -> None:
+    """``config.toml`` for a run that has now done work (:func:`record_config`); a failure to
+    write it never hides how the run ended."""
+    try:
+        record_config(plan, run_dir, run_id, store)
+    except OSError as exc:
+        log.warning("could not write %s: %s", run_dir / "config.toml", exc)

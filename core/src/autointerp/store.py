@@ -344,19 +344,30 @@ class Store:
         return [_run(r) for r in self._query("SELECT * FROM runs ORDER BY id")]
 
     def pick_run(self, run_id: int | None = None) -> int:
-        """``run_id`` if the store holds it, else (None) the latest run's id; raises
-        :class:`RunNotFoundError` ("the store holds no run yet", "no run N; runs here: ...")."""
+        """``run_id`` if the store holds it, else (None) the latest run that did work: a run that
+        failed or was interrupted before it stored any latent (another config tried on a finished
+        run directory) is passed over, unless no run did work. Raises :class:`RunNotFoundError`
+        ("the store holds no run yet", "no run N; runs here: ...")."""
         runs = self.runs()
         if not runs:
             raise RunNotFoundError("the store holds no run yet")
         if run_id is None:
-            return runs[-1].id
+            worked = [r for r in runs if not self.did_nothing(r)]
+            return (worked or runs)[-1].id
         if run_id not in {r.id for r in runs}:
             ids = ", ".join(str(r.id) for r in runs)
             raise RunNotFoundError(f"no run {run_id}; runs here: {ids}")
         return run_id
 
+    def did_nothing(self, run: RunRecord) -> bool:
+        """Whether ``run`` ended (failed or interrupted) before it stored any latent."""
+        return run.status in ("failed", "interrupted") and not self.has_latents(run.id)
+
     # latents
+
+    def has_latents(self, run_id: int) -> bool:
+        """Whether the run has stored any latent (its cache stage got that far)."""
+        return bool(self._query("SELECT 1 FROM latents WHERE run_id = ? LIMIT 1", (run_id,)))
 
     def put_latents(self, run_id: int, source: str, rows: Iterable[Mapping[str, Any]]) -> None:
         """Upsert per-latent stats in one transaction.
