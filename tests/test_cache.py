@@ -168,3 +168,29 @@ def test_shards_store_four_bytes_per_activation_when_their_tokens_fit_uint16(
     (tmp_path / "c" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(CacheError, match=r"cache format 1.*delete the directory"):
         build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=6, progress=False)
+
+
+class Scaled:
+    """A feature source whose values are the SAE's times ``factor`` (out of float16's range)."""
+
+    def __init__(self, inner, factor: float) -> None:
+        self.inner, self.factor = inner, factor
+        self.site, self.n_latents = inner.site, inner.n_latents
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def encode(self, x):
+        acts = self.inner.encode(x)
+        return type(acts)(acts.rows, acts.latents, acts.values * self.factor)
+
+
+def test_values_beyond_float16_are_an_error_and_tiny_ones_are_not_firing(
+    adapter, sae, tmp_path: Path
+) -> None:
+    with pytest.raises(CacheError, match=r"beyond the 65504 a cache value can hold"):
+        build_cache(adapter, Scaled(sae, 1e6), batches(2), tmp_path / "big", INFO, progress=False)
+    build_cache(adapter, Scaled(sae, 1e-12), batches(2), tmp_path / "tiny", INFO, progress=False)
+    cache = ActivationCache(tmp_path / "tiny")
+    assert cache.stats()["count"].sum() == 0  # stored as 0 they would have counted as firing
+    assert all(np.isfinite(v).all() for _, _, v in cache.iter_latents())

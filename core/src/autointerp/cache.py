@@ -72,6 +72,31 @@ def _atomic_write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+#: the largest magnitude a float16 cache value holds
+FLOAT16_MAX = 65504.0
+
+
+def _storable(
+    token: np.ndarray, latent: np.ndarray, value: np.ndarray, site: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activations as the cache stores them (float16): those too small to be told from 0 are
+    dropped (they would count as firing with value 0); one beyond float16's range is an error,
+    never an inf."""
+    import numpy as np
+
+    big = np.abs(value) > FLOAT16_MAX
+    if big.any():
+        i = int(np.argmax(np.abs(value)))
+        raise CacheError(
+            f"{site}: latent {int(latent[i])} has activation {float(value[i]):.4g}, beyond the "
+            f"{FLOAT16_MAX:g} a cache value can hold; scale the feature source's input or output"
+        )
+    keep = value.astype(np.float16) != 0
+    if keep.all():
+        return token, latent, value
+    return token[keep], latent[keep], value[keep]
+
+
 def build_cache(
     adapter: ModelAdapter,
     source: FeatureSource,
@@ -195,6 +220,7 @@ def build_cache(
             token = acts.rows.numpy() + (seen_contexts - shard.first_context) * t
             latent = acts.latents.numpy()
             value = acts.values.float().numpy()
+            token, latent, value = _storable(token, latent, value, source.site)
             shard.tokens.append(ids.numpy())
             shard.token.append(token)
             shard.latent.append(latent)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -145,6 +146,16 @@ Target = Annotated[
 ]
 
 
+WaitFlag = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="If another autointerp process is working on the run directory, wait for it "
+        "instead of stopping.",
+    ),
+]
+
+
 def _run_stages(
     target: Path | None,
     set_: list[str] | None,
@@ -152,13 +163,17 @@ def _run_stages(
     run_dir: Path | None,
     stages: tuple[str, ...],
     skip: frozenset[str] = frozenset(),
+    wait: bool = False,
 ) -> None:
     """Plan, open (or resume) the run, execute ``stages``, print the summary and enforce the
     failure rate, then call the plugins' ``autointerp_run_finished`` hooks (the report plugin
     writes the HTML report) with the outputs in ``skip`` turned off. Ctrl-C marks the run
-    interrupted (exit 130); rerunning resumes it."""
+    interrupted (exit 130); rerunning resumes it. The run directory is locked from before the
+    run writes anything until the hooks are done: another process on it stops this one with
+    one line, or with ``wait`` this one waits for it."""
     from autointerp.config import load_config
     from autointerp.pipeline import plan_run, run
+    from autointerp.runlock import hold_run_dir
 
     overrides = list(set_ or [])
     file = target
@@ -169,25 +184,41 @@ def _run_stages(
         run_dir = run_dir or target
     if run_dir is not None:
         overrides.append(f'run_dir="{run_dir.as_posix()}"')
-    config = load_config(file, overrides, {k: v for k, v in selections.items() if v})
+    only = {k: v for k, v in selections.items() if v}
+    config = load_config(file, overrides, only)
     plugins = _plugins()
-    plan = plan_run(config, plugins, source=str(file) if file else "defaults")
-    table = Table(title=f"{' + '.join(stages)} '{config.name}'", show_header=True)
-    for col in ("stage", "component", "distribution"):
-        table.add_column(col)
-    for step in plan.steps:
-        table.add_row(step.field, step.component.name, step.component.distribution)
-    console.print(table)
-    try:
-        outcome = run(plan, plugins, stages, skip=skip)
-    except KeyboardInterrupt:
-        err_console.print(
-            f"interrupted: finished work is saved in {plan.run_dir}; rerun the same command to "
-            "resume",
-            soft_wrap=True,
-            highlight=False,
-        )
-        raise typer.Exit(130) from None
+    source = str(file) if file else "defaults"
+    plan = plan_run(config, plugins, source=source)  # checked before the directory is touched
+
+    def waiting(line: str) -> None:
+        err_console.print(line, soft_wrap=True, highlight=False)
+
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(hold_run_dir(plan.run_dir, wait=wait, on_wait=waiting))
+        except KeyboardInterrupt:
+            err_console.print(f"stopped waiting for {plan.run_dir}", highlight=False)
+            raise typer.Exit(130) from None
+        if file is not None and file != target:  # the recorded config may have changed meanwhile
+            again = load_config(file, overrides, only)
+            if again != config:
+                config, plan = again, plan_run(again, plugins, source=source)
+        table = Table(title=f"{' + '.join(stages)} '{config.name}'", show_header=True)
+        for col in ("stage", "component", "distribution"):
+            table.add_column(col)
+        for step in plan.steps:
+            table.add_row(step.field, step.component.name, step.component.distribution)
+        console.print(table)
+        try:
+            outcome = run(plan, plugins, stages, skip=skip)
+        except KeyboardInterrupt:
+            err_console.print(
+                f"interrupted: finished work is saved in {plan.run_dir}; rerun the same command "
+                "to resume",
+                soft_wrap=True,
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
     _print_summary(outcome.run_dir, outcome.run_id, outcome.summary)
     for line in outcome.messages:  # the report's path ...: also when too many failed
         console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
@@ -208,6 +239,7 @@ def run_command(
     no_report: Annotated[
         bool, typer.Option("--no-report", help="Do not write the HTML report (RUN/report).")
     ] = False,
+    wait: WaitFlag = False,
 ) -> None:
     """Run the pipeline: cache activations, build examples, explain latents, score explanations.
 
@@ -221,7 +253,7 @@ def run_command(
         "scorers": scorer or None,
     }
     skip = frozenset({"report"}) if no_report else frozenset()
-    _run_stages(file, set_, selections, run_dir, ("cache", "explain", "score"), skip)
+    _run_stages(file, set_, selections, run_dir, ("cache", "explain", "score"), skip, wait)
 
 
 @app.command("explain")
@@ -233,12 +265,13 @@ def explain_command(
     explainer: ExplainerFlag = None,
     llm: LLMFlag = None,
     run_dir: RunDirFlag = None,
+    wait: WaitFlag = False,
 ) -> None:
     """Cache (or reuse the run's cache), build examples and explain latents; no scoring.
 
     Resumable like run; `autointerp score` then scores the explanations."""
     selections = {"model": model, "feature_source": source, "explainer": explainer, "llm": llm}
-    _run_stages(target, set_, selections, run_dir, ("cache", "explain"))
+    _run_stages(target, set_, selections, run_dir, ("cache", "explain"), wait=wait)
 
 
 @app.command("score")
@@ -248,11 +281,13 @@ def score_command(
     scorer: ScorerFlag = None,
     llm: LLMFlag = None,
     run_dir: RunDirFlag = None,
+    wait: WaitFlag = False,
 ) -> None:
     """Score a run's stored explanations with its scorers (or --scorer ...); resumable.
 
     Scores made with the same scorer options are skipped; other scorers are added to the run."""
-    _run_stages(target, set_, {"llm": llm, "scorers": scorer or None}, run_dir, ("score",))
+    selections = {"llm": llm, "scorers": scorer or None}
+    _run_stages(target, set_, selections, run_dir, ("score",), wait=wait)
 
 
 #: latents shown in the table a run ends with (the report and export hold them all)
@@ -337,54 +372,62 @@ def cache_command(
     bos: Annotated[bool, typer.Option(help="Start every context with BOS.")] = False,
     text_field: Annotated[str, typer.Option(help="jsonl/parquet/dataset text field.")] = "text",
 ) -> None:
-    """Cache a feature source's activations on a corpus (resumable; see autointerp.cache)."""
+    """Cache a feature source's activations on a corpus (resumable; see autointerp.cache).
+
+    OUT is locked while it caches, like a run directory during `autointerp run`."""
     from autointerp.adapter_cli import load_adapter, parse_options
     from autointerp.config import CorpusSettings
     from autointerp.pipeline import cache_corpus
+    from autointerp.runlock import hold_run_dir
 
-    built = load_adapter(adapter, model, option, threads)
-    src_opts = parse_options(source_option, "--source-option")
-    features = _plugins().build("feature_source", source, src_opts)
-    settings = CorpusSettings(
-        path=corpus, text_field=text_field, ctx_len=ctx_len, batch_size=batch_size,
-        n_tokens=max_tokens, bos=bos,
-    )  # fmt: skip
-    info = {
-        "adapter": adapter, "model": model, "adapter_options": parse_options(option),
-        "source": source, "source_options": src_opts, "corpus": corpus, "ctx_len": ctx_len,
-        "batch_size": batch_size, "max_tokens": max_tokens, "bos": bos,
-    }  # fmt: skip
-    cache_dir = out / "cache" / features.site
-    cache = cache_corpus(built, features, settings, cache_dir, info)
-    stats = cache.stats()
-    dead = int((stats["count"] == 0).sum())
-    console.print(
-        f"cached {cache.manifest['n_tokens']} tokens of {features.site} in {len(cache.shards)} "
-        f"shards at {cache_dir}; {cache.n_latents} latents, {dead} never fired",
-        highlight=False,
-    )
+    with hold_run_dir(out):
+        built = load_adapter(adapter, model, option, threads)
+        src_opts = parse_options(source_option, "--source-option")
+        features = _plugins().build("feature_source", source, src_opts)
+        settings = CorpusSettings(
+            path=corpus, text_field=text_field, ctx_len=ctx_len, batch_size=batch_size,
+            n_tokens=max_tokens, bos=bos,
+        )  # fmt: skip
+        info = {
+            "adapter": adapter, "model": model, "adapter_options": parse_options(option),
+            "source": source, "source_options": src_opts, "corpus": corpus, "ctx_len": ctx_len,
+            "batch_size": batch_size, "max_tokens": max_tokens, "bos": bos,
+        }  # fmt: skip
+        cache_dir = out / "cache" / features.site
+        cache = cache_corpus(built, features, settings, cache_dir, info)
+        stats = cache.stats()
+        dead = int((stats["count"] == 0).sum())
+        console.print(
+            f"cached {cache.manifest['n_tokens']} tokens of {features.site} in {len(cache.shards)} "
+            f"shards at {cache_dir}; {cache.n_latents} latents, {dead} never fired",
+            highlight=False,
+        )
 
 
 @app.command("status")
 def status_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
+    run_id: Annotated[
+        int | None,
+        typer.Option("--run-id", help="Which run of the directory's store (default: the latest)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     failures: Annotated[
         bool, typer.Option("--failures", help="List every failed latent with its reason.")
     ] = False,
 ) -> None:
-    """Done, failed and pending latents per stage of a run (latest run in its store), and the
-    failed latents with their reasons."""
+    """Done, failed and pending latents per stage of a run (the latest run in its store that did
+    work, or --run-id), and the failed latents with their reasons."""
     from autointerp.status import run_failures, run_header, run_status
 
-    rows = run_failures(run_dir) if failures else run_status(run_dir)
+    rows = run_failures(run_dir, run_id) if failures else run_status(run_dir, run_id)
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
     if failures:
-        _print_failures(run_dir, rows, limit=None)
+        _print_failures(run_dir, rows, limit=None, run_id=run_id)
         return
-    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}: {run_header(run_dir)}")
+    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}: {run_header(run_dir, run_id)}")
     for col in ("stage", "component", "done", "failed", "pending"):
         table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
     for row in rows:
@@ -392,10 +435,12 @@ def status_command(
         table.add_row(row["stage"], row["component"], str(row["done"]), str(row["failed"]), pending)
     console.print(table)
     if any(row["failed"] for row in rows):
-        _print_failures(run_dir, run_failures(run_dir), limit=10)
+        _print_failures(run_dir, run_failures(run_dir, run_id), limit=10, run_id=run_id)
 
 
-def _print_failures(run_dir: Path, rows: list[dict[str, Any]], limit: int | None) -> None:
+def _print_failures(
+    run_dir: Path, rows: list[dict[str, Any]], limit: int | None, run_id: int | None = None
+) -> None:
     table = Table(box=box.SIMPLE_HEAD, title="failures")
     for col in ("stage", "component", "latent", "reason"):
         table.add_column(col, overflow="fold")
@@ -404,7 +449,10 @@ def _print_failures(run_dir: Path, rows: list[dict[str, Any]], limit: int | None
     console.print(table)
     if limit is not None and len(rows) > limit:
         console.print(
-            f"{len(rows) - limit} more: `autointerp status {run_dir} --failures`", highlight=False
+            f"{len(rows) - limit} more: `autointerp status {run_dir} --failures"
+            + ("" if run_id is None else f" --run-id {run_id}")
+            + "`",
+            highlight=False,
         )
 
 

@@ -126,6 +126,7 @@ def hold_run_dir(
     ``on_wait`` once with a line saying who it waits for, then polls every ``poll_s`` seconds
     until the lock is free (KeyboardInterrupt stops the wait)."""
     run_dir = Path(run_dir)
+    created = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         key = lock_path(run_dir).resolve()
@@ -149,7 +150,12 @@ def hold_run_dir(
             with _held_guard:
                 held.depth -= 1
         return
-    fd = _acquire(run_dir, key, wait=wait, on_wait=on_wait, poll_s=poll_s)
+    try:
+        fd = _acquire(run_dir, key, wait=wait, on_wait=on_wait, poll_s=poll_s)
+    except BaseException:
+        if created:
+            _remove_if_empty(run_dir)
+        raise
     with _held_guard:
         _held[key] = _Held(fd, lock_path(run_dir), me)
     try:
@@ -158,6 +164,13 @@ def hold_run_dir(
         with _held_guard:
             del _held[key]
         _release(lock_path(run_dir), fd)
+        if created:  # a run that stopped before it wrote anything leaves no directory behind
+            _remove_if_empty(run_dir)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    with contextlib.suppress(OSError):
+        run_dir.rmdir()
 
 
 def _acquire(
@@ -208,6 +221,9 @@ def _try_lock(run_dir: Path) -> int | None:
     path = lock_path(run_dir)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # an empty directory removed by a run that stopped: make it again
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return None
     except OSError as exc:
         raise AutointerpError(f"{run_dir}: cannot open its lock file {path}: {exc}") from None
     try:

@@ -6,7 +6,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from autointerp.store import STORE_FILENAME, Store, open_run
+from autointerp.store import open_run
 
 
 def _open_run(run_dir: Path, run_id: int | None) -> Any:
@@ -64,11 +64,17 @@ def run_failures(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any
         ]
 
 
-def run_header(run_dir: Path) -> str:
-    """``run N 'name': status`` of the latest run, or "" when the store holds none."""
-    with Store(run_dir / STORE_FILENAME) as store:
+def run_header(run_dir: Path, run_id: int | None = None) -> str:
+    """``run N 'name': status`` of the run (the latest that did work if None), or "" when the
+    store holds none; later runs that stopped before any work are named after it."""
+    with _open_run(run_dir, run_id) as (store, picked):
+        if picked is None:
+            return ""
         runs = store.runs()
-    if not runs:
-        return ""
-    run = runs[-1]
-    return f"run {run.id} '{run.name}': {run.status}"
+        run = next(r for r in runs if r.id == picked)
+        later = [r.id for r in runs if r.id > picked] if run_id is None else []
+    header = f"run {run.id} '{run.name}': {run.status}"
+    if later:
+        ids = ", ".join(str(i) for i in later)
+        header += f" (later attempts stopped before any latent: run {ids}; see --run-id)"
+    return header
