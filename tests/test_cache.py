@@ -194,3 +194,27 @@ def test_values_beyond_float16_are_an_error_and_tiny_ones_are_not_firing(
     cache = ActivationCache(tmp_path / "tiny")
     assert cache.stats()["count"].sum() == 0  # stored as 0 they would have counted as firing
     assert all(np.isfinite(v).all() for _, _, v in cache.iter_latents())
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
+def test_a_damaged_shard_is_named_and_a_rerun_recomputes_it(
+    adapter, sae, tmp_path: Path, damage: str
+) -> None:
+    data = batches(5)
+    build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=4, progress=False)
+    before = {i: (t.copy(), v.copy()) for i, t, v in ActivationCache(tmp_path / "c").iter_latents()}
+    shard = ActivationCache(tmp_path / "c").shards[1]
+    if damage == "truncate":
+        shard.write_bytes(shard.read_bytes()[:100])
+    elif damage == "garbage":
+        shard.write_bytes(b"\x00garbage" * (shard.stat().st_size // 8))
+    else:
+        shard.unlink()
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: damaged .*rerun the same"):
+        ActivationCache(tmp_path / "c")
+    build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=4, progress=False)
+    after = ActivationCache(tmp_path / "c")
+    assert len(after.shards) == 3
+    for i, t, v in after.iter_latents():
+        np.testing.assert_array_equal(t, before[i][0])
+        np.testing.assert_array_equal(v, before[i][1])

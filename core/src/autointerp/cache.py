@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,6 +39,8 @@ if TYPE_CHECKING:
 
     from autointerp.adapter import ModelAdapter
     from autointerp.features import FeatureSource
+
+log = logging.getLogger("autointerp.cache")
 
 MANIFEST = "manifest.json"
 #: 2: token indices relative to their shard (``first_token`` in the manifest), uint16 when they fit
@@ -97,6 +100,45 @@ def _storable(
     return token[keep], latent[keep], value[keep]
 
 
+_SHARD_KEYS = {"tokens", "offsets", "token", "value"}
+
+
+def damaged(cache_dir: Path, entry: Mapping[str, Any]) -> str | None:
+    """What is wrong with a shard of the manifest (missing, truncated, unreadable), or None."""
+    from safetensors import safe_open
+
+    path = cache_dir / entry["file"]
+    if not path.is_file():
+        return "missing"
+    size = path.stat().st_size
+    if "bytes" in entry and size != entry["bytes"]:
+        return f"{size} bytes, {entry['bytes']} written"
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            missing = _SHARD_KEYS - set(f.keys())
+    except Exception as exc:  # safetensors raises several kinds on a garbled header
+        return f"unreadable ({type(exc).__name__})"
+    return f"no {', '.join(sorted(missing))}" if missing else None
+
+
+def _repair(cache_dir: Path, manifest: dict[str, Any], manifest_path: Path) -> None:
+    """Drop the first damaged shard and every later one (a resumed cache recomputes them)."""
+    for i, entry in enumerate(manifest["shards"]):
+        problem = damaged(cache_dir, entry)
+        if problem is None:
+            continue
+        log.warning(
+            "%s: %s is damaged (%s): recomputing the cache from there",
+            cache_dir, entry["file"], problem,
+        )  # fmt: skip
+        for later in manifest["shards"][i:]:
+            (cache_dir / later["file"]).unlink(missing_ok=True)
+        manifest["shards"] = manifest["shards"][:i]
+        manifest["complete"] = False
+        _atomic_write_json(manifest_path, manifest)
+        return
+
+
 def build_cache(
     adapter: ModelAdapter,
     source: FeatureSource,
@@ -137,6 +179,7 @@ def build_cache(
                 f"{cache_dir}: written in cache format {manifest.get('format')}, this version "
                 f"writes format {FORMAT_VERSION}; delete the directory to cache again"
             )
+        _repair(cache_dir, manifest, manifest_path)
     else:
         manifest = {
             "format": FORMAT_VERSION,
@@ -186,6 +229,7 @@ def build_cache(
         manifest["shards"].append(
             {
                 "file": name,
+                "bytes": (cache_dir / name).stat().st_size,
                 "contexts": shard.n_contexts,
                 "activations": len(token),
                 "first_token": shard.first_context * ctx_len,
@@ -247,7 +291,18 @@ class ActivationCache:
         if not path.exists():
             raise CacheError(f"{cache_dir}: no {MANIFEST}; run the caching stage first")
         self.dir = cache_dir
-        self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            self.manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise CacheError(
+                f"{path}: not a readable manifest; delete {cache_dir} and rerun to cache again"
+            ) from None
+        for entry in self.manifest["shards"]:
+            if (problem := damaged(cache_dir, entry)) is not None:
+                raise CacheError(
+                    f"{cache_dir / entry['file']}: damaged ({problem}); rerun the same command: "
+                    "the cache stage recomputes it and everything after it"
+                )
         self.n_latents: int = self.manifest["n_latents"]
         self.ctx_len: int = self.manifest.get("ctx_len") or 0
 
