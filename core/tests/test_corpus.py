@@ -74,3 +74,14 @@ def test_bos_and_seeded_shuffle(adapter) -> None:
     c = torch.cat(list(token_windows(adapter, TEXTS, seed=2, **shuffle)))
     assert torch.equal(a, b) and not torch.equal(a, c) and not torch.equal(a, plain)
     assert sorted(map(tuple, a.tolist())) == sorted(map(tuple, plain.tolist()))
+
+
+def test_a_binary_jsonl_and_an_empty_corpus_are_one_line_errors(adapter, tmp_path: Path) -> None:
+    binary = tmp_path / "data.jsonl"
+    binary.write_bytes(b'{"text": "fine"}\n\xe8\x00\xff\xfe garbage\n')
+    with pytest.raises(CorpusError, match=r"data\.jsonl:2: not UTF-8 text; is it a binary file"):
+        list(iter_texts(binary))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(CorpusError, match="holds too little text for one batch"):
+        list(token_windows(adapter, iter_texts(empty), seq_len=8, batch_size=2))

@@ -96,8 +96,15 @@ def iter_texts(path: str | Path, text_field: str = "text") -> Iterator[str]:
         if file.suffix == ".parquet":
             yield from _parquet_texts(file, text_field)
         elif file.suffix == ".jsonl":
-            with file.open(encoding="utf-8") as fh:
-                for number, line in enumerate(fh, 1):
+            with file.open("rb") as fh:
+                for number, raw in enumerate(fh, 1):
+                    try:
+                        line = raw.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise CorpusError(
+                            f"{file}:{number}: not UTF-8 text; is it a binary file? expected JSON "
+                            f"lines with a '{text_field}' field"
+                        ) from None
                     if not line.strip():
                         continue
                     try:
@@ -204,6 +211,7 @@ def _windows(
             buffer.extend(row[m].tolist())
             buffer.extend(sep)
 
+    seen = False  # a batch was yielded
     for text in texts:
         group.append(text)
         if len(group) < texts_per_call:
@@ -212,12 +220,20 @@ def _windows(
         group = []
         while len(buffer) >= need:
             chunk, buffer[:] = buffer[:need], buffer[need:]
+            seen = True
             yield emit(chunk)
     if group:
         flush(group)
+    emitted = False
     while len(buffer) >= need:
         chunk, buffer[:] = buffer[:need], buffer[need:]
+        emitted = True
         yield emit(chunk)
+    if not emitted and not seen:
+        raise CorpusError(
+            f"the corpus holds too little text for one batch ({batch_size} contexts of {seq_len} "
+            "tokens): check corpus.path, or lower corpus.batch_size / corpus.ctx_len"
+        )
 
 
 def corpus_windows(adapter: ModelAdapter, path: str | Path, **kwargs: Any) -> Iterator[Any]:
