@@ -409,7 +409,9 @@ def status_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
     run_id: Annotated[
         int | None,
-        typer.Option("--run-id", help="Which run of the directory's store (default: the latest)."),
+        typer.Option(
+            "--run-id", help="Which run of the store (default: the latest that did work)."
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
     failures: Annotated[

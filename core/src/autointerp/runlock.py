@@ -9,7 +9,8 @@ message a second process refuses with::
     stop it
 
 or, with ``wait=True``, prints once that it waits and polls until the holder is gone (Ctrl-C
-stops the wait). The holder removes the file when it is done. A process may take the lock again
+stops the wait). The holder removes the file when it is done, and the directory too when it
+made it for the lock and nothing was written there. A process may take the lock again
 while it holds it (the ``autointerp`` command holds it around :func:`autointerp.pipeline.run`,
 which takes it too); another thread of that process is refused like another process.
 

@@ -9,6 +9,7 @@ it returns an :class:`~autointerp.types.Explanation` or raises :class:`Explanati
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -123,13 +124,21 @@ def _junk(candidate: str, *, strict: bool) -> str | None:
     if letters < 2:
         return "no words"
     unbalanced = any(candidate.count(a) != candidate.count(b) for a, b in ("{}", "[]"))
-    if candidate[0] in "{}[]" or unbalanced:
+    if candidate[0] in "}]" or unbalanced or (candidate[0] in "{[" and _is_json(candidate)):
         return "it looks like JSON"
     if strict and (
         any(c in candidate for c in "{}[]<>") or letters < 0.6 * len(candidate.replace(" ", ""))
     ):
         return "it looks like JSON or markup"
     return None
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def usage_meta(responses: Sequence[ChatResponse]) -> dict[str, Any]:
