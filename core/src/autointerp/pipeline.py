@@ -173,7 +173,11 @@ def prepare_run_dir(plan: Plan, store: Store | None = None) -> tuple[Path, int]:
             for r in store.runs()
             if r.name == plan.config.name and run_identity(r.config) == key
         ]
-        run_id = same[-1] if same else store.start_run(plan.config.name, table)
+        if same:  # resumed: running again until this process ends it
+            run_id = same[-1]
+            store.resume_run(run_id)
+        else:
+            run_id = store.start_run(plan.config.name, table)
         record_config(plan, run_dir, run_id, store)
     return run_dir, run_id
 
@@ -669,12 +673,7 @@ def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, l
         adapter, source, config.corpus, cache_dir, info, seed=config.seed, progress=ctx.progress
     )
     stats = cache.stats()
-    lat = config.latents
-    if lat.indices is not None:
-        chosen = [i for i in lat.indices if 0 <= i < cache.n_latents]
-    else:
-        eligible = (stats["count"] >= lat.min_activations).nonzero()[0]
-        chosen = [int(i) for i in eligible[: lat.n]]
+    chosen = _choose_latents(config.latents, cache.n_latents, stats["count"])
     key = ctx.source_key
     with _opened(ctx.run_dir, store and store.store) as opened:
         opened.bind(ctx.run_id).put_latents(
@@ -685,6 +684,35 @@ def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, l
         )  # fmt: skip
     ctx._built["cache"] = cache
     return cache_dir, [LatentRef(key, i) for i in chosen]
+
+
+def _choose_latents(lat: Any, width: int, count: Any) -> list[int]:
+    """The latents a run explains: ``latents.indices``, else the first ``latents.n`` that fire at
+    least ``min_activations`` times. Asking for what the source does not have is an error; fewer
+    eligible latents than ``n`` is said, not hidden."""
+    if lat.indices is not None:
+        beyond = [i for i in lat.indices if not 0 <= i < width]
+        if beyond:
+            more = f" and {len(beyond) - 1} more" if len(beyond) > 1 else ""
+            raise ConfigError(
+                f"latents.indices: {beyond[0]}{more} outside the feature source's {width} latents "
+                f"(0..{width - 1})"
+            )
+        return list(lat.indices)
+    if lat.n > width:
+        raise ConfigError(f"latents.n = {lat.n}: the feature source has only {width} latents")
+    eligible = (count >= lat.min_activations).nonzero()[0]
+    if len(eligible) == 0:
+        raise ConfigError(
+            f"no latent fires at least latents.min_activations = {lat.min_activations} times in "
+            "the cached tokens: cache more (corpus.n_tokens) or lower latents.min_activations"
+        )
+    if len(eligible) < lat.n:
+        log.warning(
+            "latents.n = %d, but only %d latents fire at least %d times: explaining those",
+            lat.n, len(eligible), lat.min_activations,
+        )  # fmt: skip
+    return [int(i) for i in eligible[: lat.n]]
 
 
 def _cache(ctx: RunContext) -> Any:
