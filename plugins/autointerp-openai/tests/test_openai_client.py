@@ -166,7 +166,9 @@ def test_hundreds_in_flight_through_random_faults_lose_nothing_and_pay_once(
         answers = asyncio.run(go(client))
         texts = [a.text for a in answers]  # type: ignore[union-attr]
         assert texts == [f"answer to latent {i}" for i in range(300)]
-        assert server.peak_in_flight > 100
+        # hundreds in flight from the client; how many the in-process server sees at once
+        # depends on its share of a busy CPU, so that is not what is asserted
+        assert client.stats.peak_in_flight > 100
         assert store.usage().calls == 300
         sent = server.count()
         rerun = make(server, store)
