@@ -1,5 +1,6 @@
 """`autointerp run` as a real process on the packaged SmolLM2-135M, against the scripted LLM
-server: killed with SIGKILL (or stopped with Ctrl-C) in the middle of a stage, then rerun.
+server: killed with SIGKILL (or stopped with Ctrl-C or SIGTERM) in the middle of a stage, then
+rerun.
 
 The server answers the first ``answer_first`` requests and leaves every later one hanging, so the
 kill lands while requests are in flight but only after every answered request was committed (the
@@ -162,8 +163,29 @@ def test_kill_9_mid_stage_then_rerun_repeats_no_request(
     check_resumed(run_dir, server, first, second, sent_before)
 
 
-def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_resumes(
-    autointerp_llm_server: ScriptedLLMServer, tmp_path: Path
+def run_status(run_dir: Path) -> str | None:
+    """The status of the store's only run (read-only), or None when it cannot be read."""
+    try:
+        conn = sqlite3.connect(f"file:{run_dir / 'results.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return str(conn.execute("SELECT status FROM runs").fetchone()[0])
+        finally:
+            conn.close()
+    except (sqlite3.Error, TypeError):
+        return None
+
+
+@pytest.mark.parametrize(
+    ("signum", "exit_code", "said"),
+    [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "interrupted by SIGTERM:")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_a_rerun_resumes(
+    autointerp_llm_server: ScriptedLLMServer,
+    tmp_path: Path,
+    signum: signal.Signals,
+    exit_code: int,
+    said: str,
 ) -> None:
     server = autointerp_llm_server
     config = write_config(tmp_path, server)
@@ -172,10 +194,11 @@ def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_resumes(
     server.responder = first
     process = start(config, tmp_path, "first")
     wait_mid_stage(process, first, run_dir, tmp_path)
-    process.send_signal(signal.SIGINT)
-    assert process.wait(60) == 130
+    process.send_signal(signum)
+    assert process.wait(60) == exit_code
     err = (tmp_path / "first.err").read_text(errors="replace")
-    assert "interrupted" in err and "rerun the same command to resume" in err
+    (line,) = [x for x in err.splitlines() if "rerun the same command to resume" in x]
+    assert line.startswith(said) and f"finished work is saved in {run_dir}" in line
     assert "Traceback" not in err
     with Store.open(run_dir) as store:
         (run,) = store.runs()
@@ -184,7 +207,15 @@ def test_ctrl_c_marks_the_run_interrupted_and_a_rerun_resumes(
     sent_before = len(server.requests)
 
     second = Gate(None)
-    server.responder = second
+    seen_while_running: list[str | None] = []
+
+    def resumed(request: RecordedRequest):
+        if not seen_while_running:  # the rerun's first request: the run is running again
+            seen_while_running.append(run_status(run_dir))
+        return second(request)
+
+    server.responder = resumed
     rerun = start(config, tmp_path, "second")
     assert rerun.wait(240) == 0, (tmp_path / "second.err").read_text(errors="replace")
+    assert seen_while_running == ["running"]
     check_resumed(run_dir, server, first, second, sent_before)

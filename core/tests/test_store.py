@@ -106,6 +106,12 @@ def test_runs(store: Store) -> None:
     assert store.get_run(999) is None
     with pytest.raises(StoreError, match="no run 999"):
         store.finish_run(999)
+    store.resume_run(a)  # a rerun resumes it: running again, no finish time, same start
+    again = store.get_run(a)
+    assert again is not None and (again.status, again.finished_at) == ("running", None)
+    assert again.started_at == done.started_at
+    with pytest.raises(StoreError, match="no run 999"):
+        store.resume_run(999)
 
 
 def test_unknown_run_id_is_refused(store: Store) -> None:

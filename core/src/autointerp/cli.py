@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,6 +58,59 @@ def _plugins() -> Any:
     from autointerp.plugins import get_plugin_manager
 
     return get_plugin_manager()
+
+
+# -- interruptions ------------------------------------------------------------------------------
+
+#: exit codes of a command stopped by Ctrl-C (SIGINT) or SIGTERM: 128 + the signal's number
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Interruption:
+    """What stopped a command: ``signal_name`` is "SIGTERM" once one arrived (else Ctrl-C)."""
+
+    signal_name: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TERMINATED if self.signal_name == "SIGTERM" else EXIT_INTERRUPTED
+
+    @property
+    def how(self) -> str:
+        return f"interrupted by {self.signal_name}" if self.signal_name else "interrupted"
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
+    """For the block, SIGTERM does what Ctrl-C does (the SIGINT handler in force is called: an
+    asyncio loop cancels its task, plain code gets KeyboardInterrupt), so a run stopped by a job
+    scheduler or ``kill`` is marked interrupted and keeps its finished work; the yielded object
+    says which signal it was. Only in the main thread (elsewhere a signal handler cannot be set)."""
+    seen = _Interruption()
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        seen.signal_name = "SIGTERM"
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):  # default_int_handler, or asyncio's while a loop runs
+            handler(signal.SIGINT, frame)
+        else:  # SIGINT ignored (a background job) or default: interrupt all the same
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stopped(line: str, seen: _Interruption) -> typer.Exit:
+    """Print ``line`` (one line, never wrapped) and return the exit for ``seen``'s signal."""
+    err_console.print(line, soft_wrap=True, highlight=False)
+    return typer.Exit(seen.exit_code)
 
 
 # -- plugins -----------------------------------------------------------------------------------
@@ -168,9 +224,32 @@ def _run_stages(
     """Plan, open (or resume) the run, execute ``stages``, print the summary and enforce the
     failure rate, then call the plugins' ``autointerp_run_finished`` hooks (the report plugin
     writes the HTML report) with the outputs in ``skip`` turned off. Ctrl-C marks the run
-    interrupted (exit 130); rerunning resumes it. The run directory is locked from before the
-    run writes anything until the hooks are done: another process on it stops this one with
-    one line, or with ``wait`` this one waits for it."""
+    interrupted (exit 130), and so does SIGTERM (exit 143); rerunning resumes it. The run
+    directory is locked from before the run writes anything until the hooks are done: another
+    process on it stops this one with one line, or with ``wait`` this one waits for it."""
+    with _sigterm_as_ctrl_c() as seen:
+        try:
+            outcome = _plan_and_run(target, set_, selections, run_dir, stages, skip, wait, seen)
+        except KeyboardInterrupt:  # before the run started: nothing was written
+            raise _stopped(f"{seen.how}: nothing was started", seen) from None
+    _print_summary(outcome.run_dir, outcome.run_id, outcome.summary)
+    for line in outcome.messages:  # the report's path ...: also when too many failed
+        console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
+    if outcome.error is not None:
+        raise outcome.error
+
+
+def _plan_and_run(
+    target: Path | None,
+    set_: list[str] | None,
+    selections: RunSelections,
+    run_dir: Path | None,
+    stages: tuple[str, ...],
+    skip: frozenset[str],
+    wait: bool,
+    seen: _Interruption,
+) -> Any:
+    """:func:`_run_stages` up to the run's outcome (``pipeline.RunOutcome``)."""
     from autointerp.config import load_config
     from autointerp.pipeline import plan_run, run
     from autointerp.runlock import hold_run_dir
@@ -197,8 +276,7 @@ def _run_stages(
         try:
             held.enter_context(hold_run_dir(plan.run_dir, wait=wait, on_wait=waiting))
         except KeyboardInterrupt:
-            err_console.print(f"stopped waiting for {plan.run_dir}", highlight=False)
-            raise typer.Exit(130) from None
+            raise _stopped(f"stopped waiting for {plan.run_dir}", seen) from None
         if file is not None and file != target:  # the recorded config may have changed meanwhile
             again = load_config(file, overrides, only)
             if again != config:
@@ -210,20 +288,13 @@ def _run_stages(
             table.add_row(step.field, step.component.name, step.component.distribution)
         console.print(table)
         try:
-            outcome = run(plan, plugins, stages, skip=skip)
+            return run(plan, plugins, stages, skip=skip)
         except KeyboardInterrupt:
-            err_console.print(
-                f"interrupted: finished work is saved in {plan.run_dir}; rerun the same command "
-                "to resume",
-                soft_wrap=True,
-                highlight=False,
+            line = (
+                f"{seen.how}: finished work is saved in {plan.run_dir}; rerun the same command "
+                "to resume"
             )
-            raise typer.Exit(130) from None
-    _print_summary(outcome.run_dir, outcome.run_id, outcome.summary)
-    for line in outcome.messages:  # the report's path ...: also when too many failed
-        console.print(line, highlight=False, soft_wrap=True)  # paths to copy, never broken
-    if outcome.error is not None:
-        raise outcome.error
+            raise _stopped(line, seen) from None
 
 
 @app.command("run")
@@ -374,7 +445,25 @@ def cache_command(
 ) -> None:
     """Cache a feature source's activations on a corpus (resumable; see autointerp.cache).
 
-    OUT is locked while it caches, like a run directory during `autointerp run`."""
+    OUT is locked while it caches, like a run directory during `autointerp run`. Ctrl-C (exit
+    130) or SIGTERM (exit 143) keeps the complete shards; rerunning continues after them."""
+    with _sigterm_as_ctrl_c() as seen:
+        try:
+            _cache(corpus, out, source, source_option, adapter, model, option, threads, ctx_len,
+                   batch_size, max_tokens, bos, text_field)  # fmt: skip
+        except KeyboardInterrupt:
+            line = (
+                f"{seen.how}: complete shards are kept in {out}; rerun the same command to resume"
+            )
+            raise _stopped(line, seen) from None
+
+
+def _cache(
+    corpus: str, out: Path, source: str, source_option: list[str] | None, adapter: str,
+    model: str | None, option: list[str] | None, threads: int | None, ctx_len: int,
+    batch_size: int, max_tokens: int, bos: bool, text_field: str,
+) -> None:  # fmt: skip
+    """:func:`cache_command`'s work."""
     from autointerp.adapter_cli import load_adapter, parse_options
     from autointerp.config import CorpusSettings
     from autointerp.pipeline import cache_corpus

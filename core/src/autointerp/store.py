@@ -330,6 +330,16 @@ class Store:
             if cur.rowcount == 0:
                 raise StoreError(f"no run {run_id} in {self.path}; list them with Store.runs()")
 
+    def resume_run(self, run_id: int) -> None:
+        """Mark a run "running" again while a rerun resumes it (its finish time is cleared; its
+        start time is kept)."""
+        with self._write() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL WHERE id = ?", (run_id,)
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"no run {run_id} in {self.path}; list them with Store.runs()")
+
     def get_run(self, run_id: int) -> RunRecord | None:
         """The run with this id, or None."""
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
