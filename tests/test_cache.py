@@ -196,6 +196,25 @@ def test_values_beyond_float16_are_an_error_and_tiny_ones_are_not_firing(
     assert all(np.isfinite(v).all() for _, _, v in cache.iter_latents())
 
 
+def test_garbage_in_a_shards_data_is_one_line_naming_it(adapter, sae, tmp_path: Path) -> None:
+    import struct
+
+    data = batches(5)
+    build_cache(adapter, sae, data, tmp_path / "c", INFO, contexts_per_shard=4, progress=False)
+    shard = ActivationCache(tmp_path / "c").shards[0]
+    raw = bytearray(shard.read_bytes())
+    start = 8 + struct.unpack("<Q", raw[:8])[0]  # header intact, size intact, data garbled
+    raw[start:] = np.random.default_rng(0).integers(0, 256, len(raw) - start, np.uint8).tobytes()
+    shard.write_bytes(bytes(raw))
+    cache = ActivationCache(tmp_path / "c")  # the header still reads
+    with pytest.raises(
+        CacheError, match=r"shard-00000\.safetensors: damaged .*delete it and rerun"
+    ):
+        cache.stats()
+    with pytest.raises(CacheError, match=r"shard-00000\.safetensors: damaged"):
+        list(cache.iter_latents())
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "delete"])
 def test_a_damaged_shard_is_named_and_a_rerun_recomputes_it(
     adapter, sae, tmp_path: Path, damage: str

@@ -27,6 +27,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -283,6 +284,20 @@ def build_cache(
     return cache_dir
 
 
+@contextmanager
+def _reading(shard: Path) -> Iterator[None]:
+    """Turn any failure to read ``shard`` (garbled data, offsets out of range) into one line."""
+    try:
+        yield
+    except CacheError:
+        raise
+    except Exception as exc:  # safetensors, numpy and our checks each raise their own kinds
+        raise CacheError(
+            f"{shard}: damaged ({type(exc).__name__}: {exc}); delete it and rerun the same "
+            "command: the cache stage recomputes it and everything after it"
+        ) from None
+
+
 class ActivationCache:
     """Read side of a cache directory: tokens, one latent's activations, per-latent statistics."""
 
@@ -331,10 +346,15 @@ class ActivationCache:
             raise CacheError(f"latent {index} out of range: the cache has {self.n_latents}")
         tokens, values = [], []
         for entry in self.manifest["shards"]:
-            with safe_open(str(self.dir / entry["file"]), framework="numpy") as f:
+            path = self.dir / entry["file"]
+            with _reading(path), safe_open(str(path), framework="numpy") as f:
                 lo, hi = (int(v) for v in f.get_slice("offsets")[index : index + 2])
+                if not 0 <= lo <= hi <= entry.get("activations", hi):
+                    raise ValueError(f"offsets {lo}..{hi} of latent {index} out of range")
                 if hi > lo:
                     local = f.get_slice("token")[lo:hi].astype(np.int64)
+                    if local[0] < 0 or local[-1] >= entry["contexts"] * self.ctx_len:
+                        raise ValueError(f"token indices of latent {index} out of range")
                     tokens.append(local + entry.get("first_token", 0))  # format 1: global
                     values.append(f.get_slice("value")[lo:hi].astype(np.float32))
         if not tokens:
@@ -350,9 +370,13 @@ class ActivationCache:
         n = self.n_latents
         count, total = np.zeros(n), np.zeros(n)
         top = np.zeros(n, dtype=np.float32)
-        for shard in self.shards:
-            with safe_open(str(shard), framework="numpy") as f:
-                count += np.diff(f.get_tensor("offsets"))
+        for entry, shard in zip(self.manifest["shards"], self.shards, strict=True):
+            with _reading(shard), safe_open(str(shard), framework="numpy") as f:
+                offsets = f.get_tensor("offsets")
+                steps = np.diff(offsets)
+                if offsets[0] != 0 or (steps < 0).any() or offsets[-1] != entry["activations"]:
+                    raise ValueError("its latent offsets are inconsistent")
+                count += steps
                 total += f.get_tensor("sum")
                 np.maximum(top, f.get_tensor("max"), out=top)
         n_tokens = max(1, sum(s["contexts"] for s in self.manifest["shards"]) * self.ctx_len)

@@ -149,6 +149,8 @@ def test_parsing_is_tolerant(reply_text: str, expected: str) -> None:
         "The tokens are all related to time.\nThey appear in sentences about plans.",
         "Explanation: " + "word " * 30,
         "}{ not what you asked for",
+        "I am not sure what you mean.",
+        "Not sure what you mean",
         '{"explanation": null}',
         "Explanation: }{",
         "Explanation: 12 34 !!",

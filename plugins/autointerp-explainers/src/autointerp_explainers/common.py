@@ -83,8 +83,9 @@ def format_examples(
 
 _EXPLANATION = re.compile(r"^\W*explanation\W*[:\-–]\s*(.*)$", re.IGNORECASE)
 _REFUSAL = re.compile(
-    r"\b(i (can ?not|can't|am unable|'m unable|don't know)|i'm sorry|as an ai|no (clear|obvious) "
-    r"pattern|could not be parsed|unclear)\b",
+    r"\b(i (can ?not|can't|am unable|'m unable|don't know|do not know|am not sure|'m not sure)|"
+    r"i'm sorry|as an ai|no (clear|obvious) pattern|could not be parsed|unclear|"
+    r"what you (mean|asked)|not sure what)\b",
     re.IGNORECASE,
 )
 
