@@ -35,8 +35,21 @@ def snapshot(run_dir: Path) -> tuple[object, ...]:
 
 
 def test_a_process_pool_run_equals_the_in_process_run(
-    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
+    autointerp_llm_server: ScriptedLLMServer,
+    autointerp_cli,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import autointerp.pipeline as pipeline
+
+    offloaded: list[str] = []
+    real = pipeline.score_on_executor
+
+    async def spy(work, step, *args, **kwargs):  # type: ignore[no-untyped-def]
+        offloaded.append(step.component.name)
+        return await real(work, step, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "score_on_executor", spy)
     autointerp_llm_server.responder = scripted_answers()
     model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
     runs = {}
@@ -44,7 +57,7 @@ def test_a_process_pool_run_equals_the_in_process_run(
         path = write_run_config(
             tmp_path / f"{name}.toml", base_url=autointerp_llm_server.openai_base_url,
             model=model, run_dir=tmp_path / name, n_latents=20, top=top,
-            scorers=("detection", "fuzzing"),
+            scorers=("detection", "fuzzing", "myscorer"),
         )  # fmt: skip
         path.write_text(path.read_text().replace("[latents]", '[latents]\nnegatives = "mixed"'))
         result = autointerp_cli("run", str(path), "--no-report")
@@ -53,6 +66,9 @@ def test_a_process_pool_run_equals_the_in_process_run(
     latents, examples, _, _ = runs["inproc"]
     assert len(latents) > 16  # more than one work unit
     assert all(ex and all(e.str_tokens for e in ex) for ex in examples.values())
+    scores = runs["inproc"][3]
+    assert {s[1] for s in scores} == {"detection", "fuzzing", "myscorer"}  # myscorer: in workers
+    assert offloaded == ["myscorer"]  # no LLM, no model: scored in the pool's workers
     assert runs["pool"] == runs["inproc"]
 
 

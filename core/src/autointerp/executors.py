@@ -1,7 +1,8 @@
 """The built-in executors, registered through the ``autointerp`` entry point like any plugin.
 
-An executor runs the pipeline's CPU-bound work units (today: example building, a latent range
-per unit) and hands results back in order to the driver, which alone writes the run's store.
+An executor runs the pipeline's CPU-bound work units and hands results back in order to the
+driver, which alone writes the run's store: example building (a latent range per unit) and
+scoring with scorers that need neither an LLM nor the model (explanations per unit).
 ``in-process`` (the default) runs them here, lazily; ``process-pool`` runs them in local worker
 processes, a bounded number of units ahead, so memory stays flat whatever the number of latents.
 A unit's function and inputs must be picklable (module-level functions, plain data).
@@ -35,6 +36,8 @@ class InProcessExecutor:
     """Runs each unit in this process when its result is wanted."""
 
     name = "in-process"
+    #: units run in the driver: no need to ship self-contained scorers elsewhere
+    in_process = True
 
     def __init__(self, config: Any = None) -> None:
         pass
@@ -58,6 +61,7 @@ class ProcessPoolExecutor:
     """Runs units in local worker processes (spawned: no state shared with the driver)."""
 
     name = "process-pool"
+    in_process = False
 
     def __init__(self, config: ProcessPoolConfig) -> None:
         self.config = config

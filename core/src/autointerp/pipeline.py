@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,7 +41,7 @@ from autointerp.llm import EndpointUnavailableError
 from autointerp.plugins import Component, PluginManager
 from autointerp.runlock import hold_run_dir
 from autointerp.store import RunStore, Store, request_hash
-from autointerp.types import Example, Explanation, LatentRef
+from autointerp.types import Example, Explanation, LatentRef, Score
 
 if TYPE_CHECKING:
     from autointerp.adapter import ModelAdapter
@@ -948,6 +950,17 @@ async def stage_score(
             explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
         )
         work = _score_work(ctx, store, explanations, frozenset(needs or ()), done)
+        executor = ctx.build("executor")
+        if (
+            needs is not None
+            and not needs & OFF_PROCESS_BLOCKERS
+            and not getattr(executor, "in_process", False)
+        ):  # CPU-bound and self-contained: the scorer runs in the executor's workers
+            jobs[step.component.name] = partial(
+                score_on_executor, work, step, store, executor, done=done, seed=ctx.config.seed,
+                provenance=prov,
+            )  # fmt: skip
+            continue
         jobs[step.component.name] = partial(
             score_explanations, work, scorer, step.component.name, store, llm=llm,
             adapter=adapter, concurrency=ctx.config.concurrency, seed=ctx.config.seed,
@@ -959,6 +972,91 @@ async def stage_score(
     with stage_progress(llm, progress=ctx.progress) as bar:
         results = await asyncio.gather(*(job(bar=bar) for job in jobs.values()))
     return dict(zip(jobs, results, strict=True))
+
+
+#: needs that tie a scorer to this process (the LLM client's scheduler, the loaded model)
+OFF_PROCESS_BLOCKERS = frozenset({Need.LLM, Need.ADAPTER, Need.DIRECTION})
+
+#: explanations per scoring work unit on an executor
+UNIT_EXPLANATIONS = 16
+
+
+@dataclass(frozen=True)
+class ScoreUnit:
+    """A work unit of scoring on an executor: explanations (with their requests) for one scorer
+    that needs neither an LLM nor the model (plain data, picklable)."""
+
+    scorer: str
+    options: Mapping[str, Any]
+    seed: int
+    items: tuple[tuple[Explanation, LatentRequest], ...]
+
+
+def score_unit(unit: ScoreUnit) -> list[tuple[LatentRef, Any]]:
+    """Score every item of ``unit`` in this (worker) process: each latent's :class:`Score`, or the
+    one-line reason it failed."""
+    scorer = _worker_scorer(unit.scorer, json.dumps(dict(unit.options), sort_keys=True))
+    needs = needs_of(scorer, "scorer", unit.scorer)
+    out: list[tuple[LatentRef, Any]] = []
+    for explanation, request in unit.items:
+        try:
+            score = asyncio.run(
+                score_one(scorer, unit.scorer, explanation, request, None, needs, seed=unit.seed)
+            )
+        except Exception as exc:  # one latent's failure, reported back to the driver
+            out.append((explanation.latent, _reason(exc, f"scorer '{unit.scorer}'")))
+        else:
+            out.append((explanation.latent, score))
+    return out
+
+
+@functools.lru_cache(maxsize=8)
+def _worker_scorer(name: str, options: str) -> Any:
+    return PluginManager().build("scorer", name, json.loads(options))
+
+
+async def score_on_executor(
+    work: Iterable[ScoreWork],
+    step: Step,
+    store: RunStore,
+    executor: Any,
+    *,
+    done: set[LatentRef],
+    seed: int,
+    provenance: Mapping[str, Any],
+    bar: Any,
+) -> StageSummary:
+    """Score ``work`` with a self-contained scorer on the run's executor, in units of
+    :data:`UNIT_EXPLANATIONS`; the driver stores every result as it comes back."""
+    name = step.component.name
+    summary = StageSummary()
+    pending: list[ScoreWork] = []
+    for item in work:
+        if item.explanation.latent in done:
+            summary.skipped += 1
+        else:
+            pending.append(item)
+    options = step.options.model_dump(mode="json") if step.options is not None else {}
+    units = (
+        ScoreUnit(name, options, seed,
+                  tuple((w.explanation, w.request) for w in pending[i : i + UNIT_EXPLANATIONS]))
+        for i in range(0, len(pending), UNIT_EXPLANATIONS)
+    )  # fmt: skip
+    explainer = {w.explanation.latent: w.explanation.explainer for w in pending}
+    task = bar.add_task(f"scoring ({name})", total=len(pending))
+    results = executor.map(score_unit, units)
+    while (batch := await asyncio.to_thread(next, results, None)) is not None:
+        for latent, outcome in batch:
+            component = f"{name}/{explainer[latent]}"
+            if isinstance(outcome, Score):
+                store.put_score(replace(outcome, provenance={**outcome.provenance, **provenance}))
+                store.clear_failure(latent, "score", component)
+                summary.done += 1
+            else:
+                store.put_failure(latent, "score", component, str(outcome))
+                summary.failed += 1
+            bar.advance(task)
+    return summary
 
 
 def execute(
