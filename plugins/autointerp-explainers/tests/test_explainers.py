@@ -150,6 +150,7 @@ def test_parsing_is_tolerant(reply_text: str, expected: str) -> None:
         "Explanation: " + "word " * 30,
         "}{ not what you asked for",
         "I am not sure what you mean.",
+        "Answer: maybe",
         "Not sure what you mean",
         '{"explanation": null}',
         "Explanation: }{",

@@ -81,6 +81,8 @@ def format_examples(
     return numbered(texts, start), words
 
 
+#: a bare line labelled as something else ("Answer: maybe"): not an explanation
+_OTHER_LABEL = re.compile(r"^\W*[A-Za-z][A-Za-z ]{0,19}:\s")
 _EXPLANATION = re.compile(r"^\W*explanation\W*[:\-–]\s*(.*)$", re.IGNORECASE)
 _REFUSAL = re.compile(
     r"\b(i (can ?not|can't|am unable|'m unable|don't know|do not know|am not sure|'m not sure)|"
@@ -131,6 +133,8 @@ def _junk(candidate: str, *, strict: bool) -> str | None:
         any(c in candidate for c in "{}[]<>") or letters < 0.6 * len(candidate.replace(" ", ""))
     ):
         return "it looks like JSON or markup"
+    if strict and _OTHER_LABEL.match(candidate):
+        return "it answers another question"
     return None
 
 
