@@ -599,6 +599,9 @@ class Soak:
             return f"ended first ({self.natural_end(proc)})"
         if proc.rc == -signal.SIGTERM and "autointerp" not in proc.stdout:
             return "exit -15 before the command started (interpreter start-up)"
+        ended = "results: " in proc.stdout and run_status(gen.run_dir) == "finished"
+        if proc.rc == -signal.SIGTERM and ended:  # summary printed, status recorded: teardown
+            return "exit -15 after the run had finished (interpreter teardown)"
         self.unexpected(proc, f"exit {proc.rc} after SIGTERM")
         return f"exit {proc.rc}"
 
