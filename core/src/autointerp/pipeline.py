@@ -539,6 +539,13 @@ class FailureRateError(AutointerpError):
     """More latents of a stage failed than ``max_failure_rate`` allows (the run exits 1)."""
 
 
+def _run_decoder(ctx: RunContext) -> Any:
+    """The run's token decoder, built once (examples and promoted tokens share its cache)."""
+    if "decoder" not in ctx._built:
+        ctx._built["decoder"] = _decoder(ctx.build("model").tokenizer)
+    return ctx._built["decoder"]
+
+
 def _decoder(tokenizer: Any) -> Any:
     from functools import lru_cache
 
@@ -746,7 +753,7 @@ def _latent_work(
         similar_neighbours=lat.similar_neighbours, seed=config.seed,
     )  # fmt: skip
     model = ctx.build("model")
-    decode = _decoder(model.tokenizer)
+    decode = _run_decoder(ctx)
     embeddings = _token_embeddings_file(ctx, model) if _wants_neighbours(settings) else None
     cache_dir = str(_cache(ctx).dir)
     pending: list[LatentRef] = []
@@ -824,9 +831,7 @@ def _promoted_tokens(ctx: RunContext, index: int) -> list[tuple[str, float]]:
     with torch.no_grad():
         logits = model.unembed(direction[None]).float().reshape(-1)
         values, ids = torch.topk(logits, min(N_PROMOTED, logits.numel()))
-    if "decoder" not in ctx._built:
-        ctx._built["decoder"] = _decoder(model.tokenizer)
-    tokens = ctx._built["decoder"](ids.tolist())
+    tokens = _run_decoder(ctx)(ids.tolist())
     return list(zip(tokens, values.tolist(), strict=True))
 
 
