@@ -153,3 +153,43 @@ def test_reproducible_per_latent_and_seed(cached, negatives: str) -> None:
 def test_window_must_divide_the_context(cached) -> None:
     with pytest.raises(ExamplesError, match="window 5 must divide the cached context length 16"):
         builder(cached, window=5)
+
+
+@pytest.mark.parametrize("n", [1, 5, 7, 15, 23, 50])
+def test_test_examples_spread_over_every_part_of_the_activation_range(n: int) -> None:
+    from autointerp.examples import _stratified_sample
+
+    windows, peaks = np.arange(300) * 2, np.random.default_rng(1).random(300)
+    chosen, quantile = _stratified_sample(windows, peaks, n, 10, np.random.default_rng(0))
+    assert len(chosen) == n == len(set(chosen.tolist()))  # 15 stays 15, no window twice
+    shares = np.bincount(quantile, minlength=10)
+    assert shares.max() - shares.min() <= 1  # equal shares, weak to strong
+    if 1 < n < 10:  # the quantiles used span the range, not only the weakest
+        assert quantile.min() <= 1 and quantile.max() >= 8
+    ranks = np.argsort(np.argsort(peaks))  # each window's peak lies in its quantile's tenth
+    assert all(ranks[w // 2] // 30 == q for w, q in zip(chosen, quantile, strict=True))
+
+
+def test_a_small_pool_gives_all_it_has() -> None:
+    from autointerp.examples import _stratified_sample
+
+    windows, peaks = np.arange(13), np.linspace(0, 1, 13)
+    chosen, _ = _stratified_sample(windows, peaks, 12, 10, np.random.default_rng(0))
+    assert len(set(chosen.tolist())) == 12
+    chosen, _ = _stratified_sample(windows, peaks, 50, 10, np.random.default_rng(0))
+    assert sorted(chosen.tolist()) == list(range(13))
+
+
+def test_the_earlier_sampler_is_kept_for_runs_made_with_it(cached) -> None:
+    """quantile-v1 (what runs made before "stratified" drew): one per quantile, cut to n_test,
+    so 5 test examples come from the 5 weakest quantiles; "stratified" spreads them."""
+    old = builder(cached, window=WINDOW, n_train=2, n_test=5, test_sampler="quantile-v1")
+    new = builder(cached, window=WINDOW, n_train=2, n_test=5)
+    for index in range(N_LATENTS):
+        before, after = old.build(index), new.build(index)
+        if len(before.test) < 5 or len(after.test) < 5:
+            continue
+        assert [e.kind for e in before.test] == [f"quantile:{q}" for q in range(5)]
+        assert [e.kind for e in after.test] == [f"quantile:{q}" for q in (1, 3, 5, 7, 9)]
+        return
+    pytest.fail("no latent with enough activating windows")

@@ -37,5 +37,7 @@ def test_a_run_made_before_resumes_without_one_request(
     assert autointerp_llm_server.requests == []  # every prompt was answered before
     with Store.open(work / "run") as store:
         latest = store.runs()[-1]
+        # recorded before the stratified test sampler: its directory keeps the one it drew with
+        assert latest.config["latents"]["test_sampler"] == "quantile-v1"
         assert {e.latent: e.text for e in store.explanations(latest.id)} == explained
         assert {(s.latent, s.scorer): s.value for s in store.scores(latest.id)} == scored

@@ -130,3 +130,30 @@ def test_a_failed_attempt_with_another_config_does_not_hide_the_finished_run(
         assert [r.status for r in store.runs()] == ["finished", "failed", "finished"]
     rows = json.loads(autointerp_cli("status", str(run_dir), "--json").stdout)
     assert {r["stage"]: r["done"] for r in rows} == {"explain": 2, "score": 2}
+
+
+def test_a_run_keeps_the_test_sampler_it_began_with(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
+) -> None:
+    autointerp_llm_server.responder = respond
+    path = config(tmp_path, autointerp_llm_server)
+    first = autointerp_cli("run", str(path), "--no-report")
+    assert first.exit_code == 0, first.stderr
+    recorded = tomllib.loads((tmp_path / "run" / "config.toml").read_text())
+    assert recorded["latents"]["test_sampler"] == "stratified"  # a new directory: the default
+    paid = len(autointerp_llm_server.requests)
+
+    other = autointerp_cli(
+        "run", str(path), "--no-report", "--set", "latents.test_sampler=quantile-v1"
+    )
+    assert other.exit_code != 0
+    (line,) = other.stderr.strip().splitlines()
+    assert "latents.test_sampler" in line and "'stratified'" in line and "Traceback" not in line
+    same = autointerp_cli(
+        "run", str(path), "--no-report", "--set", "latents.test_sampler=stratified"
+    )
+    assert same.exit_code == 0, same.stderr
+    assert len(autointerp_llm_server.requests) == paid
+    with Store.open(tmp_path / "run") as store:
+        (run,) = store.runs()
+        assert run.config["latents"]["test_sampler"] == "stratified"

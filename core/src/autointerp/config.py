@@ -106,6 +106,11 @@ class LatentSettings(BaseModel):
         description="similar negatives may hold, instead of a top token, one of its N nearest "
         "neighbours in the model's token-embedding space (cosine; 0: top tokens only)",
     )
+    test_sampler: Literal["stratified", "quantile-v1"] = Field(
+        "stratified",
+        description="test examples: stratified (n_test spread over all activation quantiles) or "
+        "quantile-v1 (the sampler of runs made before it; a run keeps the sampler it began with)",
+    )
 
 
 class RunConfig(BaseModel):

@@ -3,9 +3,10 @@
 The token stream is cut into windows of ``window`` tokens (contexts are split, never joined). For
 one latent, only its own activations are read; per window its peak is computed vectorized. Train
 examples are the windows with the highest peaks; test examples are drawn from the remaining
-activating windows across activation quantiles; negatives are windows where the latent never fires,
-drawn at random or from similar contexts ("hard" negatives: windows holding the tokens the latent
-fires on most, or their nearest neighbours in the model's embedding space, where it stays silent).
+activating windows, spread over activation quantiles; negatives are windows where the latent never
+fires, drawn at random or from similar contexts ("hard" negatives: windows holding the tokens the
+latent fires on most, or their nearest neighbours in the model's embedding space, where it stays
+silent).
 The sets are disjoint, and every draw comes from a generator seeded by (seed, latent), so any
 latent's examples are reproducible on their own: no global random state.
 """
@@ -57,6 +58,11 @@ class ExampleSettings:
     #: embedding-space neighbours added per top token (needs ``embeddings`` in the builder)
     similar_neighbours: int = 0
     seed: int = 0
+    #: how test examples are drawn: "stratified" spreads ``n_test`` over all quantiles (shares
+    #: differ by at most one, weak to strong); "quantile-v1", the sampler of earlier runs
+    #: (``max(1, n_test // n_quantiles)`` per quantile, then cut: biased towards the weakest
+    #: quantiles when ``n_test`` is no multiple of them), is kept so those runs resume unchanged
+    test_sampler: Literal["stratified", "quantile-v1"] = "stratified"
 
 
 @dataclass(frozen=True)
@@ -192,7 +198,8 @@ class ExampleBuilder:
         order = np.argsort(-peaks, kind="stable")
         train_w = active[order[: s.n_train]]
         rest, rest_peaks = active[order[s.n_train :]], peaks[order[s.n_train :]]
-        test_w = _quantile_sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
+        sample = _quantile_sample if s.test_sampler == "quantile-v1" else _stratified_sample
+        test_w = sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
         negatives_w, negative_kinds = self._pick_negatives(tokens, values, active, rng)
 
         def make(ws: np.ndarray, kind: str) -> list[Example]:
@@ -230,10 +237,40 @@ class ExampleBuilder:
         return np.concatenate([similar, rest]), ["similar"] * len(similar) + ["random"] * len(rest)
 
 
+def _stratified_sample(
+    windows: np.ndarray, peaks: np.ndarray, n: int, n_quantiles: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``min(n, len(windows))`` windows spread over the activation quantiles (0 = weakest) and
+    their quantiles: every quantile gets ``n // n_quantiles``, the remainder goes to quantiles
+    spaced evenly from weak to strong, and a quantile too small to give its share hands the rest
+    on to the others. Returned weakest quantile first."""
+    import numpy as np
+
+    m = min(n, len(windows))
+    if m <= 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    bins = np.array_split(np.argsort(peaks, kind="stable"), min(n_quantiles, len(windows)))
+    sizes = np.array([len(b) for b in bins])
+    counts = np.zeros(len(bins), dtype=np.int64)
+    short = m
+    while short:  # a few rounds at most: the bins' sizes differ by at most one
+        spare = np.flatnonzero(counts < sizes)
+        if short < len(spare):  # one more each for `short` quantiles spaced evenly
+            counts[spare[((np.arange(short) + 0.5) * len(spare) / short).astype(np.int64)]] += 1
+            break
+        add = np.minimum(sizes[spare] - counts[spare], short // len(spare))
+        counts[spare] += add
+        short -= int(add.sum())
+    chosen = [rng.choice(b, size=c, replace=False) for b, c in zip(bins, counts, strict=True)]
+    quantile = np.repeat(np.arange(len(bins)), counts)
+    return windows[np.concatenate(chosen)], quantile
+
+
 def _quantile_sample(
     windows: np.ndarray, peaks: np.ndarray, n: int, n_quantiles: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Up to ``n`` windows, an equal share from each activation quantile (0 = weakest)."""
+    """The "quantile-v1" sampler (of runs made before "stratified"): ``max(1, n // quantiles)``
+    windows from each activation quantile (0 = weakest), cut to ``n``."""
     import numpy as np
 
     if not len(windows) or n <= 0:

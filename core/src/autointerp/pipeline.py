@@ -175,10 +175,12 @@ def prepare_run_dir(plan: Plan, store: Store | None = None) -> tuple[Path, int]:
             for r in store.runs()
             if r.name == plan.config.name and run_identity(r.config) == key
         ]
+        sampler = _sampler_for(plan.config, store, same[-1] if same else None)
         if same:  # resumed: running again until this process ends it
             run_id = same[-1]
             store.resume_run(run_id)
         else:
+            table["latents"]["test_sampler"] = sampler
             run_id = store.start_run(plan.config.name, table)
         record_config(plan, run_dir, run_id, store)
     return run_dir, run_id
@@ -194,7 +196,9 @@ def record_config(plan: Plan, run_dir: Path, run_id: int, store: Store | None = 
             store.has_latents(r.id) for r in store.runs() if r.id != run_id
         ):
             return False
-    text = dump_toml(plan.config.as_table())
+        table = plan.config.as_table()
+        table["latents"]["test_sampler"] = run_sampler(store, run_id)  # the run's own: resumes
+    text = dump_toml(table)
     (run_dir / "config.toml").write_text(text, encoding="utf-8")
     return True
 
@@ -218,8 +222,41 @@ _EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads", "exe
 
 def run_identity(table: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config table that identifies a run (scores are kept per scorer and options,
-    so the scorers are not part of it; nor is the run directory, which is the store's own)."""
-    return {k: v for k, v in table.items() if k not in _EXECUTION_ONLY}
+    so the scorers are not part of it; nor is the run directory, which is the store's own; nor
+    the test sampler, which a run keeps from its start: :func:`run_sampler`)."""
+    out = {k: v for k, v in table.items() if k not in _EXECUTION_ONLY}
+    if isinstance(out.get("latents"), Mapping) and "test_sampler" in out["latents"]:
+        out["latents"] = {k: v for k, v in out["latents"].items() if k != "test_sampler"}
+    return out
+
+
+def run_sampler(store: Store, run_id: int) -> str:
+    """The test-example sampler of a run: the one recorded when it began ("quantile-v1" for runs
+    recorded before the option existed), so a resumed run draws the rest of its latents' test
+    examples as it drew the first."""
+    record = store.get_run(run_id)
+    latents = record.config.get("latents", {}) if record is not None else {}
+    return str(latents.get("test_sampler", "quantile-v1"))
+
+
+def _sampler_for(config: RunConfig, store: Store, resumed: int | None) -> str:
+    """The test sampler of a run being opened: a resumed run's own (one set explicitly to
+    another is refused); else the one set; else that of the directory's latest run, so a run
+    directory keeps drawing test examples one way; in a new directory, the default."""
+    explicit = "test_sampler" in config.latents.model_fields_set
+    if resumed is not None:
+        pinned = run_sampler(store, resumed)
+        if explicit and config.latents.test_sampler != pinned:
+            raise ConfigError(
+                f"latents.test_sampler = {config.latents.test_sampler!r}, but run {resumed} of "
+                f"{config.resolved_run_dir} drew its test examples with {pinned!r}: set "
+                f"{pinned!r} (or leave it out) to resume it, or use another run name or --run-dir"
+            )
+        return pinned
+    runs = store.runs()
+    if explicit or not runs:
+        return config.latents.test_sampler
+    return run_sampler(store, runs[-1].id)
 
 
 def config_hash(table: Mapping[str, Any]) -> str:
@@ -751,6 +788,7 @@ def _latent_work(
         window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
         n_negatives=lat.n_negatives, negatives=lat.negatives,
         similar_neighbours=lat.similar_neighbours, seed=config.seed,
+        test_sampler=run_sampler(store.store, store.run_id),
     )  # fmt: skip
     model = ctx.build("model")
     decode = _run_decoder(ctx)
