@@ -237,3 +237,127 @@ def test_a_damaged_shard_is_named_and_a_rerun_recomputes_it(
     for i, t, v in after.iter_latents():
         np.testing.assert_array_equal(t, before[i][0])
         np.testing.assert_array_equal(v, before[i][1])
+
+
+# -- devices and memory ----------------------------------------------------------------------------
+
+
+class Cramped(torch.nn.Module):
+    """The SAE as a source on a device that holds at most ``fits`` contexts at once: a larger
+    block raises the real out-of-memory exception (``exc``), as CUDA's allocator would."""
+
+    def __init__(self, inner, fits: int, ctx_len: int, exc: type[Exception]) -> None:
+        super().__init__()
+        self.inner, self.fits, self.ctx_len, self.exc = inner, fits, ctx_len, exc
+        self.site, self.n_latents = inner.site, inner.n_latents
+        self.attempts: list[int] = []
+
+    def forward(self, x: torch.Tensor):
+        contexts = x.shape[0] // self.ctx_len
+        self.attempts.append(contexts)
+        if contexts > self.fits:
+            message = "CUDA out of memory. Tried to allocate 2.00 GiB"
+            if self.exc is RuntimeError:
+                message = "[enforce fail at alloc_cpu.cpp:117] not enough memory: you tried to"
+            raise self.exc(message)
+        return self.inner.encode(x)
+
+    encode = forward
+
+    def check_site(self, site) -> None:
+        self.inner.check_site(site)
+
+
+def shard_bytes(cache_dir: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted(cache_dir.glob("shard-*.safetensors"))]
+
+
+@pytest.mark.parametrize("exc", [torch.cuda.OutOfMemoryError, RuntimeError])
+def test_a_batch_out_of_memory_is_split_and_the_cache_is_the_same(
+    adapter, sae, tmp_path: Path, exc: type[Exception]
+) -> None:
+    g = torch.Generator().manual_seed(3)
+    data = [torch.randint(0, 100, (5, 10), generator=g) for _ in range(3)]
+    build_cache(adapter, sae, data, tmp_path / "whole", INFO, contexts_per_shard=6, progress=False)
+    cramped = Cramped(sae, fits=2, ctx_len=10, exc=exc)
+    build_cache(
+        adapter, cramped, data, tmp_path / "split", INFO, contexts_per_shard=6, progress=False
+    )
+    # 5 fails, 3 fails, then pieces of 2 that fit; later batches start at the size that fit
+    assert cramped.attempts == [5, 3, 2, 2, 1, 2, 2, 1, 2, 2, 1]
+    assert shard_bytes(tmp_path / "split") == shard_bytes(tmp_path / "whole")
+    a, b = ActivationCache(tmp_path / "split"), ActivationCache(tmp_path / "whole")
+    assert a.manifest["shards"] == b.manifest["shards"]
+
+
+def test_out_of_memory_on_a_single_context_is_one_line(adapter, sae, tmp_path: Path) -> None:
+    cramped = Cramped(sae, fits=0, ctx_len=10, exc=torch.cuda.OutOfMemoryError)
+    with pytest.raises(CacheError) as caught:
+        build_cache(adapter, cramped, batches(1), tmp_path / "c", INFO, progress=False)
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "out of memory caching a single context of 10 tokens on cpu" in message
+    assert "OutOfMemoryError: CUDA out of memory" in message and "ctx_len" in message
+    assert cramped.attempts == [3, 2, 1]
+
+
+def test_other_errors_are_not_taken_for_memory(adapter, sae, tmp_path: Path) -> None:
+    cramped = Cramped(sae, fits=0, ctx_len=10, exc=ValueError)
+    with pytest.raises(ValueError, match="CUDA out of memory"):
+        build_cache(adapter, cramped, batches(1), tmp_path / "c", INFO, progress=False)
+    assert cramped.attempts == [3]
+
+
+def test_a_refused_cache_names_the_settings_that_differ(adapter, sae, tmp_path) -> None:
+    info = {**INFO, "model": {"model": "tiny", "dtype": "float32", "device": "cpu"}}
+    build_cache(adapter, sae, batches(1), tmp_path / "c", info, progress=False)
+    other = {**info, "model": {**info["model"], "dtype": "bfloat16"}}
+    with pytest.raises(CacheError, match=r'other settings \(model.dtype was "float32", now "bf'):
+        build_cache(adapter, sae, batches(1), tmp_path / "c", other, progress=False)
+
+
+def test_a_cache_made_on_another_device_is_reused(adapter, sae, tmp_path) -> None:
+    on_gpu = {**INFO, "model": {"model": "tiny", "device": "cuda"}, "source_options": {}}
+    build_cache(adapter, sae, batches(2), tmp_path / "c", on_gpu, progress=False)
+    before = shard_bytes(tmp_path / "c")
+    on_cpu = {**on_gpu, "model": {"model": "tiny", "device": "cpu"},
+              "source_options": {"device": "cpu"}}  # fmt: skip
+    calls = []
+    original = adapter.forward
+    adapter.forward = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        build_cache(adapter, sae, batches(2), tmp_path / "c", on_cpu, progress=False)
+    finally:
+        del adapter.forward
+    assert calls == [] and shard_bytes(tmp_path / "c") == before
+
+
+def test_bfloat16_caches_end_to_end_on_the_cpu(adapter, tmp_path: Path) -> None:
+    """The transformers adapter and the sae source both in bfloat16: a real cache, whose values
+    are the float32 cache's to bfloat16 precision."""
+    pm = PluginManager()
+    model_dir = save_tiny(tiny_model("gpt2"), tmp_path / "gpt2")
+    d = adapter.site(SITE).shape[-1]
+    g = torch.Generator().manual_seed(0)
+    w = {"W_enc": torch.randn(d, N_LATENTS, generator=g), "b_enc": torch.zeros(N_LATENTS),
+         "W_dec": torch.randn(N_LATENTS, d, generator=g), "b_dec": torch.zeros(d)}  # fmt: skip
+    save_file(w, tmp_path / "sae.safetensors")
+    sae_options = {"path": str(tmp_path / "sae.safetensors"), "site": SITE, "activation": "relu"}
+    data = batches(2)
+    dense = {}
+    for dtype in ("float32", "bfloat16"):
+        with torch_threads(1):
+            model = pm.build("model_adapter", "transformers", {"model": str(model_dir),
+                                                               "dtype": dtype})  # fmt: skip
+            source = pm.build("feature_source", "sae", {**sae_options, "dtype": dtype})
+            assert model.dtype == source.W_enc.dtype == getattr(torch, dtype)
+            build_cache(model, source, data, tmp_path / dtype, INFO, progress=False)
+        cache = ActivationCache(tmp_path / dtype)
+        out = torch.zeros(len(data) * 3 * 10, N_LATENTS)
+        for index, tokens, values in cache.iter_latents():
+            out[torch.from_numpy(tokens), index] = torch.from_numpy(values)
+        dense[dtype] = out
+    full, half = dense["float32"], dense["bfloat16"]
+    assert (half > 0).sum() > 0.3 * (full > 0).sum()
+    scale = full.abs().max()
+    assert (half - full).abs().max() < 0.05 * scale  # bfloat16 keeps ~3 significant digits

@@ -15,6 +15,9 @@ only through :class:`ModelAdapter`:
   :meth:`ModelAdapter.step` for recurrent models.
 - :meth:`ModelAdapter.input_embeddings`: the token embedding matrix ``[vocab, d_model]`` (e.g.
   for embedding-space neighbours of tokens), or None where an adapter cannot give it.
+- placement: :class:`ModelOptions` holds the ``device`` and ``dtype`` options every adapter's
+  config shares; :func:`check_device`, :func:`resolve_device` and :func:`resolve_dtype` turn them
+  into torch values (feature sources use the same, see :mod:`autointerp.features`).
 
 A recurrent state is a plain ``dict`` from state-site name to a ``[batch, *site.shape]`` tensor.
 Adapters never modify a state (or any tensor) the caller passed in.
@@ -25,11 +28,15 @@ Nothing here imports torch at module level: core stays importable without it.
 from __future__ import annotations
 
 import difflib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+from pydantic import AfterValidator, Field, SerializerFunctionWrapHandler, model_serializer
+
+from autointerp.config import ComponentConfig
 from autointerp.errors import AutointerpError
 from autointerp.types import Site
 
@@ -60,6 +67,114 @@ class InterventionError(AdapterError):
 
 class UnsupportedModelError(AdapterError):
     """The adapter (or its backend) cannot serve this model or architecture."""
+
+
+# -- placement: device and dtype -------------------------------------------------------------------
+
+#: what a model or feature source computes in; "auto": see :func:`resolve_dtype`
+DTypeName = Literal["auto", "float32", "float16", "bfloat16", "float64"]
+_DEVICE = re.compile(r"(cpu|cuda|mps|xpu)(?::(\d+))?")
+
+
+def device_problem(value: str) -> str | None:
+    """Why ``value`` is not a device this machine can compute on (a phrase without the value), or
+    None.
+
+    "auto" and "cpu" are always fine and need no torch; any other device imports torch to ask
+    whether it exists here."""
+    if value in ("auto", "cpu"):
+        return None
+    match = _DEVICE.fullmatch(value)
+    if match is None:
+        return "expected auto, cpu, cuda, cuda:N, mps or xpu"
+    import torch
+
+    kind, index = match.group(1), match.group(2)
+    if kind == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            build = "a CPU-only build" if torch.version.cuda is None else "no GPU visible"
+            return f"torch sees no CUDA device here ({build}); expected auto or cpu"
+        if index is not None and int(index) >= n:
+            return f"torch sees {n} CUDA device(s) here; expected cuda:0..cuda:{n - 1}"
+    elif kind == "mps" and not torch.backends.mps.is_available():
+        return "the MPS backend is not available here; expected auto or cpu"
+    elif kind == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return "torch sees no XPU device here; expected auto or cpu"
+    return None
+
+
+def check_device(value: str) -> str:
+    """A pydantic validator for ``device`` options: refuses, when the run is planned, a device
+    this machine does not have (one line naming what was expected)."""
+    if (problem := device_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def resolve_device(
+    value: str = "auto", *, field: str = "model.device", error: type[Exception] | None = None
+) -> torch.device:
+    """The torch device of a ``device`` option: "auto" is the first CUDA device when torch sees
+    one, else the CPU (MPS and XPU only when asked for). Raises ``error`` (default
+    :class:`AdapterError`) naming ``field`` for a device this machine does not have."""
+    import torch
+
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if (problem := device_problem(value)) is not None:
+        raise (error or AdapterError)(f"{field}: {problem} (got {value!r})")
+    return torch.device(value)
+
+
+def resolve_dtype(value: str, device: torch.device | str) -> torch.dtype:
+    """The torch dtype of a ``dtype`` option on ``device``: "auto" is bfloat16 on a CUDA device
+    that supports it (what GPU interpretability work usually runs in: half the memory, full
+    float32 range), else float32 (today's CPU behaviour: exact, and fast there)."""
+    import torch
+
+    if value != "auto":
+        return getattr(torch, value)  # type: ignore[no-any-return]
+    if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
+
+
+Device = Annotated[str, AfterValidator(check_device)]
+
+
+class ModelOptions(ComponentConfig):
+    """The placement options every model adapter's config shares (subclass it).
+
+    ``device`` and ``dtype`` default to "auto" (see :func:`resolve_device` and
+    :func:`resolve_dtype`). A dump of the options (what the run's cache fingerprints) records
+    what "auto" resolves to on this machine, so a CPU run records ``cpu``/``float32`` as it did
+    before "auto" existed, and a bfloat16 cache is never taken for a float32 one."""
+
+    device: Device = Field(
+        "auto", description="torch device: auto (cuda when torch sees one, else cpu), cpu, "
+        "cuda, cuda:N, mps, xpu",
+    )  # fmt: skip
+    dtype: DTypeName = Field(
+        "auto", description="weights and activations dtype; auto: bfloat16 on a CUDA device "
+        "that supports it, else float32",
+    )  # fmt: skip
+
+    @model_serializer(mode="wrap")
+    def _resolved(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if "auto" in (data.get("device"), data.get("dtype")):
+            device = resolve_device(self.device)
+            if data.get("device") == "auto":
+                data["device"] = device.type
+            if data.get("dtype") == "auto":
+                data["dtype"] = dtype_name(resolve_dtype(self.dtype, device))
+        return data
 
 
 # -- interventions ---------------------------------------------------------------------------------

@@ -16,7 +16,15 @@ Memory is bounded by one shard: activations are encoded batch by batch, kept spa
 once when the shard closes. Reading one latent reads only its ranges (``offsets``) of each shard.
 A shard is written under a temporary name and renamed, and only then listed in the manifest, so an
 interrupted cache resumes from its last complete shard. A cache with another fingerprint is refused,
-never reused.
+never reused, with the settings that differ named; the one exception is a difference in ``device``
+options alone (where activations were computed, not what they are): a cache made on a GPU is read
+on a laptop.
+
+Devices: the feature source is placed on the model adapter's device (:meth:`FeatureSource.place`);
+each batch's sparse activations come back to the CPU in one transfer. A batch that runs out of
+memory (``torch.cuda.OutOfMemoryError``, or the CPU allocator's "not enough memory") is split in
+halves and retried, down to one context, and later batches run at the size that fit; the cache's
+content does not depend on the split.
 """
 
 from __future__ import annotations
@@ -158,7 +166,6 @@ def build_cache(
     shard (``batches`` must then be the same deterministic stream).
     """
     import numpy as np
-    import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
     from safetensors.numpy import save_file
 
@@ -171,10 +178,7 @@ def build_cache(
     if manifest_path.exists():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         if manifest.get("fingerprint") != fp:
-            raise CacheError(
-                f"{cache_dir}: holds a cache of other settings (fingerprint "
-                f"{manifest.get('fingerprint')} != {fp}); use another run directory or delete it"
-            )
+            _check_same_settings(cache_dir, manifest, info, source, fp)
         if manifest.get("format") != FORMAT_VERSION:
             raise CacheError(
                 f"{cache_dir}: written in cache format {manifest.get('format')}, this version "
@@ -199,6 +203,10 @@ def build_cache(
     shard = _Shard([], [], [], [], first_context=done_contexts)
     seen_contexts = 0
     ctx_len = manifest.get("ctx_len")
+    device = getattr(adapter, "device", None)
+    if device is not None and callable(place := getattr(source, "place", None)):
+        place(device)  # a source left at device "auto" computes where the model does
+    splitter = _Splitter(adapter, source, device)
 
     def close_shard() -> None:
         nonlocal shard
@@ -259,13 +267,9 @@ def build_cache(
                 seen_contexts += b
                 bar.advance(task)
                 continue
-            with torch.no_grad():
-                h = adapter.forward(ids, capture=[source.site], return_logits=False)
-            acts = source.encode(h.captures[source.site].reshape(b * t, -1))
-            token = acts.rows.numpy() + (seen_contexts - shard.first_context) * t
-            latent = acts.latents.numpy()
-            value = acts.values.float().numpy()
-            token, latent, value = _storable(token, latent, value, source.site)
+            rows, latent, value = splitter.encode(ids)
+            token = rows.astype(np.int64) + (seen_contexts - shard.first_context) * t
+            token, latent, value = _storable(token, latent.astype(np.int64), value, source.site)
             shard.tokens.append(ids.numpy())
             shard.token.append(token)
             shard.latent.append(latent)
@@ -282,6 +286,142 @@ def build_cache(
     manifest["n_tokens"] = seen_contexts * (ctx_len or 0)
     _atomic_write_json(manifest_path, manifest)
     return cache_dir
+
+
+def _check_same_settings(
+    cache_dir: Path, manifest: Mapping[str, Any], info: Mapping[str, Any], source: Any, fp: str
+) -> None:
+    """Refuse a cache of other settings, naming what differs; a difference in ``device`` options
+    alone is no difference (the device computes the same activations)."""
+    stored = {**manifest.get("info", {}), "site": manifest.get("site"),
+              "n_latents": manifest.get("n_latents")}  # fmt: skip
+    now = json.loads(
+        json.dumps({**info, "site": source.site, "n_latents": source.n_latents}, default=str)
+    )
+    changed = _differences(stored, now)
+    if changed and all(path.rsplit(".", 1)[-1] == "device" for path, _, _ in changed):
+        log.info(
+            "%s: reusing a cache computed on another device (%s)",
+            cache_dir, "; ".join(f"{p}: {_brief(a)} -> {_brief(b)}" for p, a, b in changed),
+        )  # fmt: skip
+        return
+    what = "; ".join(
+        f"{path} was {_brief(old)}, now {_brief(new)}" for path, old, new in changed[:3]
+    ) + (f"; and {len(changed) - 3} more" if len(changed) > 3 else "")
+    raise CacheError(
+        f"{cache_dir}: holds a cache of other settings ("
+        f"{what or 'fingerprint ' + str(manifest.get('fingerprint')) + ' != ' + fp}); "
+        "use another run directory or delete it"
+    )
+
+
+_MISSING = object()
+
+
+def _differences(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """(dotted path, old value, new value) of every leaf where two JSON-like values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for key in dict.fromkeys([*old, *new]):
+            sub = f"{path}.{key}" if path else str(key)
+            out += _differences(old.get(key, _MISSING), new.get(key, _MISSING), sub)
+        return out
+    return [] if old == new else [(path, old, new)]
+
+
+def _brief(value: Any) -> str:
+    if value is _MISSING:
+        return "unset"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+#: what the CPU allocator (and MPS) say when an allocation fails; CUDA raises its own type
+_OOM_MESSAGES = ("not enough memory", "can't allocate memory", "out of memory")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _OOM_MESSAGES)
+
+
+class _Splitter:
+    """Runs batches through adapter and source, splitting one that runs out of memory.
+
+    ``limit`` remembers the largest number of contexts that fit after a failure: later batches
+    run in pieces of that size (it never grows back within a cache build)."""
+
+    def __init__(self, adapter: Any, source: Any, device: Any) -> None:
+        self.adapter, self.source, self.device = adapter, source, device
+        self.limit: int | None = None
+
+    def _once(self, ids: torch.Tensor) -> np.ndarray:
+        """``[3, n]`` int32: token row, latent, and the float32 value's bits, in one transfer."""
+        import torch
+
+        b, t = ids.shape
+        with torch.no_grad():
+            h = self.adapter.forward(ids, capture=[self.source.site], return_logits=False)
+            acts = self.source.encode(h.captures[self.source.site].reshape(b * t, -1))
+            packed = torch.stack(
+                (
+                    acts.rows.to(torch.int32),
+                    acts.latents.to(device=acts.rows.device, dtype=torch.int32),
+                    acts.values.to(device=acts.rows.device, dtype=torch.float32).view(torch.int32),
+                )
+            )
+        return packed.cpu().numpy()  # the batch's one device -> host copy
+
+    def encode(self, ids: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Token rows (within ``ids``), latents and float32 values of a ``[batch, ctx]`` batch."""
+        import numpy as np
+
+        b, t = ids.shape
+        step = min(b, self.limit or b)
+        parts: list[np.ndarray] = []
+        start = 0
+        while start < b:
+            piece = ids[start : start + step]
+            reason = None
+            try:
+                packed = self._once(piece)
+            except Exception as exc:
+                if not _out_of_memory(exc):
+                    raise
+                reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:120]}"
+            if reason is None:
+                packed[0] += start * t
+                parts.append(packed)
+                start += len(piece)
+                continue
+            # outside the except block: the failed attempt's tensors are already unreachable
+            self._release()
+            if len(piece) == 1:
+                raise CacheError(
+                    f"out of memory caching a single context of {t} tokens on "
+                    f"{self.device or 'this device'} ({reason}); lower corpus.ctx_len, choose "
+                    "dtype bfloat16 or another device, or free the device's memory"
+                )
+            step = (len(piece) + 1) // 2
+            log.warning(
+                "out of memory on %d contexts of %d tokens (%s); caching %d at a time from now on",
+                len(piece), t, reason, step,
+            )  # fmt: skip
+            self.limit = step
+        if len(parts) == 1:
+            packed = parts[0]
+        else:
+            packed = np.concatenate(parts, axis=1) if parts else np.zeros((3, 0), np.int32)
+        return packed[0], packed[1], packed[2].view(np.float32)
+
+    def _release(self) -> None:
+        import torch
+
+        if self.device is not None and getattr(self.device, "type", "") == "cuda":
+            torch.cuda.empty_cache()
 
 
 @contextmanager

@@ -4,6 +4,11 @@ A feature source (an SAE, a transcoder, top-k neurons) names the site it reads, 
 latents and its input width, and encodes a ``[tokens, d_in]`` block into the nonzero (token row,
 latent, value) triples; for interventions, it gives the latents' decoder directions and the site
 they live in. Nothing here imports torch at module level.
+
+Placement: a source's config subclasses :class:`SourceOptions` (``device`` and ``dtype``). Its
+``device`` defaults to "auto": the source computes where the model adapter does (the cache stage
+calls :meth:`FeatureSource.place` with the adapter's device); a device set explicitly pins it, and
+the model's activations move there once per batch.
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+
+from autointerp.adapter import Device, DTypeName
+from autointerp.config import ComponentConfig
 from autointerp.errors import AutointerpError
 from autointerp.types import Site
 
@@ -20,6 +29,28 @@ if TYPE_CHECKING:
 
 class FeatureSourceError(AutointerpError):
     """A feature source cannot be loaded or does not fit the model (one-line message)."""
+
+
+class SourceOptions(ComponentConfig):
+    """The placement options every feature source's config shares (subclass it).
+
+    A dump of the options (what the run's cache fingerprints) leaves out those still at "auto":
+    they compute what the source computed before the options existed, so earlier caches keep
+    their fingerprint."""
+
+    device: Device = Field(
+        "auto", description="torch device; auto: the model adapter's device (cpu, cuda, cuda:N, "
+        "mps, xpu pin one: the activations move there once per batch)",
+    )  # fmt: skip
+    dtype: DTypeName = Field(
+        "auto", description="dtype the source computes in; auto: as the source's weights are "
+        "stored (a source without weights: the model's activations' dtype)",
+    )  # fmt: skip
+
+    @model_serializer(mode="wrap")
+    def _without_auto(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if not (k in ("device", "dtype") and v == "auto")}
 
 
 class SparseActivations(NamedTuple):
@@ -56,6 +87,13 @@ class FeatureSource(ABC):
         """The site the decoder directions live in (where an intervention adds them): the site
         read, unless the source's latents write elsewhere (MLP neurons: the residual stream)."""
         return self.site
+
+    def place(self, device: torch.device) -> None:
+        """Compute on ``device`` (the model adapter's) from now on, unless the source's own
+        ``device`` option pins another; called by the cache stage before the first batch.
+        Default: nothing (a source that computes wherever its input lives). :meth:`encode` must
+        accept input on the adapter's device whatever the placement."""
+        return None
 
     def bind_model(self, adapter: Any) -> None:
         """Take what :meth:`decoder_directions` needs from the model adapter; called before

@@ -81,3 +81,24 @@ def test_from_config_dtype_and_offline_hub_error(tmp_path) -> None:
     assert out.captures["resid_post.0"].dtype == torch.float64
     with pytest.raises(AdapterError, match="cannot load model 'state-spaces/mamba-130m-hf'"):
         MambaAdapter.from_config(MambaConfig())  # the default hub name; offline in tests
+
+
+def test_device_and_dtype_are_the_shared_auto_options(tmp_path) -> None:
+    from autointerp_mamba.plugin import MambaConfig
+
+    from autointerp.errors import ConfigError
+    from autointerp.plugins import PluginManager
+
+    assert (MambaConfig().device, MambaConfig().dtype) == ("auto", "auto")
+    with pytest.raises(ConfigError, match=r"model\.device: .*expected .*\(got 'cuda:99'\)"):
+        PluginManager().get("model_adapter", "mamba").validate(
+            {"device": "cuda:99"}, where="run.toml: model"
+        )
+    tiny_model("mamba").save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    config = MambaConfig(model=str(tmp_path), device="cpu", dtype="bfloat16")
+    adapter = MambaAdapter.from_config(config)
+    assert adapter.dtype == torch.bfloat16
+    out = adapter.forward(random_ids(1, 4), capture=["mixer_out.0", "resid_post.0"])
+    assert out.captures["mixer_out.0"].dtype == torch.bfloat16
+    assert torch.isfinite(out.captures["resid_post.0"]).all()  # residual_in_fp32: float32

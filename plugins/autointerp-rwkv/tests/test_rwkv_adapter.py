@@ -82,3 +82,20 @@ def test_transformer_adapter_points_to_this_one(tmp_path, autointerp_cli) -> Non
     result = autointerp_cli("sites", str(tmp_path))
     assert result.exit_code == 1
     assert "use the 'rwkv' adapter" in result.stderr
+
+
+def test_device_and_dtype_are_the_shared_auto_options(tmp_path) -> None:
+    from autointerp_rwkv.plugin import RwkvConfig
+
+    from autointerp.errors import ConfigError
+    from autointerp.plugins import PluginManager
+
+    assert (RwkvConfig().device, RwkvConfig().dtype) == ("auto", "auto")
+    with pytest.raises(ConfigError, match=r"model\.device: .*expected .*\(got 'cuda:99'\)"):
+        PluginManager().get("model_adapter", "rwkv").validate(
+            {"device": "cuda:99"}, where="run.toml: model"
+        )
+    tiny_model("rwkv").save_pretrained(tmp_path)
+    tiny_tokenizer().save_pretrained(tmp_path)
+    adapter = RwkvAdapter.from_config(RwkvConfig(model=str(tmp_path), device="cpu"))
+    assert adapter.dtype == torch.float32 and adapter.device.type == "cpu"

@@ -10,6 +10,10 @@ MLP output is the sum of activation x column over neurons (plus a bias), so the 
 adding a vector is the same edit as adding it at ``mlp_out.L`` (the MLP output feeds the residual
 sum directly; Gemma-2 alone normalises it first) and where an intervention's relative strength is in
 units of the residual norm, as for a residual SAE of the same layer.
+
+Placement: the source has no weights of its own; by default it encodes the activations where the
+model computed them, in their dtype. A ``device`` set explicitly moves each block there first, and
+a ``dtype`` other than "auto" casts it before the top-k.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from typing import Any
 
 import torch
 
+from autointerp.adapter import resolve_device
 from autointerp.features import FeatureSource, FeatureSourceError, SparseActivations
 from autointerp.types import Site
 from autointerp_neurons.plugin import NeuronsConfig
@@ -30,6 +35,12 @@ class NeuronSource(FeatureSource):
         self.d_in = self.n_latents = 0  # known once bound to the model's site
         self._w_out: torch.Tensor | None = None  # [d_mlp, d_model] view of the output projection
         self._bound: Any = None
+        self.pinned = None
+        if config.device != "auto":
+            self.pinned = resolve_device(
+                config.device, field="feature_source.device", error=FeatureSourceError
+            )
+        self.cast = None if config.dtype == "auto" else getattr(torch, config.dtype)
 
     @property
     def direction_site(self) -> str:
@@ -49,10 +60,11 @@ class NeuronSource(FeatureSource):
             raise FeatureSourceError(
                 f"neurons of {self.site}: expected width {self.d_in}, got {x.shape[-1]}"
             )
+        x = x.to(device=self.pinned or x.device, dtype=self.cast or x.dtype)
         k = self.config.top_k
         if k is not None:
             values, latents = x.topk(min(k, self.d_in), dim=-1)
-            rows = torch.arange(x.shape[0]).unsqueeze(1).expand_as(latents)
+            rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1).expand_as(latents)
             keep = values > 0
             return SparseActivations(rows[keep], latents[keep], values[keep])
         rows, latents = (x > 0).nonzero(as_tuple=True)

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 
 from autointerp import Register, hookimpl
-from autointerp.config import ComponentConfig
+from autointerp.features import SourceOptions
 
 
-class NeuronsConfig(ComponentConfig):
-    """Which layer's MLP neurons, and how sparse."""
+class NeuronsConfig(SourceOptions):
+    """Which layer's MLP neurons, and how sparse (``device``: auto encodes where the model
+    computes; ``dtype``: auto keeps the activations' own)."""
 
     layer: int = Field(6, ge=0, description="transformer layer whose MLP neurons are the latents")
     top_k: int | None = Field(

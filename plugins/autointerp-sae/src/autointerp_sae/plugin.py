@@ -8,11 +8,12 @@ from typing import Any, Literal
 from pydantic import Field
 
 from autointerp import Register, hookimpl
-from autointerp.config import ComponentConfig
+from autointerp.features import SourceOptions
 
 
-class SAEConfig(ComponentConfig):
-    """Where the SAE's files are and how to read them."""
+class SAEConfig(SourceOptions):
+    """Where the SAE's files are and how to read them (``device``: auto follows the model;
+    ``dtype``: auto keeps the files' own)."""
 
     path: str = Field(description="sparsify or SAELens directory, or a .safetensors file")
     site: str = Field(
@@ -31,7 +32,6 @@ class SAEConfig(ComponentConfig):
     chunk_tokens: int = Field(
         1024, ge=1, description="tokens encoded at once: bounds the dense pre-activation block"
     )
-    device: str = Field("cpu", description="torch device")
 
 
 @hookimpl

@@ -14,6 +14,11 @@
 
 Encoding runs over chunks of ``chunk_tokens`` tokens, so the dense pre-activation block is bounded
 by the chunk, never ``[all tokens x latents]``; TopK keeps only ``k`` values per token.
+
+Placement: ``device = "auto"`` (the default) loads the weights on the CPU and moves them, once, to
+wherever the model's activations are (:meth:`SparseAutoencoder.place`, or the first ``encode``); a
+device set explicitly keeps them there and moves each block of activations to it. ``dtype`` other
+than "auto" casts the weights on load (activations are cast to it as they are encoded).
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from autointerp.adapter import resolve_device
 from autointerp.features import FeatureSource, FeatureSourceError, SparseActivations
 from autointerp_sae.plugin import SAEConfig
 
@@ -45,6 +51,8 @@ class SparseAutoencoder(FeatureSource):
     threshold: torch.Tensor | None = None  # [n], JumpReLU
     subtract_decoder_bias: bool = False
     chunk_tokens: int = 1024
+    #: a device the options pin the SAE to (None: it follows the model's activations)
+    pinned: torch.device | None = None
 
     def __post_init__(self) -> None:
         d_in, n = self.W_enc.shape
@@ -65,8 +73,22 @@ class SparseAutoencoder(FeatureSource):
             raise FeatureSourceError("a jumprelu SAE needs a `threshold` tensor in its weights")
         self.d_in, self.n_latents = d_in, n
 
+    @property
+    def device(self) -> torch.device:
+        return self.W_enc.device
+
+    def place(self, device: torch.device) -> None:
+        """Move the weights to ``device`` unless the options pinned another."""
+        if self.pinned is not None or torch.device(device) == self.device:
+            return
+        for name in ("W_enc", "b_enc", "W_dec", "b_dec", "threshold"):
+            if (tensor := getattr(self, name)) is not None:
+                setattr(self, name, tensor.to(device))
+
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.W_enc.dtype)
+        if self.pinned is None and x.device != self.device:
+            self.place(x.device)  # follows the model: one move of the weights, on first use
+        x = x.to(device=self.device, dtype=self.W_enc.dtype)
         if self.subtract_decoder_bias:
             x = x - self.b_dec
         return x @ self.W_enc + self.b_enc
@@ -81,8 +103,9 @@ class SparseAutoencoder(FeatureSource):
             for i in range(0, x.shape[0], self.chunk_tokens)
         ]
         if not parts:
-            empty = torch.empty(0, dtype=torch.long)
-            return SparseActivations(empty, empty, torch.empty(0, dtype=self.W_enc.dtype))
+            empty = torch.empty(0, dtype=torch.long, device=self.device)
+            values = torch.empty(0, dtype=self.W_enc.dtype, device=self.device)
+            return SparseActivations(empty, empty, values)
         return SparseActivations(*(torch.cat(p) for p in zip(*parts, strict=True)))
 
     @torch.no_grad()
@@ -90,7 +113,7 @@ class SparseAutoencoder(FeatureSource):
         pre = self.pre_activations(x)
         if self.activation == "topk":
             values, latents = pre.topk(min(self.k or 1, self.n_latents), dim=-1)
-            rows = torch.arange(x.shape[0]).unsqueeze(1).expand_as(latents)
+            rows = torch.arange(x.shape[0], device=latents.device).unsqueeze(1).expand_as(latents)
             keep = values > 0
             return SparseActivations(rows[keep] + offset, latents[keep], values[keep])
         if self.activation == "jumprelu":
@@ -106,7 +129,7 @@ class SparseAutoencoder(FeatureSource):
         return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def decoder_directions(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.W_dec[latents]
+        return self.W_dec[latents.to(self.device)]
 
 
 def detect_format(path: Path) -> str:
@@ -145,9 +168,16 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
     if not path.exists():
         raise FeatureSourceError(f"feature_source.path: {path} does not exist")
     fmt = detect_format(path) if config.format == "auto" else config.format
-    common = {"chunk_tokens": config.chunk_tokens}
+    # auto: read onto the CPU; the first activations (or the cache stage) move it to the model
+    pinned = None
+    if config.device != "auto":
+        pinned = resolve_device(
+            config.device, field="feature_source.device", error=FeatureSourceError
+        )
+    device = str(pinned or "cpu")
+    common: dict[str, Any] = {"chunk_tokens": config.chunk_tokens, "pinned": pinned}
     if fmt == "plain":
-        t = load_file(path, device=config.device)
+        t = _load(path, device, config.dtype)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path)
         meta = _metadata(path)  # what `autointerp sae train` records; options win
         activation = (
@@ -172,7 +202,7 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
             )
         if cfg.get("skip_connection"):
             raise FeatureSourceError(f"{where}: skip_connection (W_skip) is not supported")
-        t = load_file(path / "sae.safetensors", device=config.device)
+        t = _load(path / "sae.safetensors", device, config.dtype)
         _need(t, ("encoder.weight", "encoder.bias", "W_dec", "b_dec"), path / "sae.safetensors")
         subtract = config.subtract_decoder_bias
         if subtract is None:  # a transcoder encodes its input as it is
@@ -186,7 +216,7 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
     else:
         cfg = _cfg(path)
         where = path / "cfg.json"
-        t = load_file(path / "sae_weights.safetensors", device=config.device)
+        t = _load(path / "sae_weights.safetensors", device, config.dtype)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path / "sae_weights.safetensors")
         arch = cfg.get("architecture", "standard")
         activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(arch)
@@ -219,6 +249,15 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
             subtract_decoder_bias=subtract, **common,
         )  # fmt: skip
     return sae
+
+
+def _load(path: Path, device: str, dtype: str) -> dict[str, torch.Tensor]:
+    """The file's tensors on ``device``; floating ones cast to ``dtype`` unless it is "auto"."""
+    tensors = load_file(path, device=device)
+    if dtype == "auto":
+        return tensors
+    cast = getattr(torch, dtype)
+    return {k: v.to(cast) if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def _metadata(path: Path) -> dict[str, str]:

@@ -114,12 +114,13 @@ class TopKSAE(nn.Module):
 def site_activations(
     adapter: ModelAdapter, site: str, batches: Iterable[torch.Tensor]
 ) -> Iterator[torch.Tensor]:
-    """``[tokens, d]`` blocks of ``site`` for each ``[batch, seq]`` token batch (no logits)."""
+    """``[tokens, d]`` float32 blocks of ``site`` on the CPU (where the SAE trains), for each
+    ``[batch, seq]`` token batch (no logits); one copy per batch from the model's device."""
     width = adapter.site(site).shape[-1]
     for ids in batches:
         with torch.no_grad():
             out = adapter.forward(ids, capture=[site], return_logits=False)
-        yield out.captures[site].reshape(-1, width).float()
+        yield out.captures[site].reshape(-1, width).to(device="cpu", dtype=torch.float32)
 
 
 def _buffers(blocks: Iterable[torch.Tensor], size: int, limit: int) -> Iterator[torch.Tensor]:

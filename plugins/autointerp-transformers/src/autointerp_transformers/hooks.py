@@ -8,7 +8,8 @@
   and building one: :meth:`HFAdapter.from_config` (the registered factory) and
   :meth:`HFAdapter.wrap` (an already-loaded model, served through a backend).
 - :class:`HFModelConfig` and :func:`load_hf_model`: the options every HF adapter shares, and
-  loading by hub name or local path with dtype and device.
+  loading by hub name or local path with dtype and device ("auto" by default: the first CUDA
+  device when torch sees one, in bfloat16 where it supports it; else the CPU in float32).
 
 torch and transformers are imported inside functions: importing this module stays cheap.
 """
@@ -31,10 +32,13 @@ from autointerp.adapter import (
     ForwardResult,
     Intervention,
     ModelAdapter,
+    ModelOptions,
     RecurrentState,
     UnsupportedModelError,
+    dtype_name,
+    resolve_device,
+    resolve_dtype,
 )
-from autointerp.config import ComponentConfig
 from autointerp.types import Site
 
 if TYPE_CHECKING:
@@ -55,15 +59,12 @@ def cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "autointerp"
 
 
-class HFModelConfig(ComponentConfig):
-    """Options shared by the Hugging Face model adapters."""
+class HFModelConfig(ModelOptions):
+    """Options shared by the Hugging Face model adapters (``device`` and ``dtype``: see
+    :class:`~autointerp.adapter.ModelOptions`)."""
 
     model: str = Field(description="hub name, local directory or file, or a packaged model spec")
     backend: Backend = Field("hooks", description="hooks (default), nnsight or transformer_lens")
-    dtype: Literal["float32", "float16", "bfloat16", "float64"] = Field(
-        "float32", description="weights and activations dtype"
-    )
-    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0")
     padding_side: Literal["left", "right"] | None = Field(
         None, description="tokenizer padding side (default: the adapter's exact choice)"
     )
@@ -225,30 +226,32 @@ def hook_session(
 # -- loading ---------------------------------------------------------------------------------------
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    import torch
-
-    return getattr(torch, name)
+def torch_dtype(name: str, device: Any = "cpu") -> torch.dtype:
+    """The dtype of a ``dtype`` option ("auto" resolves for ``device``)."""
+    return resolve_dtype(name, device)
 
 
 def load_hf_model(
     spec: str | Path,
     *,
-    dtype: str = "float32",
-    device: str = "cpu",
+    dtype: str = "auto",
+    device: str = "auto",
     revision: str | None = None,
     model_class: Any = None,
 ) -> tuple[nn.Module, Any]:
     """Load a causal LM and its tokenizer by hub name, local directory or local GGUF file.
 
     Hub names go through ``from_pretrained`` (honouring ``HF_HUB_OFFLINE``); a ``.gguf`` file is
-    dequantized by transformers (needs the ``gguf`` package).
+    dequantized by transformers (needs the ``gguf`` package). ``device`` and ``dtype`` are
+    resolved first (:func:`~autointerp.adapter.resolve_device`): a device this machine lacks
+    fails here, in one line, before any weight is read.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    where = resolve_device(device)
     cls = model_class or AutoModelForCausalLM
     path = Path(spec).expanduser()
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype)}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype, where)}
     if revision:
         kwargs["revision"] = revision
     try:
@@ -265,7 +268,7 @@ def load_hf_model(
             f"cannot load model '{spec}': {first} (a hub name needs network access or a "
             "local copy in the HF cache; a local path must exist)"
         ) from None
-    model.to(device)
+    model.to(where)
     model.eval()
     return model, tokenizer
 
@@ -402,6 +405,11 @@ class HFAdapter(ModelAdapter):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def placement(self) -> str:
+        """``cuda:0 bfloat16``: where and in what the model computes (for logs and benchmarks)."""
+        return f"{self.device} {dtype_name(self.dtype)}"
 
     def forward(
         self,
