@@ -263,13 +263,24 @@ class Launcher:
         self.count = 0
         self.live: list[Proc] = []
 
-    def start(self, args: list[str], name: str) -> Proc:
+    def start(self, args: list[str], name: str, max_file_bytes: int | None = None) -> Proc:
+        """``max_file_bytes``: a file-size limit (RLIMIT_FSIZE) for the process: a full disk
+        where no small filesystem can be mounted."""
         self.count += 1
         stem = self.logs / f"{self.count:04d}-{name}"
         argv = [sys.executable, "-m", "autointerp", *args]
+
+        def limit() -> None:
+            import resource
+
+            assert max_file_bytes is not None
+            resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_bytes, max_file_bytes))
+
         with open(f"{stem}.out", "wb") as out, open(f"{stem}.err", "wb") as err:
             t0 = time.monotonic()
-            popen_ = subprocess.Popen(argv, stdout=out, stderr=err, env=ENV)
+            popen_ = subprocess.Popen(
+                argv, stdout=out, stderr=err, env=ENV, preexec_fn=limit if max_file_bytes else None
+            )
         proc = Proc(name, argv, Path(f"{stem}.out"), Path(f"{stem}.err"), popen_, t0)
         self.live.append(proc)
         return proc
@@ -678,6 +689,7 @@ class Soak:
         return [
             "truncated_shard", "garbage_shard_header", "garbage_shard_data", "binary_jsonl",
             "empty_corpus", "readonly_run_dir", "corrupt_store", "indices_beyond", "key_in_set",
+            "disk_full",
         ]  # fmt: skip
 
     def bad_input(self, case: str) -> str:
@@ -749,6 +761,8 @@ class Soak:
             store.write_bytes(bytes(data))
         elif case == "indices_beyond":
             extra = ["--set", "latents.indices=[0, 100000]"]
+        elif case == "disk_full":
+            return self._disk_full(config, run_dir)
         elif case == "key_in_set":
             secret = "sk-soak" + "".join(self.rng.choice("abcdef0123456789") for _ in range(24))
             extra = ["--set", f"llm.api_key={secret}"]
@@ -780,6 +794,44 @@ class Soak:
         if len(lines) != 1:
             return f"FAIL: exit {rc} with {len(lines)} lines: " + " | ".join(lines)[:300]
         return f"ok (exit {rc}): {first}"
+
+    def _disk_full(self, config: Path, run_dir: Path) -> str:
+        """The run directory on a filesystem of a random small size (a tmpfs where mounting is
+        allowed, else a file-size limit): the run must stop with one line; with space again,
+        the same command must finish the run, nothing lost."""
+        run_dir.mkdir()
+        size = self.rng.randrange(96, 1024) * 1024
+        mounted = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(run_dir)],
+            capture_output=True, timeout=60,
+        ).returncode == 0  # fmt: skip
+        how = f"tmpfs of {size // 1024} KiB" if mounted else f"file-size limit {size // 1024} KiB"
+        try:
+            proc = self.launcher.start(
+                ["run", str(config), "--no-report"], "disk_full", None if mounted else size
+            )
+            rc = proc.wait(BAD_INPUT_TIMEOUT_S)
+            lines = meaningful_lines(proc.stderr)
+            first = lines[0][:200] if lines else "(no output)"
+            if rc is None:
+                return f"FAIL ({how}): still running after {BAD_INPUT_TIMEOUT_S:g} s"
+            if "Traceback" in proc.stderr:
+                return f"FAIL ({how}): a traceback (exit {rc}); {proc.err}"
+            if rc != 0 and (len(lines) != 1 or "disk is full" not in first):
+                return f"FAIL ({how}): exit {rc} with: " + " | ".join(lines)[:300]
+            if mounted:  # space again: the same command resumes and finishes
+                subprocess.run(["mount", "-o", "remount,size=64m", str(run_dir)], timeout=60)
+            again = self.launcher.start(["run", str(config), "--no-report"], "disk_full_again")
+            if again.wait(RUN_TIMEOUT_S) != 0:
+                return f"FAIL ({how}): with space again the run did not finish: {again.err}"
+            explained = query(run_dir, "SELECT COUNT(*) FROM explanations")[0][0]
+            if explained != N_LATENTS:
+                return f"FAIL ({how}): {explained} of {N_LATENTS} latents explained after resuming"
+            verdict = f"exit {rc}: {first}" if rc else "exit 0: it fitted"
+            return f"ok ({how}; {verdict}; then resumed and finished)"
+        finally:
+            if mounted:
+                subprocess.run(["umount", "-l", str(run_dir)], capture_output=True, timeout=60)
 
     # -- the loop
 

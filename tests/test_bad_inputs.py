@@ -51,3 +51,34 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and "not-a-dir" in last, result.stderr
+
+
+@pytest.mark.parametrize("limit_kib", [48, 160])
+def test_a_full_disk_is_one_line_and_the_same_command_then_finishes(
+    config: Path, tmp_path: Path, limit_kib: int
+) -> None:
+    """A file-size limit (what a full disk or quota looks like to the process) stops the run
+    with one line; with space again the same command resumes and finishes."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    from autointerp.store import Store
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kib << 10, limit_kib << 10))
+
+    argv = [sys.executable, "-m", "autointerp", "run", str(config), "--no-report"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "300"}
+    full = subprocess.run(argv, capture_output=True, text=True, env=env, preexec_fn=limit,
+                          timeout=240, cwd=tmp_path)  # fmt: skip
+    assert full.returncode == 1, full.stderr
+    last = full.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "disk is full" in last, full.stderr
+    assert "Traceback" not in full.stderr
+    again = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=240, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    with Store.open(tmp_path / "run") as store:
+        run = store.runs()[-1]
+        assert run.status == "finished" and len(store.explanations(run.id)) == 4

@@ -52,6 +52,8 @@ ADAPTERS = {"gpt2": "transformers", "mamba": "mamba", "rwkv": "rwkv"}
 #: components covered elsewhere, with where: not run here
 ELSEWHERE = {
     ("llm_client", "local"): "plugins/autointerp-local/tests (the packaged model, minutes)",
+    ("llm_client", "openai-batch"): "plugins/autointerp-openai/tests/test_batch.py (batch server)",
+    ("llm_client", "anthropic-batch"): "plugins/autointerp-anthropic/tests/test_batch.py",
 }
 
 

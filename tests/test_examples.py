@@ -193,3 +193,33 @@ def test_the_earlier_sampler_is_kept_for_runs_made_with_it(cached) -> None:
         assert [e.kind for e in after.test] == [f"quantile:{q}" for q in (1, 3, 5, 7, 9)]
         return
     pytest.fail("no latent with enough activating windows")
+
+
+def test_token_strings_decode_each_id_once_and_look_up_arrays() -> None:
+    from autointerp.examples import TokenStrings
+
+    calls: list[int] = []
+
+    def one(token: int) -> str:
+        calls.append(token)
+        return f"<{token}>"
+
+    strings = TokenStrings(one)
+    got = strings.lookup(np.array([[3, 1], [3, 7]]))
+    assert got.shape == (2, 2) and got.tolist() == [["<3>", "<1>"], ["<3>", "<7>"]]
+    assert strings([7, 1, 2]) == ["<7>", "<1>", "<2>"]
+    assert sorted(calls) == [1, 2, 3, 7]  # each id decoded once
+    assert strings.unsaved(np.array([1, 3])) == {1: "<1>", 3: "<3>"}
+    strings.saved([1, 3])
+    assert strings.unsaved(np.array([1, 3, 9])) == {9: "<9>"}
+
+
+def test_example_sets_hold_what_examples_hold(cached) -> None:
+    b = builder(cached, window=WINDOW, n_train=3, n_test=4, n_negatives=5)
+    for index in range(N_LATENTS):
+        x, ex = b.build_set(index), b.build(index)
+        assert len(x) == len(ex.train) + len(ex.test) + len(ex.negatives)
+        assert x.tokens.shape == x.activations.shape == (len(x), WINDOW)
+        rows = [*ex.train, *ex.test, *ex.negatives]
+        assert x.tokens.tolist() == [list(e.tokens) for e in rows]
+        assert list(x.kinds) == [e.kind for e in rows]

@@ -373,7 +373,7 @@ class PeekingExplainer:
 
         assert self.store_path is not None
         with Store(self.store_path) as store:
-            (stored,) = store._query("SELECT COUNT(DISTINCT idx) FROM examples")[0]
+            (stored,) = store._query("SELECT COUNT(DISTINCT idx) FROM example_sets")[0]
         return Explanation(latent, "peeked", "peek", {"stored_before": stored})
 
 
@@ -392,9 +392,16 @@ class PeekPlugin:
         register("peek", self.build, config=EmptyConfig)
 
 
-def test_examples_are_built_per_latent_as_workers_ask(
-    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, autointerp_plugins, tmp_path
+def test_examples_are_built_per_unit_as_workers_ask(
+    autointerp_llm_server: ScriptedLLMServer,
+    autointerp_cli,
+    autointerp_plugins,
+    tmp_path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    from autointerp import pipeline
+
+    monkeypatch.setattr(pipeline, "UNIT_LATENTS", 1)  # a unit per latent: laziness shows
     autointerp_llm_server.responder = respond
     run_dir = tmp_path / "run"
     built: list[PeekingExplainer] = []

@@ -579,3 +579,132 @@ def test_sdk_timeouts_say_how_far_the_request_got() -> None:
         assert error.where == where
         assert error.blames_endpoint is (where != "pool")
     assert "no answer within 5s" in str(timeout_error("x", 5, sdk_error(cases["read"])))
+
+
+# -- group commit and cache keys -------------------------------------------------------------------
+
+
+def count_commits(store: Store) -> list[str]:
+    """Every COMMIT the store's connection runs, from SQLite's own statement trace."""
+    commits: list[str] = []
+    store._conn.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    return commits
+
+
+def test_requests_answered_together_share_one_commit(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        run_id = store.start_run("r", {})
+        commits = count_commits(store)
+        client = LLMClient(FakeBackend(), store=store.bind(run_id), scheduler=Scheduler())
+        answers = run(client.chat_many([user(f"latent {i}") for i in range(200)]))
+        assert all(isinstance(a, ChatResponse) for a in answers)
+        assert len(commits) < 20  # one per turn of the event loop, not one per call
+        hits = run(client.chat_many([user(f"latent {i}") for i in range(200)]))
+        assert all(isinstance(a, ChatResponse) and a.from_cache for a in hits)
+        assert len(commits) < 40
+        usage = store.usage(run_id)  # and still one ledger row per call
+        assert (usage.calls, usage.cache_hits, usage.prompt_tokens) == (200, 200, 2000)
+        assert usage.cost_usd == pytest.approx(200 * (10 * 1.0 + 5 * 2.0) / 1e6)
+
+
+def test_an_answer_is_committed_before_chat_returns(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    client = LLMClient(FakeBackend(), store=store, scheduler=Scheduler())
+    seen: list[int] = []
+
+    async def go() -> None:
+        for i in range(3):
+            await client.chat(user(f"q{i}"))
+            # what another process (a rerun after a crash right now) would read
+            with Store.open(tmp_path) as other:
+                seen.append(other.usage().calls)
+
+    run(go())
+    store.close()
+    assert seen == [1, 2, 3]
+
+
+def test_a_caller_cancelled_while_its_answer_is_written_still_pays_once(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        backend = FakeBackend()
+        client = LLMClient(backend, store=store, scheduler=Scheduler())
+
+        async def go() -> ChatResponse:
+            task = asyncio.ensure_future(client.chat(user("q")))
+            while backend.calls == 0:  # answered, now waiting for its commit
+                await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            return await client.chat(user("q"))
+
+        assert run(go()).from_cache
+        assert backend.calls == 1 and store.usage().calls == 1
+
+
+def test_one_bad_entry_fails_only_its_own_caller(tmp_path: Path) -> None:
+    from autointerp.llm import GroupCommit
+    from autointerp.types import LLMCall
+
+    def call(h: str) -> LLMCall:
+        return LLMCall(h, "fake", "fake-1", {"q": h}, {"text": h})
+
+    with Store.open(tmp_path) as store:
+
+        async def go() -> list[object]:
+            group = GroupCommit(store)
+            futures = [
+                group.put(call("a"), None, False),
+                group.put(call("never-paid"), None, True),  # a hit for what is not cached
+                group.put(call("b"), None, False),
+            ]
+            return list(await asyncio.gather(*futures, return_exceptions=True))
+
+        ok_a, bad, ok_b = run(go())
+        assert ok_a is None and ok_b is None and "not in the cache" in str(bad)
+        assert store.get_llm_call("a") and store.get_llm_call("b")
+        assert store.usage().calls == 2 and store.usage().cache_hits == 0
+
+
+def test_cache_keys_are_unchanged() -> None:
+    """Hashes computed by the code that wrote existing runs' caches: a change here would make
+    every old run pay for its requests again."""
+    msgs = [Message("system", "be brief", cache=True), Message("user", 'héllo "x"')]
+    full = SamplingParams(
+        temperature=0.7,
+        max_tokens=9,
+        top_p=0.9,
+        stop=("\n", "END"),
+        seed=4,
+        logprobs=True,
+        top_logprobs=3,
+        json_schema={"type": "object", "properties": {"a": {"type": "number"}}},
+    )
+    from autointerp.store import request_hash
+
+    expected = [
+        (SamplingParams(), "0fde9c954cec344400c2d641d1095abaeb82850d76dd65964918a0243fd5aff1"),
+        (full, "b3af610037f16de81df88a4d7fdbb1f97e00e11f344a4cd7b5047337df051eb7"),
+    ]
+    for params, digest in expected:
+        assert request_hash(request_payload("openai-compatible", "m", msgs, params)) == digest
+    stored = ChatResponse(
+        "t",
+        model="m",
+        prompt_tokens=3,
+        logprobs=(TokenLogprob("a", -0.5, (("a", -0.5),)),),
+        finish_reason="stop",
+        from_cache=True,
+        request_hash="h",
+    ).to_dict()
+    assert stored == {
+        "text": "t",
+        "model": "m",
+        "prompt_tokens": 3,
+        "cached_tokens": 0,
+        "completion_tokens": 0,
+        "cost_usd": 0.0,
+        "latency_s": 0.0,
+        "finish_reason": "stop",
+        "logprobs": [["a", -0.5, [["a", -0.5]]]],
+    }

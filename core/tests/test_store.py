@@ -77,7 +77,7 @@ def test_open_creates_file_in_wal_mode(tmp_path: Path) -> None:
     run_dir = tmp_path / "a" / "b"
     with Store.open(run_dir) as s:
         assert s.path == run_dir / STORE_FILENAME
-        assert s.schema_version == SCHEMA_VERSION == 4
+        assert s.schema_version == SCHEMA_VERSION == 6
     assert (run_dir / STORE_FILENAME).is_file()
     conn = sqlite3.connect(run_dir / STORE_FILENAME)
     try:
@@ -296,7 +296,7 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
     conn.close()
 
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 4
+        assert s.schema_version == len(MIGRATIONS) == 6
         e = s.get_explanation(1, LatentRef("src", 4), "default")
         assert e is not None and e.text == "from v1"
         ex = Example((1,), ("a",), (2.0,))
@@ -304,7 +304,7 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
         assert s.examples(1, LatentRef("src", 4)) == [ex]
         s.put_failure(1, LatentRef("src", 5), "explain", "default", "no answer")
     with Store(path) as s:  # reopening an up-to-date store changes nothing
-        assert s.schema_version == 4
+        assert s.schema_version == 6
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,6 +365,19 @@ def test_cache_hit_for_unknown_request_is_refused(store: Store) -> None:
     with pytest.raises(StoreError, match="not in the cache"):
         store.put_llm_call(make_call({"prompt": "never paid"}), cached=True)
     assert store.usage() == Usage()
+
+
+def test_many_llm_calls_are_committed_together_or_not_at_all(store: Store, run_id: int) -> None:
+    c1, c2 = make_call({"prompt": "one"}), make_call({"prompt": "two"})
+    store.bind(run_id).put_llm_calls([(c1, None, False), (c2, None, False), (c1, None, True)])
+    u = store.usage(run_id)  # the same ledger rows as three put_llm_call
+    assert (u.calls, u.cache_hits, u.prompt_tokens) == (2, 1, 200)
+    assert store.get_llm_call(c2.request_hash) == c2
+    c3 = make_call({"prompt": "three"})
+    with pytest.raises(StoreError, match="not in the cache"):
+        store.put_llm_calls([(c3, run_id, False), (make_call({"p": "unpaid"}), run_id, True)])
+    assert store.get_llm_call(c3.request_hash) is None  # rolled back with the bad entry
+    assert store.usage(run_id) == u
 
 
 def test_unserializable_meta_is_a_store_error(store: Store, run_id: int) -> None:
@@ -468,3 +481,58 @@ def test_a_bound_store_files_everything_under_its_run(tmp_path: Path) -> None:
         assert run.get_llm_call("h1") is not None
         run.finish("finished")
         assert store.get_run(second).status == "finished"
+
+
+def _example_set(ref: LatentRef, ids: list[list[int]], acts: list[list[float]], kinds: list[str]):
+    import numpy as np
+
+    from autointerp.examples import ExampleSet
+
+    n_train = kinds.count("top")
+    n_test = sum(k.startswith("quantile") for k in kinds)
+    return ExampleSet(ref, tuple(kinds), np.array(ids), np.array(acts, dtype=np.float32),
+                      n_train, n_test)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("ids", "acts", "token_dtype", "activation_dtype"),
+    [
+        ([[5, 7], [9, 5]], [[0.5, 1.25], [0.0, 3.0]], "<u2", "<f2"),  # exact in float16
+        ([[70000, 7], [9, 5]], [[0.1, 1.0], [0.0, 3.0]], "<i4", "<f4"),  # a big vocab; 0.1
+    ],
+)
+def test_example_sets_round_trip_in_one_compact_row(
+    store: Store, ids, acts, token_dtype: str, activation_dtype: str
+) -> None:
+    run = store.start_run("r", {})
+    ref = LatentRef("sae/x", 3)
+    strings = {5: " a", 7: " cat", 9: "\n", 70000: "zz"}
+    x = _example_set(ref, ids, acts, ["top", "random"])
+    store.put_example_sets(run, [x], {t: strings[t] for t in {i for row in ids for i in row}})
+    (row,) = store._query("SELECT token_dtype, activation_dtype FROM example_sets")
+    assert tuple(row) == (token_dtype, activation_dtype)
+    got = store.examples(run, ref)
+    import numpy as np
+
+    assert [e.tokens for e in got] == [tuple(r) for r in ids]
+    assert [e.str_tokens for e in got] == [tuple(strings[i] for i in r) for r in ids]
+    assert [e.activations for e in got] == [tuple(np.float32(a).item() for a in r) for r in acts]
+    assert [e.kind for e in got] == ["top", "random"]
+    assert store.examples(run, ref, "random") == got[1:]
+    shown = store.latent_examples(run, [ref], tokens=False)[ref]
+    assert [e.str_tokens for e in shown] == [e.str_tokens for e in got]
+    assert all(e.tokens == () for e in shown)
+
+
+def test_examples_of_earlier_runs_are_still_read_beside_example_sets(store: Store) -> None:
+    run = store.start_run("r", {})
+    old, new = LatentRef("s", 1), LatentRef("s", 2)
+    legacy = [Example((1, 2), ("x", "y"), (0.0, 2.0), "top")]
+    store.put_examples(run, old, legacy)
+    store.put_example_sets(run, [_example_set(new, [[3]], [[1.0]], ["top"])], {3: "z"})
+    both = store.latent_examples(run, [old, new])
+    assert both[old] == legacy and both[new] == [Example((3,), ("z",), (1.0,), "top")]
+    # the strings a run stored first are kept: a later unit passes only new ones
+    store.put_example_sets(run, [_example_set(LatentRef("s", 4), [[3, 8]], [[0, 1]], ["top"])],
+                           {8: "w"})  # fmt: skip
+    assert store.examples(run, LatentRef("s", 4))[0].str_tokens == ("z", "w")

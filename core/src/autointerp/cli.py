@@ -19,7 +19,7 @@ from rich.text import Text
 
 from autointerp import __version__
 from autointerp.adapter_cli import AdapterOpt, ModelOpt, OptionOpt, ThreadsOpt
-from autointerp.errors import AutointerpError, ConfigError
+from autointerp.errors import AutointerpError, ConfigError, disk_full, disk_full_message
 
 console = Console()
 err_console = Console(stderr=True)
@@ -570,8 +570,17 @@ def main(argv: list[str] | None = None) -> int:
     except AutointerpError as exc:
         if "--debug" in args:
             raise
-        for line in str(exc).splitlines() or [type(exc).__name__]:
+        full = None if "the disk is full" in str(exc) else disk_full(exc)  # said once
+        lines = [disk_full_message(full)] if full else str(exc).splitlines()
+        for line in lines or [type(exc).__name__]:
             err_console.print(Text.assemble(("error", "red"), f": {line}"), soft_wrap=True)
+        return 1
+    except Exception as exc:  # a full disk is the user's to fix: one line, not a traceback
+        full = disk_full(exc)
+        if full is None or "--debug" in args:
+            raise
+        line = disk_full_message(full)
+        err_console.print(Text.assemble(("error", "red"), f": {line}"), soft_wrap=True)
         return 1
     return 0
 

@@ -34,3 +34,47 @@ class UnknownComponentError(AutointerpError):
 
 class StoreError(AutointerpError):
     """The results store cannot be opened or is from an incompatible version."""
+
+
+#: how a full disk (or quota, or file-size limit) reads in errors of the OS, SQLite, safetensors
+_DISK_FULL = ("no space left on device", "database or disk is full", "disk quota exceeded",
+              "file too large")  # fmt: skip
+
+
+def disk_full(exc: BaseException) -> BaseException | None:
+    """The error in ``exc``'s chain (itself, its cause or context) saying the disk is full."""
+    import errno
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (
+            errno.ENOSPC, errno.EDQUOT, errno.EFBIG
+        ):  # fmt: skip
+            return current
+        text = str(current).lower()
+        if any(s in text for s in _DISK_FULL) or ("disk i/o error" in text and file_size_limited()):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def file_size_limited() -> bool:
+    """Whether this process has a file-size limit (``ulimit -f``): SQLite reports hitting it as a
+    plain "disk I/O error"."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return False
+    return resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY
+
+
+def disk_full_message(exc: BaseException) -> str:
+    """One line for a write that failed on a full disk: where, and what to do."""
+    where = getattr(exc, "filename", None)
+    detail = getattr(exc, "strerror", None) or str(exc).splitlines()[0]
+    return (
+        f"the disk is full{f' writing {where}' if where else ''} ({detail}): free some space and "
+        "rerun the same command; finished work is kept"
+    )

@@ -14,11 +14,11 @@ latent's examples are reproducible on their own: no global random state.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from autointerp.errors import AutointerpError
 from autointerp.types import Example, LatentRef
@@ -71,6 +71,99 @@ class LatentExamples:
     train: list[Example]
     test: list[Example]
     negatives: list[Example]
+
+
+@dataclass(frozen=True, eq=False)
+class ExampleSet:
+    """A latent's examples as arrays, one row per example: the first ``n_train`` are train
+    examples, the next ``n_test`` test examples, the rest negatives. What work units return and
+    the store keeps (a few bytes per token, not a JSON document per example)."""
+
+    latent: LatentRef
+    kinds: tuple[str, ...]
+    #: token ids ``[n, window]``
+    tokens: np.ndarray
+    #: the latent's activation on each token ``[n, window]``, float32
+    activations: np.ndarray
+    n_train: int
+    n_test: int
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def examples(
+        self, decode: Callable[[Sequence[int]], list[str]] | None = None
+    ) -> LatentExamples:
+        """As :class:`LatentExamples` of :class:`Example` objects, token strings from ``decode``
+        (a :class:`TokenStrings` looks them up for all examples at once; None: left empty)."""
+        lookup = getattr(decode, "lookup", None)
+        if lookup is not None:
+            strings = lookup(self.tokens).tolist()
+        elif decode is not None:
+            strings = [decode(row) for row in self.tokens.tolist()]
+        else:
+            strings = [()] * len(self.kinds)
+        made = [
+            Example(tuple(t), tuple(st), tuple(a), k)
+            for t, st, a, k in zip(
+                self.tokens.tolist(), strings, self.activations.tolist(), self.kinds, strict=True
+            )
+        ]
+        a, b = self.n_train, self.n_train + self.n_test
+        return LatentExamples(self.latent, made[:a], made[a:b], made[b:])
+
+
+class TokenStrings:
+    """Token strings by id for a tokenizer, decoded once per id and then looked up for whole
+    arrays of ids at a time (a table indexed by id, not a call per token)."""
+
+    def __init__(self, decode_one: Callable[[int], str]) -> None:
+        import numpy as np
+
+        self._decode_one = decode_one
+        self._table = np.empty(0, dtype=object)
+        self._known = np.zeros(0, dtype=bool)
+        self._saved = np.zeros(0, dtype=bool)
+
+    @classmethod
+    def of(cls, tokenizer: Any) -> TokenStrings:
+        """For a Hugging Face tokenizer: each id decoded on its own."""
+        return cls(lambda token: tokenizer.decode([token]))
+
+    def lookup(self, ids: np.ndarray) -> np.ndarray:
+        """The strings of ``ids`` (any shape), an object array of the same shape."""
+        import numpy as np
+
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size:
+            grow = int(ids.max()) + 1 - len(self._table)
+            if grow > 0:
+                self._table = np.concatenate([self._table, np.empty(grow, dtype=object)])
+                self._known = np.concatenate([self._known, np.zeros(grow, dtype=bool)])
+                self._saved = np.concatenate([self._saved, np.zeros(grow, dtype=bool)])
+            new = np.unique(ids[~self._known[ids]])
+            if len(new):
+                self._table[new] = [self._decode_one(int(t)) for t in new.tolist()]
+                self._known[new] = True
+        return self._table[ids]
+
+    def __call__(self, ids: Sequence[int]) -> list[str]:
+        return self.lookup(ids).tolist()
+
+    def unsaved(self, ids: np.ndarray) -> dict[int, str]:
+        """The strings of those distinct ``ids`` not yet passed to :meth:`saved`."""
+        import numpy as np
+
+        ids = np.asarray(ids, dtype=np.int64)
+        self.lookup(ids)  # grows the tables to cover them
+        new = ids[~self._saved[ids]]
+        return dict(zip(new.tolist(), self._table[new].tolist(), strict=True))
+
+    def saved(self, ids: Iterable[int]) -> None:
+        """Mark ids whose strings are now stored (a run stores each id's string once)."""
+        import numpy as np
+
+        self._saved[np.fromiter(ids, dtype=np.int64)] = True
 
 
 def latent_rng(seed: int, latent: LatentRef) -> np.random.Generator:
@@ -167,56 +260,46 @@ class ExampleBuilder:
         windows = windows[windows < self.n_windows]
         return windows[~np.isin(windows, active, assume_unique=True)]
 
-    def _example(self, window: int, tokens: np.ndarray, values: np.ndarray, kind: str) -> Example:
-        import numpy as np
-
-        w = self.settings.window
-        start = window * w
-        ids = self.stream[start : start + w]
-        acts = np.zeros(w, dtype=np.float32)
-        lo, hi = np.searchsorted(tokens, [start, start + w])
-        acts[tokens[lo:hi].astype(np.int64) - start] = values[lo:hi]
-        token_ids = ids.tolist()  # plain ints and floats in one C call each, not per element
-        return Example(
-            tokens=tuple(token_ids),
-            str_tokens=tuple(self.decode(token_ids)),
-            activations=tuple(acts.tolist()),
-            kind=kind,
-        )
-
     def build(self, index: int) -> LatentExamples:
         """Train, test and negative examples of latent ``index``."""
+        return self.build_set(index).examples(self.decode)
+
+    def build_set(self, index: int) -> ExampleSet:
+        """The examples of latent ``index`` as arrays (train, then test, then negatives): the
+        windows are chosen per latent, and their tokens and activations gathered for all of
+        them at once."""
         import numpy as np
 
         s = self.settings
         latent = LatentRef(self.source_key, index)
         tokens, values = self.cache.latent(index)
+        tokens = tokens.astype(np.int64)
         rng = latent_rng(s.seed, latent)
-        windows = tokens.astype(np.int64) // s.window
+        windows = tokens // s.window
         active, starts = np.unique(windows, return_index=True)
         peaks = np.maximum.reduceat(values, starts) if len(values) else values
         order = np.argsort(-peaks, kind="stable")
         train_w = active[order[: s.n_train]]
         rest, rest_peaks = active[order[s.n_train :]], peaks[order[s.n_train :]]
         sample = _quantile_sample if s.test_sampler == "quantile-v1" else _stratified_sample
-        test_w = sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
+        test_w, quantiles = sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
         negatives_w, negative_kinds = self._pick_negatives(tokens, values, active, rng)
-
-        def make(ws: np.ndarray, kind: str) -> list[Example]:
-            return [self._example(int(w), tokens, values, kind) for w in ws]
-
-        return LatentExamples(
-            latent,
-            train=make(train_w, "top"),
-            test=[
-                self._example(int(w), tokens, values, f"quantile:{q}")
-                for w, q in zip(*test_w, strict=True)
-            ],
-            negatives=[
-                self._example(int(w), tokens, values, kind)
-                for w, kind in zip(negatives_w, negative_kinds, strict=True)
-            ],
+        chosen = np.concatenate([train_w, test_w, negatives_w]).astype(np.int64)
+        w = s.window
+        ids = self.stream[chosen[:, None] * w + np.arange(w)]
+        acts = np.zeros((len(chosen), w), dtype=np.float32)
+        if len(chosen) and len(tokens):  # each activation to its chosen window, if any
+            by_window = np.argsort(chosen)
+            sorted_w = chosen[by_window]
+            at = np.minimum(np.searchsorted(sorted_w, windows), len(chosen) - 1)
+            hit = sorted_w[at] == windows
+            acts[by_window[at[hit]], tokens[hit] - windows[hit] * w] = values[hit]
+        kinds = (
+            ["top"] * len(train_w)
+            + [f"quantile:{q}" for q in quantiles.tolist()]
+            + list(negative_kinds)
         )
+        return ExampleSet(latent, tuple(kinds), ids, acts, len(train_w), len(test_w))
 
     def _pick_negatives(
         self, tokens: np.ndarray, values: np.ndarray, active: np.ndarray, rng: np.random.Generator
@@ -314,11 +397,11 @@ class ExampleUnit:
     embeddings: str | None = None
 
 
-def build_unit(unit: ExampleUnit) -> list[LatentExamples]:
-    """The examples of every latent of ``unit``, in order, with token strings left empty (the
-    driver decodes them with the model's tokenizer: workers hold no model)."""
+def build_unit(unit: ExampleUnit) -> list[ExampleSet]:
+    """The examples of every latent of ``unit``, in order, as arrays (the driver looks up token
+    strings with the model's tokenizer: workers hold no model)."""
     builder = _unit_builder(unit.cache_dir, unit.source_key, unit.settings, unit.embeddings)
-    return [builder.build(i) for i in unit.indices]
+    return [builder.build_set(i) for i in unit.indices]
 
 
 def _no_strings(ids: Sequence[int]) -> list[str]:

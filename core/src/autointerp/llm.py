@@ -9,7 +9,9 @@ attempt at one chat request. :class:`LLMClient` wraps a backend with what a run 
 - retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections and
   malformed responses; other 4xx are never retried;
 - a content-addressed response cache and a ledger (tokens, cost, latency per call) in the run's
-  results store, so a rerun costs zero calls; identical requests in flight share one call;
+  results store, so a rerun costs zero calls; identical requests in flight share one call; the
+  requests answered in one turn of the event loop share one commit (:class:`GroupCommit`), which
+  is done before any of their ``chat()`` calls returns;
 - API keys resolved before any compute (:func:`resolve_api_key`) and redacted from every message.
 
 Nothing here imports an SDK: backends import theirs lazily. Requests carry their own sampling
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -29,7 +32,7 @@ import tomllib
 import weakref
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -240,17 +243,19 @@ class LLMTimeoutError(TransientLLMError):
         return self.where not in ("pool", "deadline", "starved")
 
 
-def timeout_error(name: str, timeout: float, exc: BaseException) -> LLMTimeoutError:
+def timeout_error(
+    name: str, timeout: float, exc: BaseException | None = None, *, where: str | None = None
+) -> LLMTimeoutError:
     """An :class:`LLMTimeoutError` for an SDK's timeout exception, telling from its cause
     (httpx's ``PoolTimeout``, ``ConnectTimeout``, ``WriteTimeout``, ``ReadTimeout``) how far the
-    request got."""
-    cause = type(exc.__cause__ or exc).__name__
-    where = {
-        "PoolTimeout": "pool",
-        "ConnectTimeout": "connect",
-        "WriteTimeout": "write",
-        "ReadTimeout": "read",
-    }.get(cause)
+    request got; a backend doing its own HTTP says ``where`` (see :class:`LLMTimeoutError`)."""
+    if where is None and exc is not None:
+        where = {
+            "PoolTimeout": "pool",
+            "ConnectTimeout": "connect",
+            "WriteTimeout": "write",
+            "ReadTimeout": "read",
+        }.get(type(exc.__cause__ or exc).__name__)
     said = {
         "pool": "no free connection",
         "connect": "server not reached",
@@ -320,6 +325,16 @@ def error_for_status(status: int, message: str, retry_after: float | None = None
     return RequestRejectedError(message, status=status)
 
 
+def http_error(name: str, status: int, message: str, headers: Mapping[str, str]) -> LLMError:
+    """:func:`error_for_status` for an HTTP answer: ``"{name}: HTTP {status}: {message}"``, with
+    the pause its ``Retry-After`` (or ``retry-after-ms``) header asks for. ``headers``: a mapping
+    with lower-case keys, or one that looks keys up case-insensitively."""
+    retry = parse_retry_after(headers.get("retry-after"))
+    if (ms := parse_retry_after(headers.get("retry-after-ms"))) is not None:
+        retry = ms / 1000
+    return error_for_status(status, f"{name}: HTTP {status}: {message}", retry)
+
+
 # -- backends built on a vendor SDK ----------------------------------------------------------------
 
 
@@ -372,13 +387,7 @@ def sdk_errors(name: str, sdk: Any, timeout: float) -> Iterator[None]:
     except sdk.APIResponseValidationError as exc:
         raise MalformedResponseError(f"{name}: malformed response: {exc}") from None
     except sdk.APIStatusError as exc:
-        headers = exc.response.headers
-        retry = parse_retry_after(headers.get("retry-after"))
-        if (ms := parse_retry_after(headers.get("retry-after-ms"))) is not None:
-            retry = ms / 1000
-        raise error_for_status(
-            exc.status_code, f"{name}: HTTP {exc.status_code}: {exc.message}", retry
-        ) from None
+        raise http_error(name, exc.status_code, exc.message, exc.response.headers) from None
     except json.JSONDecodeError as exc:  # a truncated or garbled body
         raise MalformedResponseError(
             f"{name}: malformed response: {type(exc).__name__}: {exc}"
@@ -429,10 +438,16 @@ class SamplingParams:
         return replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # not dataclasses.asdict: its deep copy cost more than the rest of the cache key
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
         data["stop"] = list(self.stop)
         data["json_schema"] = dict(self.json_schema) if self.json_schema is not None else None
         return data
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(cls))
 
 
 @dataclass(frozen=True)
@@ -459,7 +474,7 @@ class ChatResponse:
     request_hash: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
         del data["from_cache"], data["request_hash"]
         if self.logprobs is not None:
             data["logprobs"] = [
@@ -604,7 +619,10 @@ class LLMBackend(Protocol):
 
 
 class CallStore(Protocol):
-    """The part of the results store the client uses (``autointerp.store.Store`` fits)."""
+    """The part of the results store the client uses (``autointerp.store.Store`` fits). A store
+    may also have ``put_llm_calls(calls)``, taking ``(call, run_id, cached)`` triples and
+    committing them in one transaction: the client then commits the calls answered together in
+    one go (see :class:`GroupCommit`)."""
 
     def get_llm_call(self, request_hash: str) -> LLMCall | None: ...
 
@@ -625,6 +643,64 @@ class MemoryCallStore:
         self.ledger.append((call.request_hash, run_id, cached))
         if not cached:
             self.calls[call.request_hash] = call
+
+    def put_llm_calls(self, calls: Iterable[tuple[LLMCall, Any, bool]]) -> None:
+        for call, run_id, cached in calls:
+            self.put_llm_call(call, run_id, cached=cached)
+
+
+class GroupCommit:
+    """Ledger writes of one event loop, committed in groups: every request answered in one turn
+    of the loop waits for one transaction together (``put`` returns its future). A call's answer
+    is thus committed before the ``chat()`` that paid for it returns (a killed run never pays for
+    it again), at the cost of one commit per turn of the loop instead of one per call. Stores
+    without ``put_llm_calls`` get one ``put_llm_call`` per entry, still off the caller's turn."""
+
+    def __init__(self, store: CallStore) -> None:
+        self.store = store
+        self._put_many: Callable[[list[tuple[LLMCall, Any, bool]]], Any] | None = getattr(
+            store, "put_llm_calls", None
+        )
+        self._pending: list[tuple[LLMCall, Any, bool, asyncio.Future[None]]] = []
+        self.commits = 0  #: groups written (one transaction each, with ``put_llm_calls``)
+
+    def put(self, call: LLMCall, run_id: Any, cached: bool) -> asyncio.Future[None]:
+        """Queue one ledger entry; the future is done once it is committed (or failed)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((call, run_id, cached, future))
+        return future
+
+    def _flush(self) -> None:
+        group, self._pending = self._pending, []
+        self.commits += 1
+        if self._put_many is not None and len(group) > 1:
+            try:
+                self._put_many([(call, run_id, cached) for call, run_id, cached, _ in group])
+            except Exception:  # the transaction rolled back: write them one by one below
+                pass
+            else:
+                for *_, future in group:
+                    _settle(future, None)
+                return
+        for call, run_id, cached, future in group:
+            try:
+                self.store.put_llm_call(call, run_id, cached=cached)
+            except Exception as exc:  # this entry's caller gets the error; the others are kept
+                _settle(future, exc)
+            else:
+                _settle(future, None)
+
+
+def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
+    if future.done():  # its caller was cancelled: the entry is written all the same
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 # -- scheduling ------------------------------------------------------------------------------------
@@ -1002,6 +1078,9 @@ class LLMClient:
         self.stats = ClientStats()
         self._rng = rng or random.Random()
         self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
+        self._commits: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = (
+            weakref.WeakKeyDictionary()
+        )
         self._prepared = False
         #: set once the endpoint is given up on: the run must stop, not fail latent by latent
         self.unavailable: EndpointUnavailableError | None = None
@@ -1049,7 +1128,7 @@ class LLMClient:
             hit = self.store.get_llm_call(key)
             if hit is not None:
                 self.stats.cache_hits += 1
-                self.store.put_llm_call(hit, run_id=self.run_id, cached=True)
+                await self._commit(hit, cached=True)
                 return ChatResponse.from_dict(
                     hit.response, from_cache=True, request_hash=key, cost_usd=0.0, latency_s=0.0
                 )
@@ -1068,8 +1147,13 @@ class LLMClient:
         if use_cache:
             self._in_flight[key] = future
         try:
-            response = await self._call(msgs, params, key)
-            self._record(payload, response)
+            if getattr(self.backend, "batched", False):
+                # a batch API (autointerp.llm_batch) answers within hours, not seconds: none of
+                # the per-attempt timeouts, retries and breaker; it stores its answers itself
+                response = await self.backend.answer(self, msgs, params, key, payload)  # type: ignore[attr-defined]
+            else:
+                response = await self._call(msgs, params, key)
+                await self._record(payload, response)
             future.set_result(response)
             return response
         except asyncio.CancelledError:
@@ -1083,7 +1167,19 @@ class LLMClient:
             if self._in_flight.get(key) is future:
                 del self._in_flight[key]
 
-    def _record(self, payload: dict[str, Any], response: ChatResponse) -> None:
+    def group_commit(self) -> GroupCommit:
+        """The running loop's :class:`GroupCommit` into this client's store."""
+        loop = asyncio.get_running_loop()
+        commit = self._commits.get(loop)
+        if commit is None:
+            commit = self._commits[loop] = GroupCommit(self.store)
+        return commit
+
+    async def _commit(self, call: LLMCall, *, cached: bool) -> None:
+        # shielded: a caller cancelled now still has its answer written (and paid once)
+        await asyncio.shield(self.group_commit().put(call, self.run_id, cached))
+
+    async def _record(self, payload: dict[str, Any], response: ChatResponse) -> None:
         s = self.stats
         s.calls += 1
         s.prompt_tokens += response.prompt_tokens
@@ -1102,7 +1198,7 @@ class LLMClient:
             cost_usd=response.cost_usd,
             latency_s=response.latency_s,
         )
-        self.store.put_llm_call(call, run_id=self.run_id)
+        await self._commit(call, cached=False)
 
     def _backoff(self, attempt: int, error: TransientLLMError) -> float:
         cfg = self.backend.config
@@ -1311,6 +1407,7 @@ __all__ = [
     "ConcurrencyLimit",
     "EndpointConfig",
     "EndpointUnavailableError",
+    "GroupCommit",
     "LLMBackend",
     "LLMClient",
     "LLMConnectionError",
@@ -1337,6 +1434,7 @@ __all__ = [
     "chat_parsed",
     "error_for_status",
     "estimate_tokens",
+    "http_error",
     "parse_retry_after",
     "protect_loggers",
     "redact",

@@ -584,13 +584,11 @@ def _run_decoder(ctx: RunContext) -> Any:
 
 
 def _decoder(tokenizer: Any) -> Any:
-    from functools import lru_cache
+    """Token strings of ``tokenizer`` by id, decoded once per id: call it on a list of ids, or
+    ``.lookup`` an array of them (:class:`~autointerp.examples.TokenStrings`)."""
+    from autointerp.examples import TokenStrings
 
-    @lru_cache(maxsize=1 << 16)
-    def one(token: int) -> str:
-        return tokenizer.decode([token])
-
-    return lambda ids: [one(int(t)) for t in ids]
+    return TokenStrings.of(tokenizer)
 
 
 def _options_hash(options: Any) -> str:
@@ -806,10 +804,10 @@ def _latent_work(
         for i in range(0, len(pending), UNIT_LATENTS)
     )  # fmt: skip
     for built in ctx.build("executor").map(build_unit, units):
-        for ex in built:
-            ex = _decoded(ex, decode)
+        store_examples(store, built, decode)
+        for example_set in built:
+            ex = example_set.examples(decode)
             ref = ex.latent
-            store.put_examples(ref, [*ex.train, *ex.test, *ex.negatives])
             error = None if ex.train else "no activating examples in the cache"
             promoted: list[tuple[str, float]] = []
             if error is None and Need.PROMOTED_TOKENS in needs:
@@ -820,22 +818,22 @@ def _latent_work(
             yield LatentRequest(ref, ex.train, ex.negatives, promoted, error, test=ex.test)
 
 
+def store_examples(store: RunStore, sets: Sequence[Any], strings: Any) -> int:
+    """Store a work unit's example sets in one transaction, with the token strings they use
+    (``strings``: the run's :class:`~autointerp.examples.TokenStrings`); returns the number of
+    examples."""
+    import numpy as np
+
+    if not sets:
+        return 0
+    new = strings.unsaved(np.unique(np.concatenate([x.tokens.reshape(-1) for x in sets])))
+    store.put_example_sets(sets, new)
+    strings.saved(new)
+    return sum(len(x) for x in sets)
+
+
 #: latents per example-building work unit
 UNIT_LATENTS = 16
-
-
-def _decoded(ex: Any, decode: Callable[[Sequence[int]], list[str]]) -> Any:
-    """``ex`` (:class:`LatentExamples` from a work unit) with its token strings filled in."""
-
-    def one(e: Example) -> Example:
-        return replace(e, str_tokens=tuple(decode(e.tokens)))
-
-    return replace(
-        ex,
-        train=[one(e) for e in ex.train],
-        test=[one(e) for e in ex.test],
-        negatives=[one(e) for e in ex.negatives],
-    )
 
 
 def _token_embeddings_file(ctx: RunContext, adapter: Any) -> str:

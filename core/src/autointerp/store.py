@@ -23,10 +23,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from autointerp.errors import StoreError
 from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
+
+if TYPE_CHECKING:
+    from autointerp.examples import ExampleSet
 
 #: File name of the store inside a run directory.
 STORE_FILENAME = "results.sqlite"
@@ -142,6 +145,58 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE explanations ADD COLUMN provenance_id INTEGER REFERENCES provenance(id)",
         "ALTER TABLE scores ADD COLUMN provenance_id INTEGER REFERENCES provenance(id)",
     ),
+    # 5: batches submitted to a provider's batch API and the requests each holds, so that a
+    # restarted run polls a live batch instead of paying for its requests again
+    (
+        """CREATE TABLE llm_batches (
+            id TEXT PRIMARY KEY,
+            client TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            input_file_id TEXT,
+            output_file_id TEXT,
+            error_file_id TEXT,
+            meta TEXT NOT NULL,
+            n_requests INTEGER NOT NULL,
+            run_id INTEGER REFERENCES runs(id) ON DELETE SET NULL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL
+        )""",
+        "CREATE INDEX llm_batches_live ON llm_batches (client, endpoint, ended_at)",
+        """CREATE TABLE llm_batch_requests (
+            batch_id TEXT NOT NULL REFERENCES llm_batches(id) ON DELETE CASCADE,
+            request_hash TEXT NOT NULL,
+            request TEXT,
+            outcome TEXT,
+            PRIMARY KEY (batch_id, request_hash)
+        )""",
+        "CREATE INDEX llm_batch_requests_by_hash ON llm_batch_requests (request_hash)",
+    ),
+    # 6: a latent's examples in one row of arrays (token ids and activations as little-endian
+    # bytes), and each run's token strings by id, once: the compact form runs write from now on
+    # (``examples`` rows of earlier runs are still read)
+    (
+        """CREATE TABLE example_sets (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            source TEXT NOT NULL,
+            idx INTEGER NOT NULL,
+            kinds TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            width INTEGER NOT NULL,
+            token_dtype TEXT NOT NULL,
+            tokens BLOB NOT NULL,
+            activation_dtype TEXT NOT NULL,
+            activations BLOB NOT NULL,
+            PRIMARY KEY (run_id, source, idx)
+        )""",
+        """CREATE TABLE token_strings (
+            run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            token INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (run_id, token)
+        )""",
+    ),
 )
 
 #: The schema version this code writes.
@@ -214,11 +269,51 @@ class Usage:
     latency_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class LLMBatch:
+    """A batch submitted to a provider's batch API: its id there, the client and endpoint that
+    submitted it, the provider's ``status``, its files (``meta``: anything else the provider
+    reported) and ``ended_at``, set once its results are stored (None: the batch is live)."""
+
+    id: str
+    client: str
+    endpoint: str
+    status: str
+    n_requests: int
+    created_at: float
+    updated_at: float
+    input_file_id: str | None = None
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    run_id: int | None = None
+    ended_at: float | None = None
+
+
 def _dumps(value: Any, what: str) -> str:
     try:
         return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot store {what}: not JSON-serializable ({exc})") from exc
+
+
+def _out_of_space(exc: sqlite3.Error, path: Path) -> bool:
+    """Whether SQLite failed for want of space ("disk I/O error" when even its WAL index cannot
+    grow: told apart from a damaged file by the space left)."""
+    import shutil
+
+    from autointerp.errors import file_size_limited
+
+    if "disk is full" in str(exc):
+        return True
+    if "disk I/O error" not in str(exc):
+        return False
+    if file_size_limited():
+        return True
+    try:
+        return shutil.disk_usage(path.parent).free < 1 << 20
+    except OSError:
+        return False
 
 
 class Store:
@@ -229,6 +324,7 @@ class Store:
         self.path = Path(path)
         self._lock = threading.RLock()
         self._provenance_ids: dict[str, int] = {}
+        self._strings: dict[int, Any] = {}  # run id -> token strings by id
         try:
             self._conn = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
@@ -248,6 +344,11 @@ class Store:
             raise
         except sqlite3.Error as exc:
             self._conn.close()
+            if _out_of_space(exc, self.path):
+                raise StoreError(
+                    f"cannot open results store {self.path}: the disk is full ({exc}); free some "
+                    "space and rerun the same command: finished work is kept"
+                ) from exc
             raise StoreError(
                 f"cannot open results store {self.path}: {exc}; "
                 "is it a results.sqlite written by autointerp?"
@@ -441,18 +542,83 @@ class Store:
             for rank, ex in enumerate(examples)
         ]
         with self._write() as conn:
-            conn.execute(
-                "DELETE FROM examples WHERE run_id = ? AND source = ? AND idx = ?",
-                (run_id, latent.source, latent.index),
-            )
+            for table in ("examples", "example_sets"):
+                conn.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND source = ? AND idx = ?",
+                    (run_id, latent.source, latent.index),
+                )
             conn.executemany(
                 "INSERT INTO examples (run_id, source, idx, rank, kind, tokens, str_tokens, "
                 "activations) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
 
+    def put_example_sets(
+        self, run_id: int, sets: Sequence[ExampleSet], strings: Mapping[int, str]
+    ) -> None:
+        """Store (replacing) the examples of several latents in one transaction, one row each,
+        with the token strings not stored yet for this run (``strings``: id -> text; ids
+        already stored keep their text)."""
+        rows = [_example_set_row(run_id, x) for x in sets]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO token_strings (run_id, token, text) VALUES (?, ?, ?)",
+                [(run_id, int(t), text) for t, text in strings.items()],
+            )
+            conn.executemany(  # rows an earlier version wrote for these latents
+                "DELETE FROM examples WHERE run_id = ? AND source = ? AND idx = ?",
+                [(run_id, x.latent.source, x.latent.index) for x in sets],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO example_sets (run_id, source, idx, kinds, n, width, "
+                "token_dtype, tokens, activation_dtype, activations) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        self._strings.pop(run_id, None)  # read again when next needed
+
+    def _token_strings(self, run_id: int) -> Any:
+        """The run's token strings as an object array indexed by id (read once, then kept)."""
+        import numpy as np
+
+        table = self._strings.get(run_id)
+        if table is None:
+            rows = self._query("SELECT token, text FROM token_strings WHERE run_id = ?", (run_id,))
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            table = np.empty(int(ids.max()) + 1 if len(ids) else 0, dtype=object)
+            table[ids] = [r[1] for r in rows]
+            self._strings[run_id] = table
+        return table
+
+    def _set_examples(self, run_id: int, row: sqlite3.Row, tokens: bool = True) -> list[Example]:
+        """The :class:`Example` objects of one ``example_sets`` row."""
+        import numpy as np
+
+        n, width = row["n"], row["width"]
+        ids = np.frombuffer(row["tokens"], dtype=row["token_dtype"]).reshape(n, width)
+        acts = np.frombuffer(row["activations"], dtype=row["activation_dtype"]).reshape(n, width)
+        table = self._token_strings(run_id)
+        if len(ids) and int(ids.max()) >= len(table):
+            raise StoreError(f"{self.path}: run {run_id} lacks token strings of its examples")
+        strings = table[ids].tolist()
+        id_lists = ids.tolist() if tokens else [()] * n
+        return [
+            Example(tuple(t), tuple(st), tuple(a), k)
+            for t, st, a, k in zip(
+                id_lists, strings, acts.astype(np.float32).tolist(), _loads(row["kinds"]),
+                strict=True,
+            )
+        ]  # fmt: skip
+
     def examples(self, run_id: int, latent: LatentRef, kind: str | None = None) -> list[Example]:
         """The stored examples of one latent (of one kind if given), in the order they were put."""
+        rows = self._query(
+            "SELECT * FROM example_sets WHERE run_id = ? AND source = ? AND idx = ?",
+            (run_id, latent.source, latent.index),
+        )
+        if rows:
+            found = self._set_examples(run_id, rows[0])
+            return [x for x in found if kind is None or x.kind == kind]
         sql = "SELECT * FROM examples WHERE run_id = ? AND source = ? AND idx = ?"
         params: list[Any] = [run_id, latent.source, latent.index]
         if kind is not None:
@@ -476,9 +642,13 @@ class Store:
         (a report shows only the strings), which skips a third of the decoding."""
         cols = "source, idx, kind, str_tokens, activations" + (", tokens" if tokens else "")
         out: dict[LatentRef, list[Example]] = {}
+        for rows in self._latent_rows("SELECT * FROM example_sets", run_id, latents, "idx"):
+            for r in rows:
+                out[LatentRef(r["source"], r["idx"])] = self._set_examples(run_id, r, tokens)
         loads = _loads
         group: list[Example] = []
-        for rows in self._latent_rows(f"SELECT {cols} FROM examples", run_id, latents, "rank"):
+        legacy = [ref for ref in latents if ref not in out]  # written before example sets
+        for rows in self._latent_rows(f"SELECT {cols} FROM examples", run_id, legacy, "rank"):
             ref = None
             for r in rows:
                 if ref is None or ref.index != r[1] or ref.source != r[0]:
@@ -791,51 +961,16 @@ class Store:
         A paid call stores (or refreshes) the cached response under ``call.request_hash``; a cache
         hit (``cached=True``) only adds a ledger row with no tokens, cost or latency.
         """
+        self.put_llm_calls([(call, run_id, cached)])
+
+    def put_llm_calls(self, calls: Iterable[tuple[LLMCall, int | None, bool]]) -> None:
+        """Record many ``(call, run_id, cached)`` as :meth:`put_llm_call` does, in one
+        transaction: all of them are committed when this returns, or none is. A group commit
+        for many requests answered at once (one commit costs more than the rows it writes)."""
         now = time.time()
         with self._write() as conn:
-            if cached:
-                exists = conn.execute(
-                    "SELECT 1 FROM llm_calls WHERE request_hash = ?", (call.request_hash,)
-                ).fetchone()
-                if not exists:
-                    raise StoreError(
-                        f"cache hit recorded for request {call.request_hash[:12]}... that is not "
-                        "in the cache; record the paid call with cached=False"
-                    )
-                conn.execute(
-                    "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
-                    "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
-                    "VALUES (?, ?, 1, 0, 0, 0, 0.0, 0.0, ?)",
-                    (call.request_hash, run_id, now),
-                )
-                return
-            usage = (
-                call.prompt_tokens,
-                call.cached_tokens,
-                call.completion_tokens,
-                call.cost_usd,
-                call.latency_s,
-            )
-            conn.execute(
-                "INSERT OR REPLACE INTO llm_calls (request_hash, client, model, request, response, "
-                "prompt_tokens, cached_tokens, completion_tokens, cost_usd, latency_s, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    call.request_hash,
-                    call.client,
-                    call.model,
-                    _dumps(call.request, "LLM request"),
-                    _dumps(call.response, "LLM response"),
-                    *usage,
-                    now,
-                ),
-            )
-            conn.execute(
-                "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
-                "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
-                "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
-                (call.request_hash, run_id, *usage, now),
-            )
+            for call, run_id, cached in calls:
+                _insert_llm_call(conn, call, run_id, cached, now)
 
     def get_llm_call(self, request_hash: str) -> LLMCall | None:
         """The cached call with this request hash, or None."""
@@ -879,8 +1014,194 @@ class Store:
             latency_s=float(r[6]),
         )
 
+    # LLM batches
+
+    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> None:
+        """Record a submitted batch and the requests it holds (``{request hash: request
+        payload}``; the payload is kept until the batch ends, so its answers can be stored even
+        by a process that never saw the request)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO llm_batches (id, client, endpoint, status, input_file_id, "
+                "output_file_id, error_file_id, meta, n_requests, run_id, created_at, updated_at, "
+                "ended_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    batch.id,
+                    batch.client,
+                    batch.endpoint,
+                    batch.status,
+                    batch.input_file_id,
+                    batch.output_file_id,
+                    batch.error_file_id,
+                    _dumps(batch.meta, f"meta of batch {batch.id}"),
+                    batch.n_requests,
+                    batch.run_id,
+                    batch.created_at,
+                    batch.updated_at,
+                    batch.ended_at,
+                ),
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_hash, request) "
+                "VALUES (?, ?, ?)",
+                [(batch.id, h, _dumps(dict(p), "LLM request")) for h, p in requests.items()],
+            )
+
+    def update_llm_batch(
+        self,
+        batch_id: str,
+        status: str,
+        *,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A live batch's new status (and its files or details once the provider has them)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE llm_batches SET status = ?, output_file_id = COALESCE(?, output_file_id), "
+                "error_file_id = COALESCE(?, error_file_id), meta = COALESCE(?, meta), "
+                "updated_at = ? WHERE id = ?",
+                (
+                    status,
+                    output_file_id,
+                    error_file_id,
+                    None if meta is None else _dumps(dict(meta), f"meta of batch {batch_id}"),
+                    time.time(),
+                    batch_id,
+                ),
+            )
+
+    def end_llm_batch(self, batch_id: str, status: str, outcomes: Mapping[str, str]) -> None:
+        """Mark a batch ended once its answers are stored: its final status and, per request
+        hash, ``"answered"`` or why not; the request payloads are dropped (answered ones live
+        on in the LLM cache)."""
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE llm_batches SET status = ?, ended_at = ?, updated_at = ? WHERE id = ?",
+                (status, now, now, batch_id),
+            )
+            conn.executemany(
+                "UPDATE llm_batch_requests SET outcome = ?, request = NULL "
+                "WHERE batch_id = ? AND request_hash = ?",
+                [(outcome, batch_id, h) for h, outcome in outcomes.items()],
+            )
+
+    def llm_batches(
+        self, client: str | None = None, endpoint: str | None = None, *, live: bool | None = None
+    ) -> list[LLMBatch]:
+        """Batches (of one client and endpoint if given; ``live``: only those not ended, or
+        with False only ended ones), oldest first."""
+        sql, params = "SELECT * FROM llm_batches WHERE 1", []
+        for column, value in (("client", client), ("endpoint", endpoint)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        if live is not None:
+            sql += " AND ended_at IS NULL" if live else " AND ended_at IS NOT NULL"
+        return [_llm_batch(r) for r in self._query(sql + " ORDER BY created_at, id", params)]
+
+    def llm_batch_requests(self, batch_id: str) -> dict[str, dict[str, Any] | None]:
+        """``{request hash: request payload}`` of a batch (None once the batch has ended)."""
+        rows = self._query(
+            "SELECT request_hash, request FROM llm_batch_requests WHERE batch_id = ?", (batch_id,)
+        )
+        return {r[0]: (json.loads(r[1]) if r[1] is not None else None) for r in rows}
+
+    def llm_batch_outcomes(self, batch_id: str) -> dict[str, str | None]:
+        """``{request hash: outcome}`` of a batch (None while it is live)."""
+        rows = self._query(
+            "SELECT request_hash, outcome FROM llm_batch_requests WHERE batch_id = ?", (batch_id,)
+        )
+        return {r[0]: r[1] for r in rows}
+
+    def live_llm_batch_of(self, request_hash: str, client: str, endpoint: str) -> str | None:
+        """The id of a live batch of this client and endpoint holding this request, or None."""
+        rows = self._query(
+            "SELECT b.id FROM llm_batch_requests r JOIN llm_batches b ON b.id = r.batch_id "
+            "WHERE r.request_hash = ? AND b.client = ? AND b.endpoint = ? "
+            "AND b.ended_at IS NULL LIMIT 1",
+            (request_hash, client, endpoint),
+        )
+        return rows[0][0] if rows else None
+
+    def llm_batch_attempts(self, request_hash: str) -> int:
+        """How many batches this request was submitted in (live or ended)."""
+        rows = self._query(
+            "SELECT COUNT(*) FROM llm_batch_requests WHERE request_hash = ?", (request_hash,)
+        )
+        return int(rows[0][0])
+
+
+def _insert_llm_call(
+    conn: sqlite3.Connection, call: LLMCall, run_id: int | None, cached: bool, now: float
+) -> None:
+    if cached:
+        exists = conn.execute(
+            "SELECT 1 FROM llm_calls WHERE request_hash = ?", (call.request_hash,)
+        ).fetchone()
+        if not exists:
+            raise StoreError(
+                f"cache hit recorded for request {call.request_hash[:12]}... that is not "
+                "in the cache; record the paid call with cached=False"
+            )
+        conn.execute(
+            "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
+            "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
+            "VALUES (?, ?, 1, 0, 0, 0, 0.0, 0.0, ?)",
+            (call.request_hash, run_id, now),
+        )
+        return
+    usage = (
+        call.prompt_tokens,
+        call.cached_tokens,
+        call.completion_tokens,
+        call.cost_usd,
+        call.latency_s,
+    )
+    conn.execute(
+        "INSERT OR REPLACE INTO llm_calls (request_hash, client, model, request, response, "
+        "prompt_tokens, cached_tokens, completion_tokens, cost_usd, latency_s, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            call.request_hash,
+            call.client,
+            call.model,
+            _dumps(call.request, "LLM request"),
+            _dumps(call.response, "LLM response"),
+            *usage,
+            now,
+        ),
+    )
+    conn.execute(
+        "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
+        "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
+        "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
+        (call.request_hash, run_id, *usage, now),
+    )
+
 
 _scan = json.JSONDecoder().scan_once
+
+
+def _example_set_row(run_id: int, x: ExampleSet) -> tuple[Any, ...]:
+    """The ``example_sets`` row of ``x``: token ids in the narrowest integer type that holds
+    them, activations in float16 when that loses nothing (the cache stores float16), else
+    float32; both little-endian."""
+    import numpy as np
+
+    ids = np.asarray(x.tokens)
+    token_dtype = "<u2" if not ids.size or (ids.min() >= 0 and ids.max() < 1 << 16) else "<i4"
+    acts = np.asarray(x.activations, dtype=np.float32)
+    half = acts.astype("<f2")
+    exact = np.array_equal(half.astype(np.float32), acts)
+    n, width = ids.shape
+    return (
+        run_id, x.latent.source, x.latent.index, json.dumps(list(x.kinds)), n, width,
+        token_dtype, ids.astype(token_dtype).tobytes(),
+        "<f2" if exact else "<f4", (half if exact else acts.astype("<f4")).tobytes(),
+    )  # fmt: skip
 
 
 def _loads(text: str) -> Any:
@@ -971,6 +1292,24 @@ def _score(r: sqlite3.Row) -> Score:
     )
 
 
+def _llm_batch(r: sqlite3.Row) -> LLMBatch:
+    return LLMBatch(
+        id=r["id"],
+        client=r["client"],
+        endpoint=r["endpoint"],
+        status=r["status"],
+        n_requests=r["n_requests"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        input_file_id=r["input_file_id"],
+        output_file_id=r["output_file_id"],
+        error_file_id=r["error_file_id"],
+        meta=json.loads(r["meta"]),
+        run_id=r["run_id"],
+        ended_at=r["ended_at"],
+    )
+
+
 class RunStore:
     """One run of a :class:`Store`: its run-scoped methods without the ``run_id`` argument, and
     an LLM call store (``get_llm_call``/``put_llm_call``) that files calls under this run. What
@@ -988,6 +1327,9 @@ class RunStore:
 
     def put_examples(self, latent: LatentRef, examples: Sequence[Example]) -> None:
         self.store.put_examples(self.run_id, latent, examples)
+
+    def put_example_sets(self, sets: Sequence[ExampleSet], strings: Mapping[int, str]) -> None:
+        self.store.put_example_sets(self.run_id, sets, strings)
 
     def examples(self, latent: LatentRef, kind: str | None = None) -> list[Example]:
         return self.store.examples(self.run_id, latent, kind)
@@ -1029,3 +1371,48 @@ class RunStore:
 
     def put_llm_call(self, call: LLMCall, run_id: Any = None, *, cached: bool = False) -> None:
         self.store.put_llm_call(call, self.run_id if run_id is None else run_id, cached=cached)
+
+    def put_llm_calls(self, calls: Iterable[tuple[LLMCall, Any, bool]]) -> None:
+        self.store.put_llm_calls(
+            (call, self.run_id if run_id is None else run_id, cached)
+            for call, run_id, cached in calls
+        )
+
+    # LLM batches
+
+    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> None:
+        run_id = self.run_id if batch.run_id is None else batch.run_id
+        self.store.put_llm_batch(LLMBatch(**{**vars(batch), "run_id": run_id}), requests)
+
+    def update_llm_batch(
+        self,
+        batch_id: str,
+        status: str,
+        *,
+        output_file_id: str | None = None,
+        error_file_id: str | None = None,
+        meta: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.store.update_llm_batch(
+            batch_id, status, output_file_id=output_file_id, error_file_id=error_file_id, meta=meta
+        )
+
+    def end_llm_batch(self, batch_id: str, status: str, outcomes: Mapping[str, str]) -> None:
+        self.store.end_llm_batch(batch_id, status, outcomes)
+
+    def llm_batches(
+        self, client: str | None = None, endpoint: str | None = None, *, live: bool | None = None
+    ) -> list[LLMBatch]:
+        return self.store.llm_batches(client, endpoint, live=live)
+
+    def llm_batch_requests(self, batch_id: str) -> dict[str, dict[str, Any] | None]:
+        return self.store.llm_batch_requests(batch_id)
+
+    def llm_batch_outcomes(self, batch_id: str) -> dict[str, str | None]:
+        return self.store.llm_batch_outcomes(batch_id)
+
+    def live_llm_batch_of(self, request_hash: str, client: str, endpoint: str) -> str | None:
+        return self.store.live_llm_batch_of(request_hash, client, endpoint)
+
+    def llm_batch_attempts(self, request_hash: str) -> int:
+        return self.store.llm_batch_attempts(request_hash)

@@ -148,3 +148,8 @@ def test_sampling_parameters_travel_with_each_request(
     }
     assert (bodies["a"]["temperature"], bodies["a"]["max_tokens"]) == (0.1, 5)
     assert bodies["b"]["temperature"] == 0.9 and bodies["b"]["stop_sequences"] == ["\n"]
+
+
+def test_hundreds_of_requests_may_be_in_flight_by_default() -> None:
+    # the account's limits are kept by requests_per_minute / tokens_per_minute and Retry-After
+    assert AnthropicConfig().max_concurrency >= 256

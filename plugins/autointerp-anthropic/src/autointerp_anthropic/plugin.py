@@ -23,7 +23,12 @@ class AnthropicConfig(EndpointConfig):
     prompt_caching: bool = Field(
         True, description="mark the stable system/few-shot prefix for Anthropic's prompt cache"
     )
-    max_concurrency: int = Field(64, ge=1, description="requests in flight to this endpoint")
+    max_concurrency: int = Field(
+        256,
+        ge=1,
+        description="requests in flight to this endpoint (requests_per_minute and "
+        "tokens_per_minute pace them to the account's limits)",
+    )
 
 
 @hookimpl
@@ -33,4 +38,12 @@ def autointerp_register_llm_clients(register: Register) -> None:
         "autointerp_anthropic.client:AnthropicClient",
         config=AnthropicConfig,
         description="Anthropic messages API, prompt caching of the stable prefix",
+    )
+    from autointerp_anthropic.batch import AnthropicBatchConfig  # needs this module loaded
+
+    register(
+        "anthropic-batch",
+        "autointerp_anthropic.batch:AnthropicBatchClient",
+        config=AnthropicBatchConfig,
+        description="Anthropic Message Batches API: half price, answers within hours",
     )

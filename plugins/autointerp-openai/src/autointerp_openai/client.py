@@ -1,16 +1,21 @@
 """The OpenAI chat-completions backend (also for any OpenAI-compatible server).
 
 One attempt per call; retries, limits, cache and ledger are :class:`autointerp.llm.LLMClient`'s.
-The SDK's own retries are off so that no request is ever sent twice behind our back.
+Requests go over :mod:`autointerp_openai.http` (a lean HTTP/1.1 client: the SDK's request and
+response handling cost most of the client's CPU per call), or through the ``openai`` SDK where a
+proxy applies or the config asks for it (``transport``). Either way the JSON body is parsed here,
+and the SDK's own retries are off so that no request is ever sent twice behind our back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from autointerp.llm import (
     ChatResponse,
+    LLMConnectionError,
     LLMError,
     MalformedResponseError,
     Message,
@@ -19,10 +24,13 @@ from autointerp.llm import (
     SamplingParams,
     Secret,
     TokenLogprob,
+    http_error,
     protect_loggers,
     resolve_api_key,
     sdk_errors,
+    timeout_error,
 )
+from autointerp_openai.http import HTTPConnectionError, HTTPTimeout, Origin, proxy_for
 from autointerp_openai.plugin import OpenAIConfig
 
 if TYPE_CHECKING:
@@ -60,6 +68,12 @@ class OpenAIClient:
         protect_loggers("openai", "httpx2", "httpx")
         self._key = self._resolve_key()
         self._sdk: PerLoop[AsyncOpenAI] = PerLoop()
+        self._origins: PerLoop[Origin] = PerLoop()
+        #: talk HTTP directly (else through the SDK, which honours proxies)
+        self.direct = self.base_url.startswith(("http://", "https://")) and (
+            config.transport == "direct"
+            or (config.transport == "auto" and proxy_for(self.base_url) is None)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r})"
@@ -90,8 +104,20 @@ class OpenAIClient:
             timeout=self.config.timeout_s,
         )
 
+    def _new_origin(self) -> Origin:
+        return Origin(
+            self.base_url,
+            {
+                "Authorization": f"Bearer {self._key.reveal()}",
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": "autointerp-openai",
+            },
+        )
+
     async def aclose(self) -> None:
         await self._sdk.aclose()
+        await self._origins.aclose()
 
     def request_body(self, messages: Sequence[Message], params: SamplingParams) -> dict[str, Any]:
         """The JSON body of a chat-completions request (a fresh dict per request)."""
@@ -125,42 +151,94 @@ class OpenAIClient:
     async def complete(
         self, messages: Sequence[Message], params: SamplingParams, *, timeout: float
     ) -> ChatResponse:
+        body = self.request_body(messages, params)
+        if self.direct:
+            body.update(self.config.extra_body)
+            raw = await self._post(json.dumps(body).encode(), timeout)
+        else:
+            raw = await self._post_sdk(body, timeout)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise MalformedResponseError(
+                f"{self.name}: malformed response: {type(exc).__name__}: {exc}"
+            ) from None
+        return self._parse(data)
+
+    async def _post(self, body: bytes, timeout: float) -> bytes:
+        origin = self._origins.get(self._new_origin)
+        try:
+            reply = await origin.post("/chat/completions", body, timeout=timeout)
+        except HTTPTimeout as exc:
+            raise timeout_error(self.name, timeout, where=exc.where) from None
+        except HTTPConnectionError as exc:
+            raise LLMConnectionError(f"{self.name}: connection failed: {exc}") from None
+        if reply.status >= 300:
+            raise http_error(
+                self.name, reply.status, _error_message(reply.status, reply.body), reply.headers
+            )
+        return reply.body
+
+    async def _post_sdk(self, body: dict[str, Any], timeout: float) -> bytes:
         import openai
 
-        body = self.request_body(messages, params)
         extra = dict(self.config.extra_body) or None
         with sdk_errors(self.name, openai, timeout):
-            raw = await self._client().chat.completions.create(
+            raw = await self._client().chat.completions.with_raw_response.create(
                 **body, extra_body=extra, timeout=timeout
             )
-        return self._parse(raw)
+            return await raw.http_response.aread()
 
-    def _parse(self, raw: Any) -> ChatResponse:
-        if isinstance(raw, str | bytes) or not getattr(raw, "choices", None):
+    def _parse(self, data: Any) -> ChatResponse:
+        try:
+            return self._parse_body(data)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+            raise MalformedResponseError(
+                f"{self.name}: malformed response: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _parse_body(self, data: Any) -> ChatResponse:
+        choices = data.get("choices") if isinstance(data, Mapping) else None
+        if not choices or not isinstance(choices, list):
             raise MalformedResponseError(f"{self.name}: response without choices")
-        choice = raw.choices[0]
-        message = getattr(choice, "message", None)
-        if message is None:
+        choice = choices[0]
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if not isinstance(message, Mapping):
             raise MalformedResponseError(f"{self.name}: response choice without a message")
-        usage = raw.usage
-        details = getattr(usage, "prompt_tokens_details", None) if usage else None
+        usage = data.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
         logprobs = None
-        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        content = (choice.get("logprobs") or {}).get("content")
         if content:
             logprobs = tuple(
                 TokenLogprob(
-                    t.token,
-                    float(t.logprob),
-                    tuple((a.token, float(a.logprob)) for a in (t.top_logprobs or ())),
+                    t["token"],
+                    float(t["logprob"]),
+                    tuple((a["token"], float(a["logprob"])) for a in (t.get("top_logprobs") or ())),
                 )
                 for t in content
             )
         return ChatResponse(
-            text=message.content or "",
-            model=getattr(raw, "model", None) or self.model,
-            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
-            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
-            finish_reason=choice.finish_reason,
+            text=message.get("content") or "",
+            model=data.get("model") or self.model,
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            cached_tokens=int(details.get("cached_tokens") or 0),
+            completion_tokens=int(usage.get("completion_tokens") or 0),
+            finish_reason=choice.get("finish_reason"),
             logprobs=logprobs,
         )
+
+
+def _error_message(status: int, body: bytes) -> str:
+    """What the SDK says of an error answer: ``Error code: N - <error.message>`` (else a short
+    start of a body that is not JSON)."""
+    text = body.decode("utf-8", "replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return f"Error code: {status} - {text[:300]}" if text else f"Error code: {status}"
+    error = data.get("error", data) if isinstance(data, dict) else None
+    message = error.get("message") if isinstance(error, dict) else None
+    if isinstance(message, str) and message:
+        return f"Error code: {status} - {message}"
+    return f"Error code: {status}"

@@ -32,6 +32,12 @@ class OpenAIConfig(EndpointConfig):
     extra_body: dict[str, Any] = Field(
         default_factory=dict, description="extra JSON fields sent with every request"
     )
+    transport: Literal["auto", "direct", "sdk"] = Field(
+        "auto",
+        description="how requests travel: 'direct' (a lean HTTP/1.1 client, least CPU per call), "
+        "'sdk' (the openai SDK), 'auto' (direct unless a proxy from $HTTP(S)_PROXY/$ALL_PROXY "
+        "applies to base_url)",
+    )
 
 
 class OpenAICompatibleConfig(OpenAIConfig):
@@ -45,7 +51,12 @@ class OpenAICompatibleConfig(OpenAIConfig):
         "OPENAI_COMPATIBLE_API_KEY", description="environment variable with the key, if any"
     )
     require_api_key: bool = Field(False, description="fail before any compute if no key is found")
-    max_concurrency: int = Field(64, ge=1, description="requests in flight to this endpoint")
+    max_concurrency: int = Field(
+        256,
+        ge=1,
+        description="requests in flight to this endpoint (a serving engine batches them; lower "
+        "it for a server that handles few at once)",
+    )
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = Field(
         "max_tokens", description="request field carrying the output-token limit"
     )
@@ -64,4 +75,12 @@ def autointerp_register_llm_clients(register: Register) -> None:
         "autointerp_openai.client:compatible",
         config=OpenAICompatibleConfig,
         description="any OpenAI-compatible server by base URL: vLLM, llama.cpp, Ollama, OpenRouter",
+    )
+    from autointerp_openai.batch import OpenAIBatchConfig  # here: it needs this module loaded
+
+    register(
+        "openai-batch",
+        "autointerp_openai.batch:OpenAIBatchClient",
+        config=OpenAIBatchConfig,
+        description="OpenAI Batch API (or a compatible /v1/batches server): half price, in hours",
     )
