@@ -150,8 +150,10 @@ def test_kill_9_mid_stage_then_rerun_repeats_no_request(
     with Store.open(run_dir) as store:
         (run,) = store.runs()
         assert run.status == "running"  # killed: nobody could mark it
-        # one call per explanation here; detection needs more than one per latent
-        assert len(store.explanations(run.id)) == min(answer_first, N_LATENTS)
+        # one call per explanation here; detection needs more than one per latent, and a latent
+        # is scored as soon as it is explained: the answered calls went to either stage
+        explained = len(store.explanations(run.id))
+        assert 0 < explained <= min(answer_first, N_LATENTS)
         assert len(store.scores(run.id)) < N_LATENTS
     sent_before = len(server.requests)
 

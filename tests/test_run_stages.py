@@ -477,3 +477,52 @@ def test_concurrent_steered_and_plain_forwards_do_not_mix(tmp_path: Path) -> Non
             for f in noise:
                 f.result()
     assert all(clean)
+
+
+# -- stages overlap --------------------------------------------------------------------------------
+
+
+class CountingScorer:
+    """Notes how many latents were explained when it scores each one."""
+
+    needs = frozenset({"llm"})  # in process: it sees the explain stage as it goes
+
+    def __init__(self, config: Any) -> None:
+        self.store_path: Path | None = None
+
+    async def score(self, explanation, examples, negatives, llm, **_: Any):
+        assert self.store_path is not None
+        with Store(self.store_path) as store:
+            (explained,) = store._query("SELECT COUNT(*) FROM explanations")[0]
+        return Score(explanation.latent, "counting", explanation.explainer, 1.0,
+                     meta={"explained_then": explained})  # fmt: skip
+
+
+def test_a_latent_is_scored_as_soon_as_it_is_explained(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, autointerp_plugins, tmp_path
+) -> None:
+    autointerp_llm_server.responder = respond
+    run_dir = tmp_path / "run"
+
+    class CountingPlugin:
+        @hookimpl
+        def autointerp_register_scorers(self, register):
+            def build(config: Any) -> CountingScorer:
+                scorer = CountingScorer(config)
+                scorer.store_path = run_dir / "results.sqlite"
+                return scorer
+
+            register("counting", build, config=EmptyConfig)
+
+    autointerp_plugins.register(CountingPlugin(), "counting")
+    scorers = '[[scorers]]\nname = "counting"\n\n[[scorers]]\nname = "detection"'
+    path = write_config(tmp_path, autointerp_llm_server, scorers=scorers)  # concurrency = 1
+    result = autointerp_cli("run", str(path), "--no-report")
+    assert result.exit_code == 0, result.stderr
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        counts = sorted(s.meta["explained_then"] for s in store.scores(run.id, "counting"))
+        assert len(store.scores(run.id, "detection")) == 4 and not store.failures(run.id)
+    # one latent in flight per stage: latent k is scored while the explain stage is at k or k+1,
+    # not after all 4 were explained
+    assert len(counts) == 4 and counts[0] <= 2 and counts != [4, 4, 4, 4]

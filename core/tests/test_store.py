@@ -536,3 +536,14 @@ def test_examples_of_earlier_runs_are_still_read_beside_example_sets(store: Stor
     store.put_example_sets(run, [_example_set(LatentRef("s", 4), [[3, 8]], [[0, 1]], ["top"])],
                            {8: "w"})  # fmt: skip
     assert store.examples(run, LatentRef("s", 4))[0].str_tokens == ("z", "w")
+
+
+def test_explanations_are_streamed_a_page_at_a_time(store: Store) -> None:
+    run = store.start_run("r", {})
+    refs = [LatentRef("b", 2), LatentRef("a", 10), LatentRef("a", 3), LatentRef("b", 1)]
+    for ref in refs:
+        store.put_explanation(run, Explanation(ref, f"text {ref.index}", "default"))
+    store.put_explanation(run, Explanation(refs[0], "other", "another"))
+    got = list(store.iter_explanations(run, "default", page=2))
+    assert [e.latent for e in got] == sorted(refs, key=lambda r: (r.source, r.index))
+    assert got == store.explanations(run, "default")

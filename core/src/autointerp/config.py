@@ -144,7 +144,9 @@ class RunConfig(BaseModel):
     latents: LatentSettings = Field(
         default_factory=LatentSettings, description="latents to explain"
     )
-    concurrency: int = Field(64, ge=1, description="latents in flight in the LLM stages")
+    concurrency: int = Field(
+        256, ge=1, description="latents in flight in the LLM stages (batch clients: more)"
+    )
     max_failure_rate: float = Field(
         0.1,
         ge=0,

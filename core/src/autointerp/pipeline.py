@@ -16,11 +16,19 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from autointerp.components import (
     N_PROMOTED,
@@ -325,7 +333,7 @@ def stage_progress(llm: Any = None, *, progress: bool = True) -> Any:
 
 
 async def run_pool(
-    items: Iterable[T],
+    items: Iterable[T] | AsyncIterator[T],
     handle: Callable[[T], Awaitable[bool]],
     *,
     description: str,
@@ -335,17 +343,18 @@ async def run_pool(
     llm: Any = None,
     bar: Any = None,
 ) -> StageSummary:
-    """Feed ``items`` (read lazily) to ``concurrency`` workers; ``handle`` returns True on success.
+    """Feed ``items`` (read lazily; an async iterator: as they arrive) to ``concurrency``
+    workers; ``handle`` returns True on success.
 
     Memory stays bounded whatever the number of items: only ``concurrency`` are in flight. The
     pool adds a row to ``bar`` (a :func:`stage_progress` display shared by pools running side by
     side), else shows a display of its own.
     """
     summary = StageSummary()
-    iterator = iter(items)
+    take = _taker(items)
 
     async def worker(display: Any, task: Any) -> None:
-        for item in iterator:  # shared iterator: each item goes to exactly one worker
+        while (item := await take()) is not _END:  # each item goes to exactly one worker
             ok = await handle(item)
             summary.done += ok
             summary.failed += not ok
@@ -363,15 +372,91 @@ async def run_pool(
     return summary
 
 
+#: the end of a pool's items
+_END: Any = object()
+
+
+def _taker(items: Iterable[T] | AsyncIterator[T]) -> Callable[[], Awaitable[Any]]:
+    """A coroutine function giving the next item, or ``_END``: workers share one source (an
+    async one is read by one worker at a time, so items that wait to arrive are handed out in
+    order)."""
+    if hasattr(items, "__anext__"):
+        source = cast("AsyncIterator[T]", items)
+        lock = asyncio.Lock()
+
+        async def take_async() -> Any:
+            async with lock:
+                return await anext(source, _END)
+
+        return take_async
+    iterator = iter(cast("Iterable[T]", items))
+
+    async def take() -> Any:
+        return next(iterator, _END)
+
+    return take
+
+
 def _pending(
-    items: Iterable[T], is_done: Callable[[T], bool], summary: StageSummary
-) -> Iterator[T]:
+    items: Iterable[T] | AsyncIterator[T], is_done: Callable[[T], bool], summary: StageSummary
+) -> Iterator[T] | AsyncIterator[T]:
     """The items not finished yet, lazily; finished ones are counted as skipped."""
-    for item in items:
-        if is_done(item):
-            summary.skipped += 1
-        else:
+    if hasattr(items, "__anext__"):
+        return _pending_async(cast("AsyncIterator[T]", items), is_done, summary)
+    return (x for x in cast("Iterable[T]", items) if not _skipped(x, is_done, summary))
+
+
+async def _pending_async(
+    items: AsyncIterator[T], is_done: Callable[[T], bool], summary: StageSummary
+) -> AsyncIterator[T]:
+    async for item in items:
+        if not _skipped(item, is_done, summary):
             yield item
+
+
+def _skipped(item: T, is_done: Callable[[T], bool], summary: StageSummary) -> bool:
+    if is_done(item):
+        summary.skipped += 1
+        return True
+    return False
+
+
+class Arrivals(Generic[T]):
+    """Items one stage makes while another consumes them (explanations, scored as soon as they
+    are explained): every subscriber sees every item, in order, until :meth:`close`. Each
+    subscriber holds at most ``maximum`` items: a stage that makes them faster than another
+    consumes them waits, so memory does not grow with the number of latents."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = maximum
+        self._queues: list[asyncio.Queue[Any]] = []
+        self._closed = False
+        #: set once every subscriber has subscribed: the making stage waits for it
+        self.ready = asyncio.Event()
+
+    def subscribe(self) -> AsyncIterator[T]:
+        queue: asyncio.Queue[Any] = asyncio.Queue(self.maximum)
+        self._queues.append(queue)
+
+        async def items() -> AsyncIterator[T]:
+            while not (self._closed and queue.empty()):
+                if (item := await queue.get()) is _END:
+                    return
+                yield item
+
+        return items()
+
+    async def put(self, item: T) -> None:
+        for queue in self._queues:
+            await queue.put(item)
+
+    def close(self) -> None:
+        """No more items: subscribers end once they have read what is queued (never waits: a
+        full queue's subscriber sees the end when it has emptied it)."""
+        self._closed = True
+        for queue in self._queues:
+            if not queue.full():
+                queue.put_nowait(_END)
 
 
 def _reason(exc: BaseException, component: str = "") -> str:
@@ -423,12 +508,15 @@ async def explain_latents(
     total: int | None = None,
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
+    on_explained: Callable[[Explanation], Awaitable[None]] | None = None,
+    bar: Any = None,
 ) -> StageSummary:
     """Explain every latent of ``work`` with at most ``concurrency`` latents in flight.
 
-    Each explanation (or failure, with its reason) is committed as it completes; latents already
-    explained in this run are skipped, so a killed run resumes where it stopped. A latent that
-    fails, whatever the error, is recorded and never stops the others.
+    Each explanation (or failure, with its reason) is committed as it completes, then handed to
+    ``on_explained`` (the score stage, when it runs alongside); latents already explained in this
+    run are skipped, so a killed run resumes where it stopped. A latent that fails, whatever the
+    error, is recorded and never stops the others.
     """
     needs = needs_of(explainer, "explainer", explainer_name) or frozenset()
     prov = dict(provenance or {})
@@ -447,6 +535,8 @@ async def explain_latents(
             explanation = replace(explanation, provenance={**explanation.provenance, **prov})
         rs.put_explanation(explanation)
         rs.clear_failure(item.latent, "explain", explainer_name)
+        if on_explained is not None:
+            await on_explained(explanation)
         return True
 
     summary = StageSummary()
@@ -460,6 +550,7 @@ async def explain_latents(
         total=total,
         progress=progress,
         llm=llm,
+        bar=bar,
     )
     result.skipped = summary.skipped
     return result
@@ -491,7 +582,7 @@ class ScoreWork:
 
 
 async def score_explanations(
-    work: Iterable[ScoreWork],
+    work: Iterable[ScoreWork] | AsyncIterator[ScoreWork],
     scorer: Scorer,
     scorer_name: str,
     store: Store | RunStore,
@@ -609,6 +700,11 @@ def prompt_version(component: Any) -> str:
     return "1"
 
 
+#: latents in flight with a batch-API client when ``concurrency`` is not set: a batch holds the
+#: requests of the latents in flight, and memory holds their examples
+BATCH_IN_FLIGHT = 4096
+
+
 class RunContext:
     """One invocation's view of a run: its plan, directory and id, and the heavy components
     (adapter, feature source, LLM backend), each built on first use and then shared by stages."""
@@ -634,6 +730,16 @@ class RunContext:
             prebuilt = self.plan.built.get(field_name)
             self._built[field_name] = prebuilt or step.component.build(step.options)
         return self._built[field_name]
+
+    @property
+    def latents_in_flight(self) -> int:
+        """Latents in flight in the LLM stages: ``concurrency``; with a batch-API client and no
+        ``concurrency`` set, enough to fill its batches (up to :data:`BATCH_IN_FLIGHT`)."""
+        backend = self.build("llm")
+        if getattr(backend, "batched", False) and "concurrency" not in self.config.model_fields_set:
+            per_batch = getattr(getattr(backend, "config", None), "max_batch_requests", 0)
+            return max(self.config.concurrency, min(int(per_batch), BATCH_IN_FLIGHT))
+        return self.config.concurrency
 
     @property
     def source_key(self) -> str:
@@ -887,19 +993,32 @@ def _token_embeddings(adapter: Any) -> Any:
 
 
 async def stage_explain(
-    ctx: RunContext, store: RunStore, llm: LLMClient, latents: Sequence[LatentRef]
+    ctx: RunContext,
+    store: RunStore,
+    llm: LLMClient,
+    latents: Sequence[LatentRef],
+    arrivals: Arrivals[Explanation] | None = None,
+    bar: Any = None,
 ) -> StageSummary:
-    """Examples -> explanations for every latent not explained yet in this run."""
-    step = ctx.plan.step("explainer")
-    explainer = ctx.build("explainer")
-    needs = needs_of(explainer, "explainer", step.component.name) or frozenset()
-    done = store.explained(step.component.name)
-    pending = sum(1 for ref in latents if ref not in done)
-    return await explain_latents(
-        _latent_work(ctx, latents, store, done, needs), explainer, step.component.name, llm, store,
-        concurrency=ctx.config.concurrency, seed=ctx.config.seed, total=pending,
-        progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
-    )  # fmt: skip
+    """Examples -> explanations for every latent not explained yet in this run; each new one is
+    handed to ``arrivals`` (the score stage running alongside), closed at the end."""
+    try:
+        step = ctx.plan.step("explainer")
+        explainer = ctx.build("explainer")
+        needs = needs_of(explainer, "explainer", step.component.name) or frozenset()
+        done = store.explained(step.component.name)
+        pending = sum(1 for ref in latents if ref not in done)
+        if arrivals is not None:
+            await arrivals.ready.wait()  # every scorer listens before the first one arrives
+        return await explain_latents(
+            _latent_work(ctx, latents, store, done, needs), explainer, step.component.name, llm,
+            store, concurrency=ctx.latents_in_flight, seed=ctx.config.seed, total=pending,
+            progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
+            on_explained=arrivals.put if arrivals is not None else None, bar=bar,
+        )  # fmt: skip
+    finally:
+        if arrivals is not None:
+            arrivals.close()
 
 
 def _score_work(
@@ -913,20 +1032,41 @@ def _score_work(
     when a worker asks) and, for scorers that need it, the latent's decoder direction (with
     ``site=`` where the directions live elsewhere than the site the source reads: neurons)."""
     for e in explanations:
-        if e.latent in skip:
-            yield ScoreWork(e, ())  # counted as skipped downstream; nothing read
-            continue
-        test, negatives = scored_examples(store.examples(e.latent))
-        extras: dict[str, Any] = {}
-        error = None
-        if "direction" in needs:
-            try:
-                extras["direction"], site = _direction(ctx, e.latent.index)
-                if site != ctx.build("feature_source").site:
-                    extras["site"] = site
-            except Exception as exc:  # e.g. a feature source with no decoder: this score fails
-                error = _reason(exc)
-        yield ScoreWork(e, test, negatives, extras, error)
+        yield _score_item(ctx, store, e, needs, skip)
+
+
+async def _score_arrivals(
+    ctx: RunContext,
+    store: RunStore,
+    explanations: Iterable[Explanation],
+    arriving: AsyncIterator[Explanation],
+    needs: frozenset[str],
+    skip: set[LatentRef],
+) -> AsyncIterator[ScoreWork]:
+    """:func:`_score_work` of the stored ``explanations``, then of each explanation as it
+    arrives from the explain stage running alongside."""
+    for e in explanations:
+        yield _score_item(ctx, store, e, needs, skip)
+    async for e in arriving:
+        yield _score_item(ctx, store, e, needs, skip)
+
+
+def _score_item(
+    ctx: RunContext, store: RunStore, e: Explanation, needs: frozenset[str], skip: set[LatentRef]
+) -> ScoreWork:
+    if e.latent in skip:
+        return ScoreWork(e, ())  # counted as skipped downstream; nothing read
+    test, negatives = scored_examples(store.examples(e.latent))
+    extras: dict[str, Any] = {}
+    error = None
+    if "direction" in needs:
+        try:
+            extras["direction"], site = _direction(ctx, e.latent.index)
+            if site != ctx.build("feature_source").site:
+                extras["site"] = site
+        except Exception as exc:  # e.g. a feature source with no decoder: this score fails
+            error = _reason(exc)
+    return ScoreWork(e, test, negatives, extras, error)
 
 
 def _direction(ctx: RunContext, index: int) -> tuple[Any, str]:
@@ -967,52 +1107,102 @@ class SerialAdapter:
 
 
 async def stage_score(
-    ctx: RunContext, store: RunStore, llm: LLMClient, latents: Sequence[LatentRef]
+    ctx: RunContext,
+    store: RunStore,
+    llm: LLMClient,
+    latents: Sequence[LatentRef],
+    arrivals: Arrivals[Explanation] | None = None,
+    bar: Any = None,
 ) -> dict[str, StageSummary]:
     """Every selected scorer on every explanation of the run's latents not scored yet; the
     scorers run side by side (each with ``concurrency`` latents in flight), one display row each.
+    With ``arrivals`` (the explain stage running alongside) an explanation is scored as soon as it
+    is made; scorers that run on an executor's workers start when the explain stage ends.
     """
     explainer_name = ctx.plan.step("explainer").component.name
     wanted = set(latents)
-    explanations = [e for e in store.explanations(explainer_name) if e.latent in wanted]
+    explained = store.explained(explainer_name) & wanted
+
+    def explanations(among: set[LatentRef] = explained) -> Iterator[Explanation]:
+        """Streamed from the store, for each scorer: those made before this stage began (the
+        explain stage running alongside hands on the others), or ``among`` other latents."""
+        return (e for e in store.iter_explanations(explainer_name) if e.latent in among)
+
     jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
-    for step in ctx.plan.steps:
-        if step.component.kind != "scorer":
-            continue
-        scorer = ctx.build(step.field)
-        needs = needs_of(scorer, "scorer", step.component.name)
-        # a scorer that does not say what it needs gets the model adapter, as it always did
-        wants_model = needs is None or bool({Need.ADAPTER, Need.DIRECTION} & needs)
-        if wants_model and "serial_model" not in ctx._built:
-            ctx._built["serial_model"] = SerialAdapter(ctx.build("model"))
-        adapter = ctx._built["serial_model"] if wants_model else None
-        prov = ctx.provenance(step.field, scorer)
-        done = store.scored(
-            explainer_name, step.component.name, {"options_hash": prov["options_hash"]}
-        )
-        work = _score_work(ctx, store, explanations, frozenset(needs or ()), done)
-        executor = ctx.build("executor")
-        if (
-            needs is not None
-            and not needs & OFF_PROCESS_BLOCKERS
-            and not getattr(executor, "in_process", False)
-        ):  # CPU-bound and self-contained: the scorer runs in the executor's workers
-            jobs[step.component.name] = partial(
-                score_on_executor, work, step, store, executor, done=done, seed=ctx.config.seed,
-                provenance=prov,
-            )  # fmt: skip
-            continue
-        jobs[step.component.name] = partial(
-            score_explanations, work, scorer, step.component.name, store, llm=llm,
-            adapter=adapter, concurrency=ctx.config.concurrency, seed=ctx.config.seed,
-            total=sum(1 for e in explanations if e.latent not in done), progress=ctx.progress,
-            provenance=prov,
-        )  # fmt: skip
+    try:
+        for step in ctx.plan.steps:
+            if step.component.kind != "scorer":
+                continue
+            jobs[step.component.name] = _score_job(
+                ctx, store, llm, step, wanted, explained, explanations, arrivals
+            )
+    finally:
+        if arrivals is not None:
+            arrivals.ready.set()
     if not jobs:
         return {}
-    with stage_progress(llm, progress=ctx.progress) as bar:
+    if bar is not None:
         results = await asyncio.gather(*(job(bar=bar) for job in jobs.values()))
+    else:
+        with stage_progress(llm, progress=ctx.progress) as display:
+            results = await asyncio.gather(*(job(bar=display) for job in jobs.values()))
     return dict(zip(jobs, results, strict=True))
+
+
+def _score_job(
+    ctx: RunContext,
+    store: RunStore,
+    llm: LLMClient,
+    step: Step,
+    wanted: set[LatentRef],
+    explained: set[LatentRef],
+    explanations: Callable[..., Iterator[Explanation]],
+    arrivals: Arrivals[Explanation] | None,
+) -> Callable[..., Awaitable[StageSummary]]:
+    """One scorer's part of the score stage, to be called with ``bar=``."""
+    scorer = ctx.build(step.field)
+    name = step.component.name
+    needs = needs_of(scorer, "scorer", name)
+    # a scorer that does not say what it needs gets the model adapter, as it always did
+    wants_model = needs is None or bool({Need.ADAPTER, Need.DIRECTION} & needs)
+    if wants_model and "serial_model" not in ctx._built:
+        ctx._built["serial_model"] = SerialAdapter(ctx.build("model"))
+    adapter = ctx._built["serial_model"] if wants_model else None
+    prov = ctx.provenance(step.field, scorer)
+    explainer_name = ctx.plan.step("explainer").component.name
+    done = store.scored(explainer_name, name, {"options_hash": prov["options_hash"]})
+    need_set = frozenset(needs or ())
+    executor = ctx.build("executor")
+    seed = ctx.config.seed
+    if (
+        needs is not None
+        and not needs & OFF_PROCESS_BLOCKERS
+        and not getattr(executor, "in_process", False)
+    ):  # CPU-bound and self-contained: the scorer runs in the executor's workers
+        feed = arrivals.subscribe() if arrivals is not None else None
+
+        async def on_executor(bar: Any) -> StageSummary:
+            if feed is not None:  # after the explain stage, with what it added to the store
+                async for _ in feed:
+                    pass
+            work = _score_work(ctx, store, explanations(wanted), need_set, done)
+            return await score_on_executor(
+                work, step, store, executor, done=done, seed=seed, provenance=prov, bar=bar
+            )
+
+        return on_executor
+    if arrivals is not None:
+        feed = arrivals.subscribe()
+        work: Any = _score_arrivals(ctx, store, explanations(), feed, need_set, done)
+        total = sum(1 for ref in wanted if ref not in done)
+    else:
+        work = _score_work(ctx, store, explanations(), need_set, done)
+        total = sum(1 for ref in explained if ref not in done)
+    return partial(
+        score_explanations, work, scorer, name, store, llm=llm, adapter=adapter,
+        concurrency=ctx.latents_in_flight, seed=seed, total=total, progress=ctx.progress,
+        provenance=prov,
+    )  # fmt: skip
 
 
 #: needs that tie a scorer to this process (the LLM client's scheduler, the loaded model)
@@ -1153,9 +1343,16 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
             llm_stats = llm.stats
             llm.check()
             try:
-                if "explain" in stages:
+                if "explain" in stages and "score" in stages:  # a latent is scored once explained
+                    arrivals: Arrivals[Explanation] = Arrivals(ctx.latents_in_flight)
+                    with stage_progress(llm, progress=ctx.progress) as bar:
+                        explained, scored = await asyncio.gather(
+                            stage_explain(ctx, store, llm, latents, arrivals, bar=bar),
+                            stage_score(ctx, store, llm, latents, arrivals, bar=bar),
+                        )
+                elif "explain" in stages:
                     explained = await stage_explain(ctx, store, llm, latents)
-                if "score" in stages:
+                else:
                     scored = await stage_score(ctx, store, llm, latents)
             finally:
                 await llm.aclose()

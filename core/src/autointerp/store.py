@@ -754,6 +754,23 @@ class Store:
         rows = self._query(sql + " ORDER BY e.source, e.idx, e.explainer", params)
         return [_explanation(r) for r in rows]
 
+    def iter_explanations(
+        self, run_id: int, explainer: str, page: int = 512
+    ) -> Iterator[Explanation]:
+        """One explainer's explanations of a run, by latent, read ``page`` at a time: memory holds
+        a page, not the run (the score stage's source)."""
+        after: tuple[str, int] = ("", -1)
+        while True:
+            rows = self._query(
+                _EXPLANATIONS + " WHERE e.run_id = ? AND e.explainer = ? AND (e.source, e.idx) > "
+                "(?, ?) ORDER BY e.source, e.idx LIMIT ?",
+                (run_id, explainer, *after, page),
+            )
+            yield from (_explanation(r) for r in rows)
+            if len(rows) < page:
+                return
+            after = (rows[-1]["source"], rows[-1]["idx"])
+
     def latent_explanations(
         self, run_id: int, latents: Sequence[LatentRef]
     ) -> dict[LatentRef, list[Explanation]]:
@@ -1342,6 +1359,9 @@ class RunStore:
 
     def explanations(self, explainer: str | None = None) -> list[Explanation]:
         return self.store.explanations(self.run_id, explainer)
+
+    def iter_explanations(self, explainer: str, page: int = 512) -> Iterator[Explanation]:
+        return self.store.iter_explanations(self.run_id, explainer, page)
 
     def put_score(self, score: Score) -> None:
         self.store.put_score(self.run_id, score)
