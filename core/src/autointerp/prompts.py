@@ -16,7 +16,7 @@ import re
 import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from string import Template
 from typing import Any
@@ -84,6 +84,7 @@ def load_template(package: str, prompt_id: str, *, folder: str = "prompts") -> P
 SPECIAL_TOKEN = re.compile(r"<\|[^|<>\s]{1,40}\|>|</?s>|<unk>|<pad>")
 
 
+@lru_cache(maxsize=1 << 17)  # a vocabulary's worth: tokens repeat across every prompt
 def clean(token: str) -> str:
     """A token made safe for a one-line, ``<<marked>>`` rendering: newlines and special tokens
     shown as ``\\n``, and no ``<<``/``>>`` of its own."""
@@ -94,6 +95,8 @@ def clean(token: str) -> str:
 def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
     """Tokens as one line (each :func:`clean`), runs of marked tokens wrapped in ``<<...>>``
     (after a token's leading space)."""
+    if marks is None or not any(marks):
+        return "".join(map(clean, tokens)).strip()
     text, inside = "", False
     for i, raw in enumerate(tokens):
         tok = clean(raw)
