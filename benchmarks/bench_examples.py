@@ -6,9 +6,9 @@ A cache of a tiny random-weight GPT-2 through a random SAE (latents firing on ~1
 each has activating and silent windows to spare) is built once in a temporary directory; then the
 run's example step is timed for ``--latents`` latents: build (train 40, test 50, negatives 50 of
 32 tokens), decode token strings, store in the results store, and make the Example objects an
-explainer is handed — what a run does between caching and explaining. ``--baseline-src`` (a ``core/src`` of another checkout, e.g. a ``git worktree`` of an
-earlier commit) times the same step with that code on the same cache, in a subprocess, and prints
-the ratio.
+explainer is handed: what a run does between caching and explaining. ``--baseline-src`` (the
+``core/src`` of another checkout, e.g. a ``git worktree`` of an earlier commit) times the same
+step with that code on the same cache, in a subprocess, and prints the ratio.
 """
 
 from __future__ import annotations
@@ -128,11 +128,16 @@ def main() -> None:
     print(f"{ours['latents']} latents, {ours['examples']} examples (40/50/50 of 32 tokens), 1 core")
     for name, r in rows:
         print(
-            f"  {name:<40} {r['latents_per_s']:8.1f} latents/s  wall {r['wall_s']:6.2f} s  "
-            f"cpu {r['cpu_s']:6.2f} s  store {r['store_bytes_per_example']:6.0f} B/example"
+            f"  {name:<34} {r['latents_per_s']:7.1f} latents/s (wall), "
+            f"{r['latents'] / r['cpu_s']:7.1f} per CPU second; "
+            f"store {r['store_bytes_per_example']:4.0f} B/example"
         )
     if len(rows) == 2:
-        print(f"  speed-up: {ours['latents_per_s'] / rows[1][1]['latents_per_s']:.1f}x")
+        base = rows[1][1]
+        print(
+            f"  speed-up: {ours['latents_per_s'] / base['latents_per_s']:.1f}x wall, "
+            f"{base['cpu_s'] / ours['cpu_s']:.1f}x CPU"
+        )
 
 
 if __name__ == "__main__":
