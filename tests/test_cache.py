@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import save_file
 
 from autointerp.cache import ActivationCache, CacheError, build_cache
+from autointerp.features import FeatureSource, SparseActivations
 from autointerp.plugins import PluginManager
 from autointerp.testing.adapters import build_tiny, save_tiny, tiny_model, torch_threads
 
@@ -361,3 +362,42 @@ def test_bfloat16_caches_end_to_end_on_the_cpu(adapter, tmp_path: Path) -> None:
     assert (half > 0).sum() > 0.3 * (full > 0).sum()
     scale = full.abs().max()
     assert (half - full).abs().max() < 0.05 * scale  # bfloat16 keeps ~3 significant digits
+
+
+class _TokenParity(FeatureSource):
+    """Reads token ids, not activations: latent 0 fires (value = id) on even ids."""
+
+    reads_tokens = True
+    site, n_latents, d_in = SITE, 1, 32
+
+    def __init__(self) -> None:
+        self.bound = None
+
+    def check_site(self, site, *, source: str = "token parity") -> None:
+        pass
+
+    def bind_model(self, adapter) -> None:
+        self.bound = adapter
+
+    def encode(self, x: torch.Tensor):
+        raise AssertionError("a source that reads tokens is never given activations")
+
+    def encode_tokens(self, ids: torch.Tensor) -> SparseActivations:
+        flat = ids.reshape(-1)
+        rows = ((flat % 2 == 0) & (flat > 0)).nonzero().squeeze(1)
+        return SparseActivations(rows, torch.zeros_like(rows), flat[rows].float())
+
+
+def test_a_source_that_reads_tokens_is_bound_and_given_the_ids_without_a_forward(
+    adapter, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _TokenParity()
+    monkeypatch.setattr(adapter, "forward", lambda *a, **k: pytest.fail("forward ran"))
+    data = batches(2)
+    build_cache(adapter, source, data, tmp_path, {"test": 1}, progress=False)
+    assert source.bound is adapter
+    ids = torch.cat(data).reshape(-1)
+    token, value = ActivationCache(tmp_path).latent(0)
+    expected = ((ids % 2 == 0) & (ids > 0)).nonzero().squeeze(1)
+    assert token.tolist() == expected.tolist()
+    assert value.astype(np.float32).tolist() == ids[expected].float().tolist()

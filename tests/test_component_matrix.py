@@ -43,6 +43,8 @@ MATRIX: dict[str, dict[str, Any]] = {
     "output_side": {"explainer": "output_side"},
     "best_of_k": {"explainer": "best_of_k"},
     "sae": {"source": "sae"},
+    "planted": {"source": "planted"},
+    "planted-rwkv": {"arch": "rwkv", "source": "planted"},
     "mamba": {"arch": "mamba", "source": "sae"},
     "rwkv": {"arch": "rwkv", "source": "sae"},
     "openai": {"llm": "openai"},
@@ -105,6 +107,8 @@ def write(tmp_path: Path, server: ScriptedLLMServer, models: dict[str, Path], sa
     if row.get("source") == "sae":
         source = (f'name = "sae"\npath = "{sae.as_posix()}"\nsite = "resid_post.1"\n'
                   'activation = "relu"')  # fmt: skip
+    elif row.get("source") == "planted":
+        source = 'name = "planted"'
     llm = row.get("llm", "openai-compatible")
     base = server.anthropic_base_url if llm == "anthropic" else server.openai_base_url
     path = write_run_config(

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import pytest
 
-from autointerp.config import apply_override, dump_toml, load_config, parse_value
+from autointerp.config import (
+    LatentSettings,
+    apply_override,
+    describe_options,
+    dump_toml,
+    load_config,
+    parse_value,
+    raw_selections,
+)
 from autointerp.errors import ConfigError
 
 
@@ -77,8 +85,9 @@ def test_bad_value_names_field_path_and_expectation(tmp_path) -> None:
 
 
 def test_missing_component_name(tmp_path) -> None:
-    path = write(tmp_path, "[explainer]\ntemperature = 0.3\n")
-    with pytest.raises(ConfigError, match=r"my\.toml: explainer\.name: field required"):
+    # a table without `name` keeps the default component (issue #20); [executor] has no default
+    path = write(tmp_path, "[executor]\nworkers = 2\n")
+    with pytest.raises(ConfigError, match=r"my\.toml: executor\.name: field required"):
         load_config(path)
 
 
@@ -175,3 +184,58 @@ def test_validation_errors_redact_key_shaped_values() -> None:
     with pytest.raises(ConfigError) as info:  # a key in a field that wants a number
         load_config(None, ['llm.timeout_s="sk-ant-0123456789abcdefXYZ"'])
     assert "0123456789abcdef" not in str(info.value)
+
+
+# -- merging tables, every problem at once, describing options (issue #20) -------------------------
+
+
+def test_a_table_without_name_keeps_the_default_component_and_adds_options(tmp_path) -> None:
+    path = write(tmp_path, "[explainer]\ntemperature = 0.3\n[llm]\nname = 'local'\nparallel = 1\n")
+    config = load_config(path)
+    assert config.explainer.name == "default" and config.explainer.options == {"temperature": 0.3}
+    assert config.llm.name == "local" and config.llm.options == {"parallel": 1}
+
+
+def test_a_table_naming_another_component_replaces_the_default(tmp_path) -> None:
+    path = write(tmp_path, "[explainer]\nname = 'contrastive'\nmax_negatives = 2\n")
+    config = load_config(path)
+    assert config.explainer.name == "contrastive" and config.explainer.options == {
+        "max_negatives": 2
+    }
+
+
+def test_every_problem_is_reported_at_once_one_line_each(tmp_path) -> None:
+    path = write(
+        tmp_path,
+        "sead = 3\nthreads = 0\n[latents]\nn_trian = 2\n"
+        '[llm]\napi = "sk-abcdefghijklmnopqrstuvwxyz123456"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == (
+        f"{path}: llm.api: holds what looks like an API key; never put keys in a config (it is "
+        "saved with the run): set the provider's variable (e.g. $OPENAI_API_KEY) or add it to "
+        "~/.config/autointerp/keys.toml"
+    )
+    assert f"{path}: sead: unknown field; did you mean 'seed'? (got 3)" in lines
+    assert f"{path}: latents.n_trian: unknown field; did you mean 'n_train'? (got 2)" in lines
+    assert any(line.startswith(f"{path}: threads: Input should be greater") for line in lines)
+    assert len(lines) == 4 and "sk-abc" not in str(info.value)
+
+
+def test_raw_selections_skip_the_malformed_ones() -> None:
+    data = {"explainer": {"temperature": 1}, "llm": "local", "scorers": [{"name": "a", "n": 1}, 3]}
+    found = raw_selections(data)
+    assert [(where, kind, s.name, s.options) for where, kind, s in found] == [
+        ("llm", "llm_client", "local", {}),
+        ("scorers[0]", "scorer", "a", {"n": 1}),
+    ]
+
+
+def test_describe_options_of_the_run_config_tables() -> None:
+    rows = {r["name"]: r for r in describe_options(LatentSettings)}
+    assert rows["negatives"]["type"] == "'random' | 'similar' | 'mixed'"
+    assert rows["negatives"]["default"] == "random"
+    assert rows["n"]["bounds"] == [">= 1"] and rows["indices"]["type"] == "list[int] | None"
+    assert "modes" not in rows["n"]

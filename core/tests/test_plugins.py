@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, ClassVar, Literal
+
 import pytest
+from pydantic import Field
 
 from autointerp import hookimpl
-from autointerp.config import ComponentConfig
+from autointerp.config import ComponentConfig, Selection
 from autointerp.errors import ConfigError, PluginError, UnknownComponentError
 from autointerp.plugins import PluginManager
 
@@ -171,3 +174,98 @@ def test_fixture_registers_plugin_for_one_test(autointerp_plugins, autointerp_cl
     result = autointerp_cli("plugins", "--json")
     assert result.exit_code == 0
     assert '"name": "echo"' in result.stdout and '"kind": "llm_client"' in result.stdout
+
+
+# -- allow-list, descriptions, hooks (issue #20) ---------------------------------------------------
+
+
+def test_allow_list_loads_only_the_plugins_it_names(autointerp_install_plugin, monkeypatch) -> None:
+    autointerp_install_plugin("ai_allowed", scorer_source("allowed", "ai_allowed"))
+    autointerp_install_plugin("ai_left_out", scorer_source("left-out", "ai_left_out"))
+    monkeypatch.setenv("AUTOINTERP_LOAD_PLUGINS", "ai_allowed")
+    pm = PluginManager()
+    assert pm.plugins["ai_allowed"].status == "ok"
+    assert pm.plugins["ai_left_out"].status == "disabled"
+    assert pm.plugins["ai_left_out"].error == "not in AUTOINTERP_LOAD_PLUGINS"
+    assert "left-out" not in pm.names("scorer")
+    assert all(  # autointerp's own plugins (the executors) load whatever the list says
+        p.status == "ok" for p in pm.plugins.values() if p.distribution == "autointerp"
+    )
+    monkeypatch.setenv("AUTOINTERP_LOAD_PLUGINS", "")  # set but empty: no plugin of others loads
+    assert PluginManager().plugins["ai_allowed"].status == "disabled"
+    monkeypatch.setenv("AUTOINTERP_DISABLE_PLUGINS", "ai_allowed")  # both lists: the deny wins
+    monkeypatch.setenv("AUTOINTERP_LOAD_PLUGINS", "ai_allowed")
+    assert PluginManager().plugins["ai_allowed"].status == "disabled"
+
+
+class Described:
+    class Options(ComponentConfig):
+        """Options of a described scorer.
+
+        More text that is not the summary."""
+
+        presets: ClassVar[dict[str, dict[str, Any]]] = {"economy": {"n": 1}}
+
+        n: int = Field(3, ge=1, le=9, description="how many")
+        style: Literal["terse", "long"] = Field("terse", description="answer style")
+        label: str | None = Field(None, description="optional label")
+        tags: list[str] = Field(default_factory=list, description="tags")
+
+    @hookimpl
+    def autointerp_register_scorers(self, register):
+        register("described", lambda c: c, config=self.Options)
+        register("plain", lambda c: c, description="takes no options")
+
+
+def test_a_component_describes_every_option_from_its_config_class() -> None:
+    pm = PluginManager(entry_points=False)
+    pm.register(Described(), "described-plugin", distribution="ai-described", version="1.2")
+    info = pm.get("scorer", "described").describe()
+    assert info["kind"] == "scorer" and info["plugin"] == "described-plugin"
+    assert info["distribution"] == "ai-described" and info["version"] == "1.2"
+    assert info["description"] == "Options of a described scorer."  # the docstring's summary
+    options = {o["name"]: o for o in info["options"]}
+    assert options["n"] == {
+        "name": "n",
+        "type": "int",
+        "required": False,
+        "default": 3,
+        "bounds": [">= 1", "<= 9"],
+        "description": "how many",
+        "modes": {"economy": 1},
+    }
+    assert options["style"]["type"] == "'terse' | 'long'"
+    assert options["label"]["type"] == "str | None" and options["label"]["default"] is None
+    assert options["tags"]["type"] == "list[str]" and options["tags"]["default"] == []
+    plain = pm.get("scorer", "plain").describe()
+    assert plain["description"] == "takes no options" and plain["options"] == []
+
+
+def test_find_matches_components_then_plugins_and_suggests() -> None:
+    pm = PluginManager(entry_points=False)
+    pm.register(Described(), "described-plugin", distribution="ai-described")
+    assert [c.name for c in pm.find("plain")] == ["plain"]
+    assert {c.name for c in pm.find("ai-described")} == {"described", "plain"}
+    with pytest.raises(UnknownComponentError, match="did you mean 'described'"):
+        pm.find("descibed")
+
+
+def test_hook_rows_say_which_hooks_and_where_from(autointerp_install_plugin) -> None:
+    site = autointerp_install_plugin("ai_hooked", scorer_source("hooked", "ai_hooked"))
+    (row,) = [r for r in PluginManager().hook_rows() if r["plugin"] == "ai_hooked"]
+    assert row["hooks"] == ["autointerp_register_scorers"]
+    assert row["path"] == str(site / "ai_hooked.py") and row["status"] == "ok"
+    assert row["distribution"] == "ai-hooked" and row["module"] == "ai_hooked"
+
+
+def test_selection_problems_are_one_line_each() -> None:
+    pm = PluginManager(entry_points=False)
+    pm.register(Described(), "described-plugin")
+    selections = [
+        ("scorers[0]", "scorer", Selection(name="described", options={"nn": 2})),
+        ("scorers[1]", "scorer", Selection(name="plian")),
+    ]
+    problems = pm.selection_problems(selections, "my.toml")
+    assert problems[0] == "my.toml: scorers[0].nn: unknown field; did you mean 'n'? (got 2)"
+    assert problems[1].startswith("my.toml: scorers[1].name: no scorer named 'plian'; did you mean")
+    assert len(problems) == 2

@@ -21,10 +21,11 @@ options alone (where activations were computed, not what they are): a cache made
 on a laptop.
 
 Devices: the feature source is placed on the model adapter's device (:meth:`FeatureSource.place`);
-each batch's sparse activations come back to the CPU in one transfer. A batch that runs out of
-memory (``torch.cuda.OutOfMemoryError``, or the CPU allocator's "not enough memory") is split in
-halves and retried, down to one context, and later batches run at the size that fit; the cache's
-content does not depend on the split.
+each batch's sparse activations come back to the CPU in one transfer (a source that reads the
+token ids themselves, ``reads_tokens``, is given each batch's ids and no forward pass runs). A
+batch that runs out of memory (``torch.cuda.OutOfMemoryError``, or the CPU allocator's "not enough
+memory") is split in halves and retried, down to one context, and later batches run at the size
+that fit; the cache's content does not depend on the split.
 """
 
 from __future__ import annotations
@@ -206,6 +207,8 @@ def build_cache(
     device = getattr(adapter, "device", None)
     if device is not None and callable(place := getattr(source, "place", None)):
         place(device)  # a source left at device "auto" computes where the model does
+    if getattr(source, "reads_tokens", False):
+        source.bind_model(adapter)  # e.g. the tokenizer, to evaluate rules over token strings
     splitter = _Splitter(adapter, source, device)
 
     def close_shard() -> None:
@@ -364,8 +367,11 @@ class _Splitter:
 
         b, t = ids.shape
         with torch.no_grad():
-            h = self.adapter.forward(ids, capture=[self.source.site], return_logits=False)
-            acts = self.source.encode(h.captures[self.source.site].reshape(b * t, -1))
+            if getattr(self.source, "reads_tokens", False):  # rules over the ids: no forward
+                acts = self.source.encode_tokens(ids)
+            else:
+                h = self.adapter.forward(ids, capture=[self.source.site], return_logits=False)
+                acts = self.source.encode(h.captures[self.source.site].reshape(b * t, -1))
             packed = torch.stack(
                 (
                     acts.rows.to(torch.int32),

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import json
 import signal
+import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -118,9 +120,30 @@ def _stopped(line: str, seen: _Interruption) -> typer.Exit:
 
 @app.command("plugins")
 def plugins_command(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="A component (or plugin) to describe: kind, plugin, version, description and "
+            "every option with its type, default and description."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    hooks: Annotated[
+        bool,
+        typer.Option("--hooks", help="Show each plugin's hooks and the file it was loaded from."),
+    ] = False,
 ) -> None:
-    """List installed plugins and their components, with errors for broken ones."""
+    """List installed plugins and their components, with errors for broken ones; describe one
+    component with NAME.
+
+    AUTOINTERP_LOAD_PLUGINS=a,b loads only the plugins named (entry-point or distribution
+    names); AUTOINTERP_DISABLE_PLUGINS=a,b skips those named."""
+    if name is not None:
+        _describe_components(name, as_json)
+        return
+    if hooks:
+        _print_hooks(as_json)
+        return
     rows = _plugins().rows()
     if as_json:
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
@@ -131,19 +154,149 @@ def plugins_command(
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
     for col in ("name", "kind", "distribution", "version", "status"):
         table.add_column(col, overflow="fold")  # narrow terminals wrap names, never cut them
-    style = {"ok": "green", "error": "red", "disabled": "yellow"}
     for row in rows:
         table.add_row(
             row["name"],
-            (row["kind"] or "-").replace("_", " ").replace("llm ", "LLM "),
+            _kind(row["kind"]),
             row["distribution"],
             row["version"],
-            f"[{style[row['status']]}]{row['status']}[/]",
+            f"[{_STATUS_STYLE[row['status']]}]{row['status']}[/]",
         )
     console.print(table)
+    _print_plugin_errors(rows)
+
+
+_STATUS_STYLE = {"ok": "green", "error": "red", "disabled": "yellow"}
+
+
+def _kind(kind: str | None) -> str:
+    return (kind or "-").replace("_", " ").replace("llm ", "LLM ")
+
+
+def _print_plugin_errors(rows: list[dict[str, Any]]) -> None:
     errors = {(r["plugin"], r["error"]) for r in rows if r["error"]}
     for plugin, error in sorted(errors):
         err_console.print(Text.assemble((plugin, "bold"), f": {error}"), soft_wrap=True)
+
+
+def _print_hooks(as_json: bool) -> None:
+    rows = _plugins().hook_rows()
+    if as_json:
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    for row in rows:  # a block per plugin: paths are long, and must stay whole to copy
+        console.print(
+            Text.assemble(
+                (row["plugin"], "bold"),
+                f"  {row['distribution']} {row['version']}  ",
+                (row["status"], _STATUS_STYLE[row["status"]]),
+            ),
+            soft_wrap=True,
+        )
+        console.print(f"  from: {row['path'] or row['module']}", highlight=False, soft_wrap=True)
+        hooks = ", ".join(h.removeprefix("autointerp_") for h in row["hooks"]) or "-"
+        console.print(f"  hooks: {hooks}", highlight=False, soft_wrap=True)
+    _print_plugin_errors(rows)
+
+
+def _show(value: Any) -> str:
+    """An option's value as it is written in a config file (TOML-like)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return json.dumps(value)
+
+
+def _describe_components(name: str, as_json: bool) -> None:
+    found = [c.describe() for c in _plugins().find(name)]
+    if as_json:
+        sys.stdout.write(json.dumps(found, indent=2) + "\n")
+        return
+    for i, comp in enumerate(found):
+        if i:
+            console.print()
+        console.print(
+            Text.assemble(
+                (f"{_kind(comp['kind'])} '{comp['name']}'", "bold"),
+                f"  plugin {comp['plugin']}, {comp['distribution']} {comp['version']}",
+            ),
+            soft_wrap=True,
+        )
+        if comp["description"]:
+            console.print(comp["description"], highlight=False)
+        if not comp["options"]:
+            console.print("No options.")
+            continue
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title_justify="left")
+        for col in ("option", "type", "default", "description"):
+            table.add_column(col, overflow="fold")
+        for opt in comp["options"]:
+            bounds = f" ({', '.join(opt['bounds'])})" if opt["bounds"] else ""
+            kind = opt["type"] + bounds
+            default = "(required)" if opt["required"] else _show(opt["default"])
+            modes = opt.get("modes", {})
+            if modes:
+                default += "".join(f"\n{m}: {_show(v)}" for m, v in modes.items())
+            table.add_row(opt["name"], Text(kind), Text(default), Text(opt["description"]))
+        console.print(table)
+
+
+# -- install -----------------------------------------------------------------------------------
+
+_PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def pip_command(action: str, args: list[str]) -> list[str]:
+    """The pip command that (un)installs into the environment autointerp runs in (under pipx,
+    its own venv): ``python -m pip ACTION ARGS``, with this interpreter."""
+    return [sys.executable, "-m", "pip", action, *args]
+
+
+def _pip(action: str, args: list[str]) -> None:
+    code = subprocess.run(pip_command(action, args), check=False).returncode
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("install", context_settings=_PASS_THROUGH)
+def install_command(
+    packages: Annotated[
+        list[str] | None, typer.Argument(help="Packages to install: names, paths or URLs.")
+    ] = None,
+    upgrade: Annotated[
+        bool, typer.Option("--upgrade", "-U", help="Upgrade packages to the latest version.")
+    ] = False,
+    editable: Annotated[
+        str | None, typer.Option("--editable", "-e", help="Install a project in editable mode.")
+    ] = None,
+    force_reinstall: Annotated[
+        bool, typer.Option("--force-reinstall", help="Reinstall even if already up to date.")
+    ] = False,
+    no_cache_dir: Annotated[
+        bool, typer.Option("--no-cache-dir", help="Do not use pip's cache.")
+    ] = False,
+    pre: Annotated[bool, typer.Option("--pre", help="Include pre-release versions.")] = False,
+) -> None:
+    """Install packages (plugins) from PyPI, a path or a URL into the environment autointerp
+    runs in: `python -m pip install` with its interpreter. Other pip options pass through."""
+    args = list(packages or [])
+    if not args and editable is None:
+        raise ConfigError("install: name a package (or a path, or -e PATH)")
+    flags = {"--upgrade": upgrade, "--force-reinstall": force_reinstall}
+    flags |= {"--no-cache-dir": no_cache_dir, "--pre": pre}
+    args = [f for f, on in flags.items() if on] + (["-e", editable] if editable else []) + args
+    _pip("install", args)
+
+
+@app.command("uninstall", context_settings=_PASS_THROUGH)
+def uninstall_command(
+    packages: Annotated[list[str], typer.Argument(help="Distributions to uninstall.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Uninstall packages (plugins) from the environment autointerp runs in: `python -m pip
+    uninstall` with its interpreter. Other pip options pass through."""
+    _pip("uninstall", (["-y"] if yes else []) + list(packages))
 
 
 # -- config ------------------------------------------------------------------------------------
@@ -163,23 +316,101 @@ SetOption = Annotated[
 
 
 @config_app.command("show")
-def config_show(file: ConfigFile = None, set_: SetOption = None) -> None:
+def config_show(
+    file: ConfigFile = None,
+    set_: SetOption = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="Also print every option of the selected components with its value or default "
+            "(options without a value are left out: TOML has no null).",
+        ),
+    ] = False,
+) -> None:
     """Print the merged config (defaults, FILE and overrides) as TOML."""
     from autointerp.config import dump_toml, load_config
 
     config = load_config(file, set_ or [])
-    sys.stdout.write(dump_toml(config.as_table()))
+    table = config.as_table()
+    if full:
+        _fill_defaults(table, config, str(file) if file else "defaults")
+    sys.stdout.write(dump_toml(table))
+
+
+def _fill_defaults(table: dict[str, Any], config: Any, source: str) -> None:
+    """Put every option of each selected component (its mode preset applied) into ``table``."""
+    plugins = _plugins()
+    problems = plugins.selection_problems(config.selections(), source, config.mode)
+    if problems:
+        raise ConfigError("\n".join(problems))
+    for where, kind, selection in config.selections():
+        options = plugins.get(kind, selection.name).validate(
+            selection.options, where=f"{source}: {where}", mode=config.mode
+        )
+        values = {k: v for k, v in options.model_dump(mode="json").items() if v is not None}
+        full = {"name": selection.name, **values}
+        if where.startswith("scorers["):
+            table["scorers"][int(where[len("scorers[") : -1])] = full
+        else:
+            table[where] = full
 
 
 @config_app.command("validate")
 def config_validate(file: ConfigFile = None, set_: SetOption = None) -> None:
-    """Check FILE: syntax, fields, and each selected component's options against its plugin."""
-    from autointerp.config import load_config
+    """Check FILE: syntax, fields, and each selected component's options against its plugin;
+    every problem is reported, one line each."""
+    _, plan = _load_and_plan(file, set_ or [])
+    console.print(f"[green]ok[/]: {file or 'defaults'} selects {len(plan.steps)} components.")
+
+
+#: the flag that selects the component of each of the config's selection fields
+_SELECTION_FLAGS = {
+    "model": "--model",
+    "feature_source": "--source",
+    "explainer": "--explainer",
+    "llm": "--llm",
+    "scorers": "--scorer",
+}
+
+
+def _load_and_plan(
+    file: Path | None, overrides: list[str], selections: Mapping[str, Any] | None = None
+) -> tuple[Any, Any]:
+    """Load, validate and plan a run config, reporting every problem at once (one line each):
+    the config's own fields and, even when those are wrong, each well-formed selection's
+    component and options. A component named by a flag (``--scorer overlpa``) is blamed on the
+    flag, not on the file."""
+    from typing import get_args
+
+    from autointerp.config import RunConfig, check_config, load_data, raw_selections
     from autointerp.pipeline import plan_run
 
-    config = load_config(file, set_ or [])
-    plan = plan_run(config, _plugins(), source=str(file) if file else "defaults")
-    console.print(f"[green]ok[/]: {file or 'defaults'} selects {len(plan.steps)} components.")
+    source = str(file) if file else "defaults"
+    plugins = _plugins()
+    data = load_data(file, overrides, selections)
+    config, problems = check_config(data, source)
+    if config is None:
+        modes = get_args(RunConfig.model_fields["mode"].annotation)
+        mode = data.get("mode") if data.get("mode") in modes else "parity"
+        problems += plugins.selection_problems(raw_selections(data), source, mode)
+    if not problems:
+        try:
+            return config, plan_run(config, plugins, source=source)
+        except ConfigError as exc:
+            problems = str(exc).splitlines()
+    flagged = {}
+    for key, value in (selections or {}).items():
+        if value and key == "scorers":
+            flagged |= {f"scorers[{i}]": "--scorer" for i in range(len(value))}
+        elif value:
+            flagged[key] = _SELECTION_FLAGS[key]
+    for i, line in enumerate(problems):
+        for where, flag in flagged.items():
+            prefix = f"{source}: {where}.name: "
+            if line.startswith(prefix):
+                problems[i] = f"{flag}: {where}.name: " + line[len(prefix) :]
+    raise ConfigError("\n".join(problems))
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -250,8 +481,7 @@ def _plan_and_run(
     seen: _Interruption,
 ) -> Any:
     """:func:`_run_stages` up to the run's outcome (``pipeline.RunOutcome``)."""
-    from autointerp.config import load_config
-    from autointerp.pipeline import plan_run, run
+    from autointerp.pipeline import run
     from autointerp.runlock import hold_run_dir
 
     overrides = list(set_ or [])
@@ -264,10 +494,8 @@ def _plan_and_run(
     if run_dir is not None:
         overrides.append(f'run_dir="{run_dir.as_posix()}"')
     only = {k: v for k, v in selections.items() if v}
-    config = load_config(file, overrides, only)
     plugins = _plugins()
-    source = str(file) if file else "defaults"
-    plan = plan_run(config, plugins, source=source)  # checked before the directory is touched
+    config, plan = _load_and_plan(file, overrides, only)  # before the directory is touched
 
     def waiting(line: str) -> None:
         err_console.print(line, soft_wrap=True, highlight=False)
@@ -278,9 +506,9 @@ def _plan_and_run(
         except KeyboardInterrupt:
             raise _stopped(f"stopped waiting for {plan.run_dir}", seen) from None
         if file is not None and file != target:  # the recorded config may have changed meanwhile
-            again = load_config(file, overrides, only)
+            again, again_plan = _load_and_plan(file, overrides, only)
             if again != config:
-                config, plan = again, plan_run(again, plugins, source=source)
+                config, plan = again, again_plan
         table = Table(title=f"{' + '.join(stages)} '{config.name}'", show_header=True)
         for col in ("stage", "component", "distribution"):
             table.add_column(col)
@@ -556,7 +784,39 @@ def build_cli() -> Any:
         _plugins().add_commands(app)
     except Exception as exc:  # never let plugin trouble stop --version or plugins
         err_console.print(Text.assemble(("error", "red"), f": loading plugins failed: {exc}"))
-    return typer.main.get_command(app)
+    command = typer.main.get_command(app)
+    _suggest_choices(command)
+    return command
+
+
+def _suggest_choices(command: Any) -> None:
+    """Make every choice-valued option and argument (a Literal or Enum type, in any plugin's
+    command too) suggest the closest choice for a misspelt value."""
+    for param in getattr(command, "params", ()):
+        desc = getattr(param, "type_descriptor", None)
+        choices = getattr(desc, "choices", None)
+        if choices and "process_value" not in vars(param):
+            param.process_value = _suggesting(param.process_value, choices)
+    for sub in getattr(command, "commands", {}).values():
+        _suggest_choices(sub)
+
+
+def _suggesting(process_value: Any, choices: tuple[Any, ...]) -> Any:
+    names = [str(getattr(c, "value", c)) for c in choices]
+
+    def process(ctx: Any, value: Any) -> Any:
+        try:
+            return process_value(ctx, value)
+        except typer.BadParameter as exc:
+            values = value if isinstance(value, list | tuple) else [value]
+            for item in values:
+                close = difflib.get_close_matches(str(item), names, n=1, cutoff=0.5)
+                if str(item) not in names and close:
+                    exc.message = f"{exc.message} Did you mean '{close[0]}'?"
+                    break
+            raise
+
+    return process
 
 
 def main(argv: list[str] | None = None) -> int:

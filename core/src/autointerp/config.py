@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import difflib
 import tomllib
+import types
+import typing
 from collections.abc import Iterable, Mapping, Sequence
 from importlib.resources import files
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticUndefined, to_jsonable_python
 
 from autointerp.errors import KEY_PATTERN, ConfigError, redact_keys
 
@@ -194,6 +197,93 @@ class RunConfig(BaseModel):
         return out
 
 
+#: the run config's fields that select one component each, with the component kind
+SELECTION_KINDS: dict[str, str] = {
+    "model": "model_adapter",
+    "feature_source": "feature_source",
+    "explainer": "explainer",
+    "llm": "llm_client",
+    "executor": "executor",
+}
+
+
+def raw_selections(data: Mapping[str, Any]) -> list[tuple[str, str, Selection]]:
+    """(field path, kind, selection) for every selection of raw config data that is well formed
+    on its own, so a config with other errors still has its components checked."""
+    found: list[tuple[str, str, Any]] = [
+        (key, kind, data[key]) for key, kind in SELECTION_KINDS.items() if key in data
+    ]
+    scorers = data.get("scorers")
+    if isinstance(scorers, list):
+        found += [(f"scorers[{i}]", "scorer", s) for i, s in enumerate(scorers)]
+    out = []
+    for where, kind, raw in found:
+        try:
+            out.append((where, kind, Selection.model_validate(raw)))
+        except ValidationError:
+            continue  # reported by RunConfig's own validation
+    return out
+
+
+# -- describing options ----------------------------------------------------------------------------
+
+_BOUNDS = {
+    "ge": ">=",
+    "gt": ">",
+    "le": "<=",
+    "lt": "<",
+    "min_length": "min length",
+    "max_length": "max length",
+}
+
+
+def type_name(annotation: Any) -> str:
+    """A short readable name of a field's type: ``int``, ``str | None``, ``'a' | 'b'``."""
+    if annotation is None or annotation is type(None):
+        return "None"
+    origin = typing.get_origin(annotation)
+    args = get_args(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(type_name(a) for a in args)
+    if origin is typing.Annotated:
+        return type_name(args[0])
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(type_name(a) for a in args)}]" if args else name
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def describe_options(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """One dict per field of ``model``: name, type, default (JSON data; absent when required),
+    required, bounds (``>= 1``), description and, for a component config, the value each mode
+    preset gives it."""
+    presets = getattr(model, "presets", {}) or {}
+    out = []
+    for name, field in model.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        bounds = [
+            f"{sign} {getattr(meta, attr)}"
+            for meta in field.metadata
+            for attr, sign in _BOUNDS.items()
+            if getattr(meta, attr, None) is not None
+        ]
+        row: dict[str, Any] = {
+            "name": name,
+            "type": type_name(field.annotation),
+            "required": default is PydanticUndefined,
+            "default": None if default is PydanticUndefined else to_jsonable_python(default),
+            "bounds": bounds,
+            "description": field.description or "",
+        }
+        modes = {mode: to_jsonable_python(p[name]) for mode, p in presets.items() if name in p}
+        if modes:
+            row["modes"] = modes
+        out.append(row)
+    return out
+
+
 # -- errors ----------------------------------------------------------------------------------------
 
 
@@ -220,7 +310,7 @@ def format_validation_error(
         loc = f"{prefix}.{loc}" if prefix and parts else (prefix or loc)
         if err["type"] == "extra_forbidden":
             msg = "unknown field"
-            known = sorted(model.model_fields) if model is not None and len(parts) == 1 else []
+            known = _known_fields(model, parts)
             close = difflib.get_close_matches(str(parts[-1]), known, n=1) if known else []
             if close:
                 msg += f"; did you mean '{close[0]}'?"
@@ -233,6 +323,18 @@ def format_validation_error(
             msg = err["msg"]
         lines.append(f"{source}: {loc}: {msg} (got {redact_keys(_short(err.get('input')))})")
     return "\n".join(lines)
+
+
+def _known_fields(model: type[BaseModel] | None, parts: Sequence[Any]) -> list[str]:
+    """The field names beside the unknown one at ``parts`` (nested tables included, such as
+    ``latents.n_trian``), for a suggestion."""
+    for part in parts[:-1]:
+        field = model.model_fields.get(str(part)) if model is not None else None
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return sorted(model.model_fields) if model is not None else []
 
 
 def with_preset(
@@ -340,23 +442,32 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
 
 
-def load_config(
+def merge_file(data: dict[str, Any], file_data: Mapping[str, Any]) -> None:
+    """Lay a config file's data over the defaults: a table is merged into the default table of
+    the same key when it keeps its component (no ``name``, or the same one), so
+    ``[explainer] temperature = 0.3`` keeps the default explainer; a table naming another
+    component, and anything that is not a table, replaces the default."""
+    for key, value in file_data.items():
+        current = data.get(key)
+        if isinstance(value, dict) and isinstance(current, dict):
+            same = value.get("name", current.get("name")) == current.get("name")
+            data[key] = {**current, **value} if same else value
+        else:
+            data[key] = value
+
+
+def load_data(
     path: Path | None = None,
     overrides: Sequence[str] = (),
     selections: Mapping[str, Any] | None = None,
-) -> RunConfig:
-    """Read ``path`` (or, without one, the embedded defaults with the quickstart's small sizes),
-    apply selections and ``--set`` overrides, validate.
-
-    A file is laid over the defaults table by table: a file that only sets ``[explainer]`` keeps
-    the default model, source, LLM and scorers. ``selections`` maps a stage to a component name
-    (``{"explainer": "default", "scorers": ["detection"]}``); choosing a new name drops the
-    previous component's options, which belonged to the other component.
-    """
+) -> dict[str, Any]:
+    """The raw config data :func:`load_config` validates: the defaults (with the quickstart's
+    sizes when there is no file), the file laid over them table by table (:func:`merge_file`),
+    ``selections`` and ``--set`` overrides. Raises on an unreadable file, bad TOML or a bad
+    override; everything else is for validation."""
     data = default_data(quickstart=path is None)
-    source = str(path) if path is not None else "defaults"
     if path is not None:
-        data.update(read_toml(path))
+        merge_file(data, read_toml(path))
     for key, value in (selections or {}).items():
         if key == "scorers":
             data[key] = [{"name": v} for v in value]
@@ -366,28 +477,72 @@ def load_config(
             data[key] = current if same else {"name": value}
     for assignment in overrides:
         apply_override(data, assignment)
-    refuse_keys(data, source)
+    return data
+
+
+def check_config(data: Mapping[str, Any], source: str) -> tuple[RunConfig | None, list[str]]:
+    """Validate raw config data: the config (None when it is invalid) and every problem found,
+    one line each (API keys anywhere, then the fields, all at once)."""
+    problems = key_problems(data, source)
     try:
-        return RunConfig.model_validate(data)
+        config: RunConfig | None = RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, source, model=RunConfig)) from None
+        config = None
+        problems += format_validation_error(exc, source, model=RunConfig).splitlines()
+    return config, problems
 
 
-def refuse_keys(data: Any, source: str, path: str = "") -> None:
-    """Refuse an API key anywhere in a config (it would be written to config.toml and the store),
-    naming the field, never the value."""
+def load_config(
+    path: Path | None = None,
+    overrides: Sequence[str] = (),
+    selections: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Read ``path`` (or, without one, the embedded defaults with the quickstart's small sizes),
+    apply selections and ``--set`` overrides, validate; every problem is reported at once, one
+    line each.
+
+    A file is laid over the defaults table by table: a file that only sets ``[explainer]`` keeps
+    the default model, source, LLM and scorers, and a component table without ``name`` (or with
+    the default's) keeps the default component and adds options to it. ``selections`` maps a
+    stage to a component name (``{"explainer": "default", "scorers": ["detection"]}``); choosing
+    a new name drops the previous component's options, which belonged to the other component.
+    """
+    data = load_data(path, overrides, selections)
+    config, problems = check_config(data, str(path) if path is not None else "defaults")
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def key_problems(data: Any, source: str, path: str = "") -> list[str]:
+    """A line for every API key anywhere in a config (it would be written to config.toml and the
+    store), naming the field, never the value."""
     if isinstance(data, Mapping):
-        for key, value in data.items():
-            refuse_keys(value, source, f"{path}.{key}" if path else str(key))
-    elif isinstance(data, list):
-        for i, value in enumerate(data):
-            refuse_keys(value, source, f"{path}[{i}]")
-    elif isinstance(data, str) and KEY_PATTERN.search(data):
-        raise ConfigError(
+        return [
+            line
+            for key, value in data.items()
+            for line in key_problems(value, source, f"{path}.{key}" if path else str(key))
+        ]
+    if isinstance(data, list):
+        return [
+            line
+            for i, value in enumerate(data)
+            for line in key_problems(value, source, f"{path}[{i}]")
+        ]
+    if isinstance(data, str) and KEY_PATTERN.search(data):
+        return [
             f"{source}: {path}: holds what looks like an API key; never put keys in a config (it "
             "is saved with the run): set the provider's variable (e.g. $OPENAI_API_KEY) or add it "
             "to ~/.config/autointerp/keys.toml"
-        )
+        ]
+    return []
+
+
+def refuse_keys(data: Any, source: str, path: str = "") -> None:
+    """Raise ConfigError naming every field that holds an API key (see :func:`key_problems`)."""
+    problems = key_problems(data, source, path)
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 def dump_toml(data: Mapping[str, Any]) -> str:

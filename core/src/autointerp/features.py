@@ -14,7 +14,7 @@ the model's activations move there once per batch.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
@@ -67,6 +67,11 @@ class FeatureSource(ABC):
     site: str
     n_latents: int
     d_in: int
+    #: True for a source whose latents are functions of the token ids, not of the model's
+    #: activations (a planted source with known meanings): the cache stage then calls
+    #: :meth:`bind_model` with the adapter once and :meth:`encode_tokens` on each batch's ids,
+    #: and runs no forward pass (``site`` is still checked, and names the cache directory)
+    reads_tokens: ClassVar[bool] = False
 
     def check_site(self, site: Site, *, source: str = "feature source") -> None:
         """Raise unless ``site`` is the one this source reads and has this source's width."""
@@ -81,6 +86,12 @@ class FeatureSource(ABC):
     @abstractmethod
     def encode(self, x: torch.Tensor) -> SparseActivations:
         """The nonzero latent activations of ``x`` ``[tokens, d_in]``."""
+
+    def encode_tokens(self, ids: torch.Tensor) -> SparseActivations:
+        """For a source with :attr:`reads_tokens`: the nonzero latent activations of a
+        ``[contexts, ctx_len]`` block of token ids (on the CPU), token rows numbered context-major
+        (``context * ctx_len + position``) as :meth:`encode` numbers them."""
+        raise FeatureSourceError(f"{type(self).__name__} does not read token ids")
 
     @property
     def direction_site(self) -> str:

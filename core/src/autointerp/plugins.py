@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,12 +21,19 @@ from typing import Any, Literal, Protocol
 import pluggy
 
 from autointerp import hookspecs
-from autointerp.config import ComponentConfig, EmptyConfig, validate_options
-from autointerp.errors import PluginError, UnknownComponentError
+from autointerp.config import (
+    ComponentConfig,
+    EmptyConfig,
+    Selection,
+    describe_options,
+    validate_options,
+)
+from autointerp.errors import AutointerpError, ConfigError, PluginError, UnknownComponentError
 from autointerp.types import COMPONENT_KINDS, kind_label
 
 ENTRY_POINT_GROUP = "autointerp"
 DISABLE_ENV = "AUTOINTERP_DISABLE_PLUGINS"
+LOAD_ENV = "AUTOINTERP_LOAD_PLUGINS"
 
 #: registration hook name for each component kind
 REGISTRATION_HOOKS: dict[str, str] = {
@@ -90,6 +98,21 @@ class Component:
         config = options if isinstance(options, ComponentConfig) else self.validate(options)
         return self.load_factory()(config)
 
+    def describe(self) -> dict[str, Any]:
+        """Kind, plugin, version, description and every option (type, default, bounds,
+        description, preset values) as JSON data; imports nothing beyond the config class."""
+        doc = (self.config.__doc__ or "").strip() if self.config is not EmptyConfig else ""
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "plugin": self.plugin,
+            "distribution": self.distribution,
+            "version": self.version,
+            "description": self.description or doc.split("\n\n")[0].replace("\n", " "),
+            "config": f"{self.config.__module__}.{self.config.__qualname__}",
+            "options": describe_options(self.config),
+        }
+
 
 @dataclass
 class PluginInfo:
@@ -102,6 +125,7 @@ class PluginInfo:
     status: Status = "ok"
     error: str | None = None
     traceback: str | None = None
+    path: str | None = None  # where it was loaded from: the module's file
     hooks: list[str] = field(default_factory=list)
     components: list[Component] = field(default_factory=list)
 
@@ -110,9 +134,22 @@ class PluginInfo:
         self.error = self.error + "; " + message if self.error else message
 
 
-def disabled_from_env() -> frozenset[str]:
-    raw = os.environ.get(DISABLE_ENV, "")
+def _names(raw: str) -> frozenset[str]:
     return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+
+def disabled_from_env() -> frozenset[str]:
+    """The deny-list: ``$AUTOINTERP_DISABLE_PLUGINS``, comma-separated plugin or distribution
+    names."""
+    return _names(os.environ.get(DISABLE_ENV, ""))
+
+
+def allowed_from_env() -> frozenset[str] | None:
+    """The allow-list: ``$AUTOINTERP_LOAD_PLUGINS`` (comma-separated plugin or distribution
+    names; set but empty loads none but autointerp's own), or None when it is not set (every
+    plugin loads)."""
+    raw = os.environ.get(LOAD_ENV)
+    return None if raw is None else _names(raw)
 
 
 def _one_line(exc: BaseException) -> str:
@@ -125,13 +162,22 @@ class PluginManager:
 
     ``entry_points=False`` gives an empty manager (tests register plugin objects directly).
     ``disabled`` names plugins (entry-point or distribution names) to skip; defaults to
-    ``$AUTOINTERP_DISABLE_PLUGINS``.
+    ``$AUTOINTERP_DISABLE_PLUGINS``. ``load``, when not None, names the only plugins to load
+    (an allow-list; the plugins of the ``autointerp`` distribution itself always load); defaults
+    to ``$AUTOINTERP_LOAD_PLUGINS`` when that is set. A plugin on both lists is skipped.
     """
 
-    def __init__(self, *, entry_points: bool = True, disabled: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        entry_points: bool = True,
+        disabled: Iterable[str] | None = None,
+        load: Iterable[str] | None = None,
+    ) -> None:
         self.pm = pluggy.PluginManager(ENTRY_POINT_GROUP)
         self.pm.add_hookspecs(hookspecs)
         self.disabled = frozenset(disabled) if disabled is not None else disabled_from_env()
+        self.allowed = frozenset(load) if load is not None else allowed_from_env()
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, list[Component]]] = {k: {} for k in COMPONENT_KINDS}
         if entry_points:
@@ -156,6 +202,11 @@ class PluginManager:
         if ep.name in self.disabled or dist in self.disabled:
             info.status = "disabled"
             info.error = f"disabled by {DISABLE_ENV}"
+            return
+        core = dist == ENTRY_POINT_GROUP  # autointerp's own plugins (executors) always load
+        if self.allowed is not None and not core and not {ep.name, dist} & self.allowed:
+            info.status = "disabled"
+            info.error = f"not in {LOAD_ENV}"
             return
         try:
             module = ep.load()
@@ -209,6 +260,8 @@ class PluginManager:
         info.hooks = sorted(
             caller.name for caller in self.pm.get_hookcallers(plugin) or () if caller.name
         )
+        module = plugin if hasattr(plugin, "__file__") else sys.modules.get(type(plugin).__module__)
+        info.path = getattr(module, "__file__", None)
         for kind, hook_name in REGISTRATION_HOOKS.items():
             self._call_plugin_hook(info, hook_name, register=self._registrar(kind, info))
 
@@ -326,7 +379,68 @@ class PluginManager:
         """Look up, validate options and build a component in one step."""
         return self.get(kind, name).build(options)
 
+    def find(self, name: str) -> list[Component]:
+        """Every component called ``name`` (of any kind), else every component of the plugin or
+        distribution ``name``; an error with the closest names when nothing matches."""
+        found = [c for c in self.components() if c.name == name]
+        if not found:
+            found = [c for c in self.components() if name in (c.plugin, c.distribution)]
+        if found:
+            return found
+        info = self.plugins.get(name) or next(
+            (p for p in self.plugins.values() if p.distribution == name), None
+        )
+        if info is not None:  # a plugin that registers no component
+            why = f": {info.error}" if info.error else ""
+            raise UnknownComponentError(
+                f"plugin '{info.name}' ({info.distribution}) registers no component"
+                + (why or " (it may add commands: see `autointerp --help`)")
+            )
+        known = sorted(
+            {c.name for c in self.components()}
+            | set(self.plugins)
+            | {p.distribution for p in self.plugins.values()}
+        )
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        raise UnknownComponentError(
+            f"no component or plugin named '{name}'{hint} (`autointerp plugins` lists them)"
+        )
+
+    def selection_problems(
+        self, selections: Iterable[tuple[str, str, Selection]], source: str, mode: str = "parity"
+    ) -> list[str]:
+        """A line per unknown component or bad option among ``selections`` ((field path, kind,
+        selection), as ``RunConfig.selections`` gives them)."""
+        problems = []
+        for where, kind, selection in selections:
+            try:
+                self.get(kind, selection.name).validate(
+                    selection.options, where=f"{source}: {where}", mode=mode
+                )
+            except ConfigError as exc:
+                problems += str(exc).splitlines()
+            except AutointerpError as exc:
+                problems.append(f"{source}: {where}.name: {exc}")
+        return problems
+
     # -- reporting -----------------------------------------------------------------------------
+
+    def hook_rows(self) -> list[dict[str, Any]]:
+        """A row per plugin: where it was loaded from, its status and the hooks it implements."""
+        return [
+            {
+                "plugin": info.name,
+                "distribution": info.distribution,
+                "version": info.version,
+                "module": info.module,
+                "path": info.path,
+                "status": info.status,
+                "error": info.error,
+                "hooks": info.hooks,
+            }
+            for info in sorted(self.plugins.values(), key=lambda p: p.name)
+        ]
 
     def rows(self) -> list[dict[str, Any]]:
         """A row per component, and one per plugin providing none (broken, disabled, CLI-only)."""

@@ -575,7 +575,12 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
-        self._strings.pop(run_id, None)  # read again when next needed
+        table = self._strings.get(run_id)
+        if table is not None and strings:  # kept up to date, not read again
+            self._strings[run_id] = table = _grown(table, max(strings) + 1)
+            for token, text in strings.items():
+                if table[token] is None:
+                    table[token] = text
 
     def _token_strings(self, run_id: int) -> Any:
         """The run's token strings as an object array indexed by id (read once, then kept)."""
@@ -1200,6 +1205,15 @@ def _insert_llm_call(
 
 
 _scan = json.JSONDecoder().scan_once
+
+
+def _grown(table: Any, size: int) -> Any:
+    """An object array of at least ``size`` entries holding ``table``'s (new ones None)."""
+    import numpy as np
+
+    if size <= len(table):
+        return table
+    return np.concatenate([table, np.full(size - len(table), None, dtype=object)])
 
 
 def _example_set_row(run_id: int, x: ExampleSet) -> tuple[Any, ...]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -95,15 +95,44 @@ def report_command(
     index = write_report(run_dir, out, run_id, progress=True)
     console.print(f"report: {index}", highlight=False, soft_wrap=True)
     if open_:
-        import webbrowser
+        open_in_browser(index)
 
-        webbrowser.open(index.resolve().as_uri())
+
+#: on Linux and the BSDs, the variables that say there is a display (or a chosen browser)
+_DISPLAY_VARS = ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER")
+
+
+def open_in_browser(index: Path) -> bool:
+    """Open ``index`` in a browser; when none opens (an SSH session or a container has no
+    display), say so on stderr with the file's path instead of doing nothing."""
+    import os
+    import webbrowser
+
+    path = index.resolve()
+    try:
+        opened = bool(webbrowser.open(path.as_uri()))
+    except webbrowser.Error:
+        opened = False
+    if not opened:
+        headless = sys.platform not in ("darwin", "win32", "cygwin") and not any(
+            os.environ.get(var) for var in _DISPLAY_VARS
+        )
+        why = "no display" if headless else "no browser found"
+        Console(stderr=True).print(
+            f"--open: cannot open a browser here ({why}); the report is {path} (copy the folder "
+            f"{path.parent} to a machine with a browser, or serve it: python -m http.server -d "
+            f"{path.parent})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    return opened
 
 
 def export_command(
     run_dir: Annotated[Path, typer.Argument(help="The run directory.")],
     fmt: Annotated[
-        str, typer.Option("--format", help="jsonl, parquet or neuronpedia (feature JSON).")
+        Literal["jsonl", "parquet", "neuronpedia"],
+        typer.Option("--format", help="jsonl, parquet or neuronpedia (feature JSON)."),
     ] = "jsonl",
     out: Annotated[Path | None, typer.Option(help="Output directory (default RUN/export).")] = None,
     run_id: Annotated[
@@ -117,7 +146,7 @@ def export_command(
     explanations and scores as Neuronpedia-style feature JSON."""
     from autointerp_report.export import export_run
 
-    written = export_run(run_dir, fmt, out, run_id, model_id=model_id)  # type: ignore[arg-type]
+    written = export_run(run_dir, fmt, out, run_id, model_id=model_id)
     unit = "latents" if fmt == "neuronpedia" else "rows"
     for path, n in written.items():
         console.print(f"{path}: {n} {unit}", highlight=False)

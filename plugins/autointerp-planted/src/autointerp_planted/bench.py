@@ -1,0 +1,263 @@
+"""``autointerp bench planted RUN``: explanations and scores of a planted run against the truth.
+
+Reads a finished run of the `planted` feature source (its store; the truth comes from the run's
+stored ``feature_source`` config, which determines the planted set) and reports:
+
+- explanation correctness: the share of the latent's key tokens the explanation names (where the
+  rule has key tokens), and the cosine similarity of explanation and true description under the
+  embedding scorer's packaged model (all-MiniLM-L6-v2; ``--no-embedding`` skips it);
+- per scorer (and explainer): Spearman correlation of the score with the latent's planted purity,
+  and AUROC of the score separating pure latents (pure, graded) from polysemantic ones;
+- per mode (pure, graded, noisy, polysemantic): mean correctness and mean score;
+- LLM cost per explained latent, from the store's ledger.
+
+Purity: 1 for pure and graded latents, 0.5 for polysemantic ones (a mixture of two rules), and
+for noisy ones the expected share of firings that follow the rule, ``1 - noise / frequency``
+(``noise`` is the chance per token of a random firing, ``frequency`` the latent's measured one).
+Not yet: an LLM judge of explanation correctness.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from autointerp.errors import ConfigError
+
+console = Console()
+app = typer.Typer(help="Benchmarks against planted ground truth.", no_args_is_help=True)
+
+
+def key_match(text: str, keys: Sequence[str]) -> float | None:
+    """The share of ``keys`` that ``text`` names (words whole and case-insensitive; symbols as
+    they are); None without keys."""
+    if not keys:
+        return None
+    low = text.lower()
+    hits = 0
+    for key in keys:
+        k = key.lower()
+        if re.fullmatch(r"\w+", k):
+            hits += re.search(rf"\b{re.escape(k)}\b", low) is not None
+        else:
+            hits += k in low
+    return hits / len(keys)
+
+
+def ranks(values: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties given their mean rank."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return out
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation; None with fewer than 3 pairs or a constant side."""
+    if len(x) < 3:
+        return None
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    return None if vx == 0 or vy == 0 else cov / math.sqrt(vx * vy)
+
+
+def auroc(positive: Sequence[float], negative: Sequence[float]) -> float | None:
+    """The chance a positive outscores a negative (ties half); None unless both are present."""
+    if not positive or not negative:
+        return None
+    wins = sum((p > n) + 0.5 * (p == n) for p in positive for n in negative)
+    return wins / (len(positive) * len(negative))
+
+
+def purity(truth: dict[str, Any], frequency: float) -> float:
+    if truth["purity"] is not None:
+        return float(truth["purity"])
+    if frequency <= 0:
+        return 0.0
+    return min(1.0, max(0.0, 1.0 - truth["noise"] / frequency))
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def bench_planted(
+    run_dir: Path, run_id: int | None = None, *, embed: bool = True, model: str | None = None
+) -> dict[str, Any]:
+    """The benchmark of one run of a planted source, as JSON-able data."""
+    from autointerp.store import Store
+    from autointerp_planted.plugin import PlantedConfig
+    from autointerp_planted.source import PlantedSource
+
+    with Store.open(run_dir) as store:
+        rid = store.pick_run(run_id)
+        record = store.get_run(rid)
+        assert record is not None
+        table = dict(record.config.get("feature_source", {}))
+        if table.get("name") != "planted":
+            raise ConfigError(
+                f"{run_dir}: run {rid} used feature source {table.get('name')!r}, not 'planted'"
+            )
+        table.pop("name")
+        source = PlantedSource(PlantedConfig.model_validate(table))
+        stats = {s.latent.index: s for s in store.latents(rid)}
+        explanations = store.explanations(rid)
+        scores = store.scores(rid)
+        usage = store.usage(rid)
+
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for e in explanations:
+        truth = source.truth(e.latent.index)
+        freq = stats[e.latent.index].frequency if e.latent.index in stats else 0.0
+        rows[(e.explainer, e.latent.index)] = {
+            "latent": e.latent.index,
+            "explainer": e.explainer,
+            "explanation": e.text,
+            "truth": truth["description"],
+            "mode": truth["mode"],
+            "kinds": truth["kinds"],
+            "keys": truth["keys"],
+            "purity": purity(truth, freq),
+            "frequency": freq,
+            "key_match": key_match(e.text, truth["keys"]),
+            "similarity": None,
+            "scores": {},
+        }
+    if embed and rows:
+        from autointerp_report.embed import TextEncoder, default_model_path
+
+        encoder = TextEncoder(model or default_model_path())
+        items = list(rows.values())
+        a = encoder.encode([r["explanation"] for r in items])
+        b = encoder.encode([r["truth"] for r in items])
+        for r, sim in zip(items, (a * b).sum(axis=1), strict=True):
+            r["similarity"] = float(sim)
+    for s in scores:
+        row = rows.get((s.explainer, s.latent.index))
+        if row is not None and s.value is not None:
+            row["scores"][s.scorer] = float(s.value)
+
+    items = list(rows.values())
+    scorers = sorted({name for r in items for name in r["scores"]})
+    explainers = sorted({r["explainer"] for r in items})
+    per_scorer = []
+    for explainer in explainers:
+        for scorer in scorers:
+            have = [r for r in items if r["explainer"] == explainer and scorer in r["scores"]]
+            pure = [r["scores"][scorer] for r in have if r["mode"] in ("pure", "graded")]
+            poly = [r["scores"][scorer] for r in have if r["mode"] == "polysemantic"]
+            per_scorer.append(
+                {
+                    "explainer": explainer,
+                    "scorer": scorer,
+                    "n": len(have),
+                    "spearman_purity": spearman(
+                        [r["scores"][scorer] for r in have], [r["purity"] for r in have]
+                    ),
+                    "auroc_pure_vs_polysemantic": auroc(pure, poly),
+                }
+            )
+    per_mode = {}
+    for mode in ("pure", "graded", "noisy", "polysemantic"):
+        of = [r for r in items if r["mode"] == mode]
+        per_mode[mode] = {
+            "n": len(of),
+            "key_match": _mean([r["key_match"] for r in of]),
+            "similarity": _mean([r["similarity"] for r in of]),
+            "scores": {sc: _mean([r["scores"].get(sc) for r in of]) for sc in scorers},
+        }
+    n_latents = len({r["latent"] for r in items})
+    return {
+        "run_dir": str(run_dir),
+        "run_id": rid,
+        "set": source.config.set,
+        "seed": source.config.seed,
+        "n_planted": source.n_latents,
+        "n_explained": n_latents,
+        "correctness": {
+            "key_match": _mean([r["key_match"] for r in items]),
+            "similarity": _mean([r["similarity"] for r in items]),
+            "llm_judge": None,  # not yet
+        },
+        "scorers": per_scorer,
+        "modes": per_mode,
+        "cost": {
+            "usd_total": usage.cost_usd,
+            "usd_per_latent": usage.cost_usd / n_latents if n_latents else None,
+            "llm_calls": usage.calls,
+            "tokens_per_latent": (usage.prompt_tokens + usage.completion_tokens) / n_latents
+            if n_latents
+            else None,
+        },
+        "latents": items,
+    }
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+@app.command("planted")
+def planted_command(
+    run: Annotated[Path, typer.Argument(help="Run directory of a planted-source run.")],
+    run_id: Annotated[
+        int | None, typer.Option(help="Run id in the store (default: latest).")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="JSON output (default: RUN/bench-planted.json).")
+    ] = None,
+    embedding: Annotated[
+        bool, typer.Option(help="Embedding similarity of explanation and truth.")
+    ] = True,
+    model: Annotated[
+        str | None, typer.Option(help="Sentence-embedding model folder (default: packaged).")
+    ] = None,
+) -> None:
+    """Explanation correctness and scorer quality against a planted set's ground truth."""
+    result = bench_planted(run, run_id, embed=embedding, model=model)
+    target = out or run / "bench-planted.json"
+    target.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    c = result["correctness"]
+    console.print(
+        f"planted set {result['set']!r} (seed {result['seed']}): {result['n_explained']} of "
+        f"{result['n_planted']} latents explained; key tokens named {_fmt(c['key_match'])}, "
+        f"embedding similarity {_fmt(c['similarity'])}"
+    )
+    table = Table("explainer", "scorer", "n", "Spearman vs purity", "AUROC pure/poly")
+    for s in result["scorers"]:
+        table.add_row(s["explainer"], s["scorer"], str(s["n"]), _fmt(s["spearman_purity"]),
+                      _fmt(s["auroc_pure_vs_polysemantic"]))  # fmt: skip
+    console.print(table)
+    modes = Table("mode", "n", "key match", "similarity", *(s for s in _scorers(result)))
+    for mode, m in result["modes"].items():
+        modes.add_row(mode, str(m["n"]), _fmt(m["key_match"]), _fmt(m["similarity"]),
+                      *(_fmt(m["scores"].get(s)) for s in _scorers(result)))  # fmt: skip
+    console.print(modes)
+    cost = result["cost"]
+    console.print(
+        f"cost: ${cost['usd_total']:.4f} in {cost['llm_calls']} LLM calls, "
+        f"{_fmt(cost['usd_per_latent'])} $/latent; written to {target}"
+    )
+
+
+def _scorers(result: dict[str, Any]) -> list[str]:
+    return sorted({s["scorer"] for s in result["scorers"]})

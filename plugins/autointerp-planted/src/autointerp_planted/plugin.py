@@ -1,0 +1,42 @@
+"""Registers the `planted` feature source and the `autointerp bench planted` command. Light: numpy
+and torch are imported only when a run builds the source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from autointerp import Register, hookimpl
+from autointerp.features import SourceOptions
+
+
+class PlantedConfig(SourceOptions):
+    """Which planted set, seeded how, and the model site it names (its cache directory)."""
+
+    set: str = Field(
+        "default", description="'default' (the set shipped with the plugin) or a JSON file "
+        "holding a list of planted latents (see the plugin's README)",
+    )  # fmt: skip
+    seed: int = Field(0, description="seeds the default set's variants and the random firings")
+    site: str = Field(
+        "resid_post.0", description="a site of the model the source names (no activations are "
+        "read: the latents are rules over the token ids)",
+    )  # fmt: skip
+
+
+@hookimpl
+def autointerp_register_feature_sources(register: Register) -> None:
+    register(
+        "planted",
+        "autointerp_planted.source:PlantedSource",
+        config=PlantedConfig,
+        description="planted latents with known meanings: rules over token ids (benchmarks)",
+    )
+
+
+@hookimpl
+def autointerp_register_commands(cli: Any) -> None:
+    from autointerp_planted.bench import app
+
+    cli.add_typer(app, name="bench")
