@@ -415,3 +415,32 @@ def test_report_open_without_a_display_says_where_the_report_is(tmp_path, monkey
     monkeypatch.setenv("DISPLAY", ":0")
     assert commands.open_in_browser(index) is False
     assert "(no browser found)" in capsys.readouterr().err
+
+
+def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: Path) -> None:
+    """An exception raised inside an import can abort the process (torch's C++ import hooks
+    terminate on it): SIGTERM waits for the import to finish, then stops the command."""
+    import subprocess
+    import sys
+
+    (tmp_path / "slowmod.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.5)\n"
+        "DONE = True\n"
+    )
+    script = (
+        "import sys, time\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "from autointerp.cli import _sigterm_as_ctrl_c\n"
+        "with _sigterm_as_ctrl_c() as seen:\n"
+        "    try:\n"
+        "        import slowmod\n"
+        "        time.sleep(10)\n"
+        "        print('not interrupted')\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('interrupted', getattr(sys.modules.get('slowmod'), 'DONE', None),\n"
+        "              seen.signal_name)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["interrupted", "True", "SIGTERM"]

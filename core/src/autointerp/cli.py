@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -96,6 +97,11 @@ def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
 
     def on_sigterm(signum: int, frame: Any) -> None:
         seen.signal_name = "SIGTERM"
+        if _importing(frame):  # raised inside an import, an exception can abort the process
+            again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
+            again.daemon = True  # (torch's C++ import hooks terminate on it): once it is done
+            again.start()
+            return
         handler = signal.getsignal(signal.SIGINT)
         if callable(handler):  # default_int_handler, or asyncio's while a loop runs
             handler(signal.SIGINT, frame)
@@ -107,6 +113,15 @@ def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
         yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _importing(frame: Any) -> bool:
+    """Whether the signalled thread is executing a module's import."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _stopped(line: str, seen: _Interruption) -> typer.Exit:
