@@ -17,6 +17,7 @@ from autointerp_openai.plugin import OpenAICompatibleConfig
 
 from autointerp import __version__, hookimpl
 from autointerp.config import EmptyConfig
+from autointerp.examples import scored_examples
 from autointerp.features import FeatureSource, SparseActivations
 from autointerp.llm import LLMClient, Scheduler
 from autointerp.pipeline import LatentWork, explain_latents, llm_meter
@@ -494,8 +495,9 @@ class CountingScorer:
         assert self.store_path is not None
         with Store(self.store_path) as store:
             (explained,) = store._query("SELECT COUNT(*) FROM explanations")[0]
+        seen = [[x.kind, list(x.str_tokens), list(x.activations)] for x in [*examples, *negatives]]
         return Score(explanation.latent, "counting", explanation.explainer, 1.0,
-                     meta={"explained_then": explained})  # fmt: skip
+                     meta={"explained_then": explained, "seen": seen})  # fmt: skip
 
 
 def test_a_latent_is_scored_as_soon_as_it_is_explained(
@@ -521,8 +523,15 @@ def test_a_latent_is_scored_as_soon_as_it_is_explained(
     assert result.exit_code == 0, result.stderr
     with Store.open(run_dir) as store:
         (run,) = store.runs()
-        counts = sorted(s.meta["explained_then"] for s in store.scores(run.id, "counting"))
+        counting = store.scores(run.id, "counting")
+        counts = sorted(s.meta["explained_then"] for s in counting)
         assert len(store.scores(run.id, "detection")) == 4 and not store.failures(run.id)
+        for score in counting:  # handed over in memory: exactly what the store holds
+            test, negatives = scored_examples(store.examples(run.id, score.latent))
+            stored = [
+                [x.kind, list(x.str_tokens), list(x.activations)] for x in [*test, *negatives]
+            ]
+            assert score.meta["seen"] == stored
     # one latent in flight per stage: latent k is scored while the explain stage is at k or k+1,
     # not after all 4 were explained
     assert len(counts) == 4 and counts[0] <= 2 and counts != [4, 4, 4, 4]

@@ -494,6 +494,9 @@ def stop_if_endpoint_gone(llm: LLMClient | None, exc: BaseException) -> None:
 #: what an explainer gets for one latent (the name before requests were one type)
 LatentWork = LatentRequest
 
+#: an explanation just made, with the request it was made from
+Made = tuple[Explanation, LatentRequest]
+
 
 async def explain_latents(
     work: Iterable[LatentRequest],
@@ -508,13 +511,14 @@ async def explain_latents(
     total: int | None = None,
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
-    on_explained: Callable[[Explanation], Awaitable[None]] | None = None,
+    on_explained: Callable[[Made], Awaitable[None]] | None = None,
     bar: Any = None,
 ) -> StageSummary:
     """Explain every latent of ``work`` with at most ``concurrency`` latents in flight.
 
     Each explanation (or failure, with its reason) is committed as it completes, then handed to
-    ``on_explained`` (the score stage, when it runs alongside); latents already explained in this
+    ``on_explained`` with its request (the score stage, when it runs alongside: it scores the
+    request's test examples without reading them back); latents already explained in this
     run are skipped, so a killed run resumes where it stopped. A latent that fails, whatever the
     error, is recorded and never stops the others.
     """
@@ -536,7 +540,7 @@ async def explain_latents(
         rs.put_explanation(explanation)
         rs.clear_failure(item.latent, "explain", explainer_name)
         if on_explained is not None:
-            await on_explained(explanation)
+            await on_explained((explanation, item))
         return True
 
     summary = StageSummary()
@@ -997,7 +1001,7 @@ async def stage_explain(
     store: RunStore,
     llm: LLMClient,
     latents: Sequence[LatentRef],
-    arrivals: Arrivals[Explanation] | None = None,
+    arrivals: Arrivals[Made] | None = None,
     bar: Any = None,
 ) -> StageSummary:
     """Examples -> explanations for every latent not explained yet in this run; each new one is
@@ -1039,24 +1043,29 @@ async def _score_arrivals(
     ctx: RunContext,
     store: RunStore,
     explanations: Iterable[Explanation],
-    arriving: AsyncIterator[Explanation],
+    arriving: AsyncIterator[Made],
     needs: frozenset[str],
     skip: set[LatentRef],
 ) -> AsyncIterator[ScoreWork]:
     """:func:`_score_work` of the stored ``explanations``, then of each explanation as it
-    arrives from the explain stage running alongside."""
+    arrives from the explain stage running alongside, with the examples it was made from."""
     for e in explanations:
         yield _score_item(ctx, store, e, needs, skip)
-    async for e in arriving:
-        yield _score_item(ctx, store, e, needs, skip)
+    async for e, request in arriving:
+        yield _score_item(ctx, store, e, needs, skip, (request.test, request.negatives))
 
 
 def _score_item(
-    ctx: RunContext, store: RunStore, e: Explanation, needs: frozenset[str], skip: set[LatentRef]
+    ctx: RunContext,
+    store: RunStore,
+    e: Explanation,
+    needs: frozenset[str],
+    skip: set[LatentRef],
+    examples: tuple[Sequence[Example], Sequence[Example]] | None = None,
 ) -> ScoreWork:
     if e.latent in skip:
         return ScoreWork(e, ())  # counted as skipped downstream; nothing read
-    test, negatives = scored_examples(store.examples(e.latent))
+    test, negatives = examples or scored_examples(store.examples(e.latent))
     extras: dict[str, Any] = {}
     error = None
     if "direction" in needs:
@@ -1111,7 +1120,7 @@ async def stage_score(
     store: RunStore,
     llm: LLMClient,
     latents: Sequence[LatentRef],
-    arrivals: Arrivals[Explanation] | None = None,
+    arrivals: Arrivals[Made] | None = None,
     bar: Any = None,
 ) -> dict[str, StageSummary]:
     """Every selected scorer on every explanation of the run's latents not scored yet; the
@@ -1157,7 +1166,7 @@ def _score_job(
     wanted: set[LatentRef],
     explained: set[LatentRef],
     explanations: Callable[..., Iterator[Explanation]],
-    arrivals: Arrivals[Explanation] | None,
+    arrivals: Arrivals[Made] | None,
 ) -> Callable[..., Awaitable[StageSummary]]:
     """One scorer's part of the score stage, to be called with ``bar=``."""
     scorer = ctx.build(step.field)
@@ -1344,7 +1353,7 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
             llm.check()
             try:
                 if "explain" in stages and "score" in stages:  # a latent is scored once explained
-                    arrivals: Arrivals[Explanation] = Arrivals(ctx.latents_in_flight)
+                    arrivals: Arrivals[Made] = Arrivals(ctx.latents_in_flight)
                     with stage_progress(llm, progress=ctx.progress) as bar:
                         explained, scored = await asyncio.gather(
                             stage_explain(ctx, store, llm, latents, arrivals, bar=bar),
