@@ -1473,31 +1473,55 @@ def run(
     :class:`~autointerp.runlock.RunDirInUseError` before it writes anything."""
     from autointerp.plugins import run_finished
 
-    with hold_run_dir(plan.run_dir):  # before anything is written: a refused run writes nothing
-        with Store.open(plan.run_dir) as store:
-            run_dir, run_id = prepare_run_dir(plan, store)
-            try:
-                summary = execute(
-                    plan, run_dir, run_id, stages=stages, progress=progress, store=store
+    started = False
+    try:
+        with hold_run_dir(plan.run_dir):  # before anything is written: a refused run writes nothing
+            with Store.open(plan.run_dir) as store:
+                run_dir, run_id = prepare_run_dir(plan, store)
+                started = True
+                summary, status, error = _execute_recorded(
+                    plan, stages, progress, store, run_dir, run_id
                 )
-            except KeyboardInterrupt:
-                finish_run(run_dir, run_id, "interrupted", store)
-                _record_config_after(plan, run_dir, run_id, store)
-                raise
-            except BaseException:
-                finish_run(run_dir, run_id, "failed", store)
-                _record_config_after(plan, run_dir, run_id, store)
-                raise
-            _record_config_after(plan, run_dir, run_id, store)
-            error: FailureRateError | None = None
-            try:
-                check_failure_rate(plan, run_dir, run_id, stages, store)
-            except FailureRateError as exc:
-                error = exc
-            status = "failed" if error else "finished"
-            finish_run(run_dir, run_id, status, store)
-        messages = run_finished(plugins, run_dir, run_id, status, skip)
+            messages = run_finished(plugins, run_dir, run_id, status, skip)
+    except KeyboardInterrupt:
+        if not started:
+            raise InterruptedBeforeStart from None
+        raise
     return RunOutcome(run_dir, run_id, status, summary, error, messages)
+
+
+class InterruptedBeforeStart(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) before the run was recorded: nothing of it was written."""
+
+
+def _execute_recorded(
+    plan: Plan,
+    stages: Sequence[str],
+    progress: bool,
+    store: Store,
+    run_dir: Path,
+    run_id: int,
+) -> tuple[RunSummary, str, FailureRateError | None]:
+    """:func:`run`'s part once the run is recorded: execute, decide and record its status."""
+    try:
+        summary = execute(plan, run_dir, run_id, stages=stages, progress=progress, store=store)
+    except KeyboardInterrupt:
+        finish_run(run_dir, run_id, "interrupted", store)
+        _record_config_after(plan, run_dir, run_id, store)
+        raise
+    except BaseException:
+        finish_run(run_dir, run_id, "failed", store)
+        _record_config_after(plan, run_dir, run_id, store)
+        raise
+    _record_config_after(plan, run_dir, run_id, store)
+    error: FailureRateError | None = None
+    try:
+        check_failure_rate(plan, run_dir, run_id, stages, store)
+    except FailureRateError as exc:
+        error = exc
+    status = "failed" if error else "finished"
+    finish_run(run_dir, run_id, status, store)
+    return summary, status, error
 
 
 def _record_config_after(plan: Plan, run_dir: Path, run_id: int, store: Store) -> None:
