@@ -314,6 +314,42 @@ def uninstall_command(
     _pip("uninstall", (["-y"] if yes else []) + list(packages))
 
 
+# -- new-plugin --------------------------------------------------------------------------------
+
+
+@app.command("new-plugin")
+def new_plugin_command(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="scorer, explainer, feature-source, model-adapter, llm-client or executor."
+        ),
+    ],
+    name: Annotated[
+        str, typer.Argument(help="The component's name: lowercase letters, digits, dashes.")
+    ],
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write it (default: ./autointerp-NAME).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a non-empty directory, overwriting.")
+    ] = False,
+) -> None:
+    """Write a ready plugin package for one component kind: pyproject with its entry point, the
+    component and its config, tests using the autointerp.testing fixtures, a README."""
+    from autointerp.scaffold import new_plugin
+
+    plan = new_plugin(kind, name, directory, force=force)
+    for path in plan.files:
+        console.print(f"  {path}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {plan.root}: install it with `autointerp install -e {plan.root}`, "
+        f"test it with `python -m pytest {plan.root}`",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 # -- config ------------------------------------------------------------------------------------
 
 ConfigFile = Annotated[
@@ -496,7 +532,7 @@ def _plan_and_run(
     seen: _Interruption,
 ) -> Any:
     """:func:`_run_stages` up to the run's outcome (``pipeline.RunOutcome``)."""
-    from autointerp.pipeline import run
+    from autointerp.pipeline import InterruptedBeforeStart, run
     from autointerp.runlock import hold_run_dir
 
     overrides = list(set_ or [])
@@ -532,6 +568,8 @@ def _plan_and_run(
         console.print(table)
         try:
             return run(plan, plugins, stages, skip=skip)
+        except InterruptedBeforeStart:
+            raise _stopped(f"{seen.how}: nothing was started", seen) from None
         except KeyboardInterrupt:
             line = (
                 f"{seen.how}: finished work is saved in {plan.run_dir}; rerun the same command "
