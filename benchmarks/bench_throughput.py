@@ -41,7 +41,10 @@ def respond(request):
 server = ScriptedLLMServer(latency=float(sys.argv[1]), responder=respond).start()
 print(server.openai_base_url, flush=True)
 sys.stdin.read()
-print(json.dumps({"requests": server.count(), "peak": server.peak_in_flight}), flush=True)
+import time
+cpu = time.process_time()
+print(json.dumps({"requests": server.count(), "peak": server.peak_in_flight, "cpu_s": cpu}),
+      flush=True)
 """
 
 
@@ -125,7 +128,10 @@ def main() -> None:
     server.stdin.close()
     stats = json.loads(server.stdout.readline())
     server.wait()
-    print(f"server latency {args.latency:g} s; server peak in flight {stats['peak']}")
+    print(
+        f"server latency {args.latency:g} s; server peak in flight {stats['peak']}; "
+        f"server CPU {stats['cpu_s']:.1f} s in all (its own process)"
+    )
     print("| mode | latents | scores | LLM calls | calls/latent | wall s | calls/s | CPU s "
           "| latents/hour |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
