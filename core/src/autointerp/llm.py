@@ -1180,13 +1180,17 @@ class LLMClient:
         await asyncio.shield(self.group_commit().put(call, self.run_id, cached))
 
     async def _record(self, payload: dict[str, Any], response: ChatResponse) -> None:
+        await self._commit(self.paid_call(payload, response), cached=False)
+
+    def paid_call(self, payload: dict[str, Any], response: ChatResponse) -> LLMCall:
+        """The cache and ledger entry of a paid answer, counted in :attr:`stats`."""
         s = self.stats
         s.calls += 1
         s.prompt_tokens += response.prompt_tokens
         s.cached_tokens += response.cached_tokens
         s.completion_tokens += response.completion_tokens
         s.cost_usd += response.cost_usd
-        call = LLMCall(
+        return LLMCall(
             request_hash=response.request_hash,
             client=self.backend.name,
             model=self.backend.model,
@@ -1198,7 +1202,6 @@ class LLMClient:
             cost_usd=response.cost_usd,
             latency_s=response.latency_s,
         )
-        await self._commit(call, cached=False)
 
     def _backoff(self, attempt: int, error: TransientLLMError) -> float:
         cfg = self.backend.config

@@ -668,7 +668,7 @@ class BatchBackend:
                 request_hash=key,
             )
             if payload is not None and store.get_llm_call(key) is None:
-                paid.append(self._call_of(client, payload, response))
+                paid.append(client.paid_call(payload, response))
             answered[key] = response
         put_many = getattr(store, "put_llm_calls", None)
         if put_many is not None:  # one transaction for the whole batch
@@ -692,29 +692,6 @@ class BatchBackend:
             status.status,
             len(payloads) - len(unanswered),
             len(unanswered),
-        )
-
-    def _call_of(
-        self, client: LLMClient, payload: dict[str, Any], response: ChatResponse
-    ) -> LLMCall:
-        """The cache and ledger entry of a paid answer (counted in the client's stats)."""
-        s = client.stats
-        s.calls += 1
-        s.prompt_tokens += response.prompt_tokens
-        s.cached_tokens += response.cached_tokens
-        s.completion_tokens += response.completion_tokens
-        s.cost_usd += response.cost_usd
-        return LLMCall(
-            request_hash=response.request_hash,
-            client=self.name,
-            model=self.model,
-            request=payload,
-            response=response.to_dict(),
-            prompt_tokens=response.prompt_tokens,
-            cached_tokens=response.cached_tokens,
-            completion_tokens=response.completion_tokens,
-            cost_usd=response.cost_usd,
-            latency_s=response.latency_s,
         )
 
     def _retry_or_fail(self, state: _LoopState, key: str, failure: ItemFailure) -> None:
