@@ -56,6 +56,8 @@ ELSEWHERE = {
     ("llm_client", "local"): "plugins/autointerp-local/tests (the packaged model, minutes)",
     ("llm_client", "openai-batch"): "plugins/autointerp-openai/tests/test_batch.py (batch server)",
     ("llm_client", "anthropic-batch"): "plugins/autointerp-anthropic/tests/test_batch.py",
+    ("explainer", "imported"): "plugins/autointerp-explainers/tests/test_imported.py (a file of "
+    "explanations to import, written by `autointerp import` from a finished run)",
 }
 
 

@@ -223,3 +223,121 @@ def test_example_sets_hold_what_examples_hold(cached) -> None:
         rows = [*ex.train, *ex.test, *ex.negatives]
         assert x.tokens.tolist() == [list(e.tokens) for e in rows]
         assert list(x.kinds) == [e.kind for e in rows]
+
+
+def _active_peaks(truth: np.ndarray, index: int) -> np.ndarray:
+    """The latent's activating windows' peaks, from the dense truth."""
+    peaks = truth[:, index].reshape(-1, WINDOW).max(1)
+    return peaks[peaks > 0]
+
+
+@pytest.mark.parametrize("sampler", ["quantiles", "random", "mixed"])
+def test_train_samplers_draw_n_train_activating_windows_with_their_quantile(
+    cached, sampler: str
+) -> None:
+    _, truth, _ = cached
+    b = builder(cached, window=WINDOW, n_train=6, n_test=4, n_quantiles=3, train_sampler=sampler)
+    checked = 0
+    for index in range(N_LATENTS):
+        peaks = np.sort(_active_peaks(truth, index))
+        ex = b.build(index)
+        assert len(ex.train) == min(6, len(peaks))
+        assert all(e.role == "train" and e.max_activation > 0 for e in ex.train)
+        keys = [{e.key for e in s} for s in (ex.train, ex.test, ex.negatives)]
+        assert not (keys[0] & keys[1] or keys[0] & keys[2] or keys[1] & keys[2])
+        got = [e.max_activation for e in ex.train]
+        assert got == sorted(got, reverse=True)  # strongest first, whatever the sampler
+        if len(peaks) < 12:
+            continue
+        checked += 1
+        drawn = [e for e in ex.train if e.kind != "top"]
+        prefix = "train-random:" if sampler == "random" else "train-quantile:"
+        assert all(e.kind.startswith(prefix) and e.quantile in (0, 1, 2) for e in drawn)
+        if sampler == "quantiles":  # 6 over 3 quantiles of all activating windows: 2 each
+            assert sorted(e.quantile for e in ex.train) == [0, 0, 1, 1, 2, 2]
+        if sampler in ("quantiles", "random"):  # each window lies in the quantile it names
+            bins = np.array_split(peaks, 3)
+            for e in ex.train:
+                lo, hi = bins[e.quantile][0], bins[e.quantile][-1]
+                assert lo - 2e-2 <= e.max_activation <= hi + 2e-2, (index, e.kind)
+        if sampler == "mixed":  # half the strongest, half spread over the others
+            assert [e.kind for e in ex.train[:3]] == ["top"] * 3
+            assert np.allclose(got[:3], peaks[::-1][:3], atol=2e-2)
+            assert sorted(e.quantile for e in ex.train[3:]) == [0, 1, 2]
+    assert checked  # a latent with enough activating windows was checked
+
+
+def test_random_train_examples_reach_below_the_top(cached) -> None:
+    _, truth, _ = cached
+    top = builder(cached, window=WINDOW, n_train=4)
+    rand = builder(cached, window=WINDOW, n_train=4, train_sampler="random", seed=3)
+    differs = 0
+    for index in range(N_LATENTS):
+        if len(_active_peaks(truth, index)) >= 12:
+            a, b = top.build(index), rand.build(index)
+            differs += {e.key for e in a.train} != {e.key for e in b.train}
+            assert rand.build(index) == b  # reproducible per latent
+    assert differs
+
+
+def test_the_top_sampler_draws_exactly_what_runs_before_it_drew(cached) -> None:
+    """The default train sampler leaves every example as it was (old runs resume unchanged)."""
+    b = builder(cached, window=WINDOW, n_train=3, n_test=5, n_negatives=4)
+    explicit = builder(cached, window=WINDOW, n_train=3, n_test=5, n_negatives=4,
+                       train_sampler="top", n_quantiles=10)  # fmt: skip
+    for index in range(N_LATENTS):
+        ex = b.build(index)
+        assert ex == explicit.build(index)
+        assert all(e.kind == "top" and e.quantile is None for e in ex.train)
+        assert all(e.quantile == int(e.kind.split(":")[1]) for e in ex.test)
+
+
+@pytest.mark.parametrize("n_quantiles", [1, 4, 7])
+def test_test_examples_come_from_the_configured_number_of_quantiles(
+    cached, n_quantiles: int
+) -> None:
+    b = builder(cached, window=WINDOW, n_train=2, n_test=7, n_quantiles=n_quantiles)
+    seen: set[int] = set()
+    for index in range(N_LATENTS):
+        ex = b.build(index)
+        assert len(ex.test) <= 7 and all(0 <= e.quantile < n_quantiles for e in ex.test)
+        if len(ex.test) == 7:  # exactly n_test: no rounding to a multiple of the quantiles
+            shares = np.bincount([e.quantile for e in ex.test], minlength=n_quantiles)
+            assert shares.max() - shares.min() <= 1
+        seen |= {e.quantile for e in ex.test}
+    assert seen == set(range(n_quantiles))
+
+
+def test_bad_sampler_settings_are_one_line_errors(cached) -> None:
+    with pytest.raises(ExamplesError, match="train_sampler = 'best': expected top, quantiles"):
+        builder(cached, window=WINDOW, train_sampler="best")
+    with pytest.raises(ExamplesError, match="n_quantiles = 0: expected >= 1"):
+        builder(cached, window=WINDOW, n_quantiles=0)
+
+
+def test_sampling_options_are_part_of_a_runs_identity_only_when_they_change_examples() -> None:
+    """A run recorded before the options existed has the identity of one leaving them at their
+    defaults (it resumes); another train sampler or number of quantiles is another run."""
+    from autointerp.config import RunConfig, load_config
+    from autointerp.pipeline import run_identity
+
+    def identity(**latents: object) -> dict:
+        sets = [f"latents.{k}={v!r}".replace("'", '"') for k, v in latents.items()]
+        return run_identity(load_config(None, sets).as_table())
+
+    table = load_config(None).as_table()
+    assert table["latents"]["train_sampler"] == "top"  # shown by `autointerp config show`
+    added = ("train_sampler", "n_quantiles", "train_top_share")
+    older = {**table, "latents": {k: v for k, v in table["latents"].items() if k not in added}}
+    assert run_identity(older) == identity() == identity(train_sampler="top", n_quantiles=10)
+    assert identity(train_top_share=0.25) == identity()  # only a mixed sample uses it
+    others = [
+        identity(train_sampler="quantiles"),
+        identity(train_sampler="random"),
+        identity(train_sampler="mixed"),
+        identity(train_sampler="mixed", train_top_share=0.25),
+        identity(n_quantiles=5),
+    ]
+    assert all(o != identity() for o in others)
+    assert all(a != b for i, a in enumerate(others) for b in others[i + 1 :])
+    assert RunConfig.model_fields["latents"].annotation.model_fields["n_quantiles"].description

@@ -444,3 +444,54 @@ def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: P
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["interrupted", "True", "SIGTERM"]
+
+
+@pytest.mark.parametrize(
+    "command", [["run"], ["status"], ["export"], ["plugins"], ["sae", "train"]]
+)
+def test_help_reads_at_80_columns(command: list[str]) -> None:
+    """Whole lines at 80 columns, paragraphs reflowed (not broken where the docstring broke
+    them), type words instead of typer's ``<str>``/``<list[str]>``, and no type for flags."""
+    import re
+
+    result = autointerp(*command, "--help", env={"COLUMNS": "80", "TERM": "dumb"})
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines and max(len(line) for line in lines) <= 80
+    assert not re.search(r"<(str|bool|int|float|path|list\[\w+\])>", result.stdout)
+    help_row = next(line for line in lines if "--help" in line)
+    assert re.search(r"--help\s+Show this", help_row)  # a flag shows no type
+    if command == ["run"]:
+        prose = " ".join(line.strip(" │") for line in lines)
+        assert "Exits 1 when a stage's" in re.sub(r"\s+", " ", prose)
+        assert re.search(r"--scorer\s+TEXT", result.stdout)
+
+
+def test_third_party_progress_bars_are_silenced(tmp_path: Path) -> None:
+    from autointerp.testing.adapters import save_tiny, tiny_model
+
+    model = save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    result = subprocess.run(
+        [sys.executable, "-m", "autointerp", "sites", str(model)],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "resid_post.0" in result.stdout
+    assert "Loading weights" not in result.stderr and "it/s]" not in result.stderr
+
+
+def test_building_the_cli_again_does_not_pile_up_plugin_commands(autointerp_install_plugin) -> None:
+    from autointerp import cli
+
+    autointerp_install_plugin("ai_hello", COMMAND_PLUGIN)
+    previous = set_plugin_manager(PluginManager(disabled=()))
+    try:
+        first = cli.build_cli()
+        sizes = (len(cli.app.registered_commands), len(cli.app.registered_groups))
+        again = cli.build_cli()
+        assert (len(cli.app.registered_commands), len(cli.app.registered_groups)) == sizes
+        assert sorted(first.commands) == sorted(again.commands) and "hello" in again.commands
+    finally:
+        set_plugin_manager(previous)
+        cli.build_cli()  # the app as the next test's manager makes it

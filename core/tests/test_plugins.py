@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, ClassVar, Literal
 
 import pytest
@@ -269,3 +270,70 @@ def test_selection_problems_are_one_line_each() -> None:
     assert problems[0] == "my.toml: scorers[0].nn: unknown field; did you mean 'n'? (got 2)"
     assert problems[1].startswith("my.toml: scorers[1].name: no scorer named 'plian'; did you mean")
     assert len(problems) == 2
+
+
+@pytest.mark.parametrize(
+    ("api", "compatible"), [(">=1,<2", True), (">=1.0", True), (">=2,<3", False), ("<1", False)]
+)
+def test_plugin_api_range_is_checked_before_registering(
+    autointerp_install_plugin, api: str, compatible: bool
+) -> None:
+    source = f"PLUGIN_API = {api!r}\n" + scorer_source("toy-ranged", "ai_ranged")
+    autointerp_install_plugin("ai_ranged", source, dist="ai-ranged")
+    autointerp_install_plugin("ai_plain", scorer_source("toy-plain", "ai_plain"))
+    pm = PluginManager(disabled=())
+    assert pm.get("scorer", "toy-plain").plugin == "ai_plain"  # undeclared: assumed compatible
+    info = pm.plugins["ai_ranged"]
+    if compatible:
+        assert info.status == "ok" and pm.get("scorer", "toy-ranged").plugin == "ai_ranged"
+        return
+    assert info.status == "incompatible" and not info.components
+    assert f"written for plugin API {api}, this autointerp provides 1.0" in (info.error or "")
+    row = next(r for r in pm.rows() if r["plugin"] == "ai_ranged")
+    assert (row["status"], row["kind"]) == ("incompatible", None)
+    # a run that selects its component is told why it is missing
+    with pytest.raises(UnknownComponentError, match=r"Incompatible plugins: ai_ranged \(written"):
+        pm.get("scorer", "toy-ranged")
+
+
+def test_a_bad_plugin_api_value_is_named(autointerp_install_plugin) -> None:
+    source = "PLUGIN_API = 'version one'\n" + scorer_source("toy-bad", "ai_badapi")
+    autointerp_install_plugin("ai_badapi", source)
+    info = PluginManager(disabled=()).plugins["ai_badapi"]
+    assert info.status == "incompatible"
+    assert "PLUGIN_API = 'version one' is not a version range" in (info.error or "")
+
+
+def test_a_distribution_requiring_another_core_is_incompatible(autointerp_install_plugin) -> None:
+    autointerp_install_plugin(
+        "ai_future", scorer_source("toy-future", "ai_future"), requires=["autointerp>=9"]
+    )
+    autointerp_install_plugin(
+        "ai_now",
+        scorer_source("toy-now", "ai_now"),
+        requires=["autointerp>=0.1", "autointerp[dataframes]>=99; extra == 'tables'"],
+    )
+    pm = PluginManager(disabled=())
+    future = pm.plugins["ai_future"]
+    assert future.status == "incompatible"
+    assert "ai-future requires autointerp>=9, installed: autointerp 0.1.0" in (future.error or "")
+    assert pm.plugins["ai_now"].status == "ok"  # an extra's requirement does not count
+
+
+def test_cli_lists_incompatible_plugins_with_the_reason(
+    autointerp_install_plugin, autointerp_cli
+) -> None:
+    autointerp_install_plugin(
+        "ai_old", "PLUGIN_API = '<1'\n" + scorer_source("toy-old", "ai_old"), dist="ai-old"
+    )
+    from autointerp.plugins import set_plugin_manager
+
+    previous = set_plugin_manager(PluginManager(disabled=()))  # one that sees the new plugin
+    try:
+        result = autointerp_cli("plugins", "--json")
+    finally:
+        set_plugin_manager(previous)
+    assert result.exit_code == 0
+    rows = {r["plugin"]: r for r in json.loads(result.stdout)}
+    assert rows["ai_old"]["status"] == "incompatible"
+    assert rows["ai_old"]["error"].startswith("written for plugin API <1, this autointerp")

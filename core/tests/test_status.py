@@ -31,6 +31,8 @@ def test_status_counts_done_failed_and_pending(finished_run, autointerp_cli) -> 
         "done": 1,
         "failed": 1,
         "pending": 3,
+        **dict.fromkeys(("calls", "cache_hits", "prompt_tokens", "completion_tokens"), 0),
+        "cost_usd": 0.0,  # no LLM call in this store
     }
     assert rows[("score", "detection/default")]["done"] == 1
     table = autointerp_cli("status", str(finished_run))

@@ -15,8 +15,9 @@ manager, config loading, overrides and validation (every problem at once, one li
 same lifecycle (run-directory lock, resume, run-finished hooks such as the HTML report). Errors
 are :class:`~autointerp.errors.AutointerpError` subclasses with one-line messages.
 
-A :class:`Run` only reads its store, opening it for each call, so it can be read while another
-process is still running it. Its tables are pandas DataFrames with pyarrow-backed columns
+A :class:`Run` only reads its store, opening it read-only for each call, so it can be read while
+another process is still running it, and a run made by an older autointerp is never migrated by
+reading it. Its tables are pandas DataFrames with pyarrow-backed columns
 (:class:`pandas.ArrowDtype`); pandas and pyarrow are imported by those methods alone (``pip
 install pandas pyarrow``, or the ``autointerp[dataframes]`` extra).
 """
@@ -363,29 +364,44 @@ class Run:
     def ledger(self) -> pd.DataFrame:
         """One row per LLM call the run made, paid or answered from the response cache: at
         (a UTC timestamp), client, model, cached, prompt_tokens, cached_tokens,
-        completion_tokens, cost_usd, latency_s and request_hash. Tokens, cost and latency are
-        zero for cache hits: they were paid once, by the call that filled the cache."""
+        completion_tokens, cost_usd, latency_s, request_hash, and the stage ("explain",
+        "score") and component (the explainer, or ``scorer/explainer``) that asked ("" where
+        the store does not say). Tokens, cost and latency are zero for cache hits: they were
+        paid once, by the call that filled the cache. Cost per component::
+
+            run.ledger().groupby(["stage", "component"])[["cost_usd"]].sum()"""
         pa, _ = _modules()
         with self._store() as store:
             rows = _ledger_rows(store, self.id)
         return _frame(rows, _schema(pa, _LEDGER_COLUMNS))
 
-    def usage(self) -> pd.DataFrame:
-        """LLM usage of the run per client and model: calls (paid), cache_hits, the token
-        counts, cost_usd and latency_s (of paid calls), as ``Store.usage`` totals them."""
+    def usage(self, by: Sequence[str] = ("client", "model")) -> pd.DataFrame:
+        """LLM usage of the run per client and model (or per other text columns of
+        :meth:`ledger`: ``by=("stage", "component")`` is the cost per component): calls
+        (paid), cache_hits, the token counts, cost_usd and latency_s (of paid calls), as
+        ``Store.usage`` totals them."""
         pa, _ = _modules()
+        keys = tuple(by)
+        wrong = [k for k in keys if _LEDGER_COLUMNS.get(k) != "string"]
+        if wrong or not keys:
+            names = ", ".join(k for k, kind in _LEDGER_COLUMNS.items() if kind == "string")
+            raise ConfigError(f"usage(by={list(keys)}): expected some of {names}")
         with self._store() as store:
-            totals: dict[tuple[str, str], dict[str, Any]] = {}
+            totals: dict[tuple[str, ...], dict[str, Any]] = {}
             for row in _ledger_rows(store, self.id):
-                key = (row["client"], row["model"])
+                key = tuple(row[k] for k in keys)
                 total = totals.setdefault(
-                    key, {"client": key[0], "model": key[1], **dict.fromkeys(_USAGE_SUMS, 0)}
+                    key, {**dict(zip(keys, key, strict=True)), **dict.fromkeys(_USAGE_SUMS, 0)}
                 )
                 total["calls"] += not row["cached"]
                 total["cache_hits"] += bool(row["cached"])
                 for column in _USAGE_SUMS[2:]:
                     total[column] += row[column]
-        return _frame(list(totals.values()), _schema(pa, _USAGE_COLUMNS))
+        columns = {**dict.fromkeys(keys, "string"), **_USAGE_COLUMNS}
+        for k in ("client", "model"):
+            if k not in keys:
+                del columns[k]
+        return _frame(list(totals.values()), _schema(pa, columns))
 
 
 def _kind_matches(example: Any, kind: str) -> bool:
@@ -393,19 +409,10 @@ def _kind_matches(example: Any, kind: str) -> bool:
 
 
 def _ledger_rows(store: Store, run_id: int) -> list[dict[str, Any]]:
-    # the store has no per-call reader (only ``usage`` totals): read its ledger table directly
-    rows = store._query(
-        "SELECT l.at, c.client, c.model, l.cached, l.prompt_tokens, l.cached_tokens, "
-        "l.completion_tokens, l.cost_usd, l.latency_s, l.request_hash FROM llm_ledger l "
-        "LEFT JOIN llm_calls c ON c.request_hash = l.request_hash WHERE l.run_id = ? "
-        "ORDER BY l.id",
-        (run_id,),
-    )
     out = []
-    for r in rows:
-        row = dict(r)
-        row["at"] = int(row["at"] * 1_000_000)  # microseconds since the epoch
-        row["cached"] = bool(row["cached"])
+    for entry in store.ledger(run_id):
+        row = {name: getattr(entry, name) for name in _LEDGER_COLUMNS}
+        row["at"] = int(entry.at * 1_000_000)  # microseconds since the epoch
         out.append(row)
     return out
 
@@ -431,6 +438,7 @@ _LEDGER_COLUMNS = {
     "at": "timestamp", "client": "string", "model": "string", "cached": "bool",
     "prompt_tokens": "int64", "cached_tokens": "int64", "completion_tokens": "int64",
     "cost_usd": "float64", "latency_s": "float64", "request_hash": "string",
+    "stage": "string", "component": "string",
 }  # fmt: skip
 _USAGE_SUMS = ("calls", "cache_hits", "prompt_tokens", "cached_tokens", "completion_tokens",
                "cost_usd", "latency_s")  # fmt: skip

@@ -149,29 +149,12 @@ def _repair(cache_dir: Path, manifest: dict[str, Any], manifest_path: Path) -> N
         return
 
 
-def build_cache(
-    adapter: ModelAdapter,
-    source: FeatureSource,
-    batches: Iterable[torch.Tensor],
-    cache_dir: Path,
-    info: Mapping[str, Any],
-    *,
-    contexts_per_shard: int = 1024,
-    progress: bool = True,
-    total_batches: int | None = None,
-) -> Path:
-    """Cache ``source``'s activations on every ``[batch, ctx_len]`` token batch.
-
-    ``info`` (model, site, source, dataset and their settings) is fingerprinted: an existing cache
-    with another fingerprint raises; one with the same fingerprint resumes after its last complete
-    shard (``batches`` must then be the same deterministic stream).
-    """
-    import numpy as np
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from safetensors.numpy import save_file
-
-    site = adapter.site(source.site)
-    source.check_site(site)
+def open_manifest(
+    cache_dir: Path, info: Mapping[str, Any], source: Any
+) -> tuple[dict[str, Any], Path]:
+    """The manifest of the cache in ``cache_dir`` for ``source`` and ``info`` (a new one, or the
+    existing one checked against them and repaired: shards after a damaged one dropped), and its
+    path. Raises :class:`CacheError` for a cache of other settings or format."""
     fp = fingerprint({**info, "site": source.site, "n_latents": source.n_latents})
     cache_dir.mkdir(parents=True, exist_ok=True)
     manifest_path = cache_dir / MANIFEST
@@ -196,6 +179,33 @@ def build_cache(
             "shards": [],
             "complete": False,
         }
+    return manifest, manifest_path
+
+
+def build_cache(
+    adapter: ModelAdapter,
+    source: FeatureSource,
+    batches: Iterable[torch.Tensor],
+    cache_dir: Path,
+    info: Mapping[str, Any],
+    *,
+    contexts_per_shard: int = 1024,
+    progress: bool = True,
+    total_batches: int | None = None,
+) -> Path:
+    """Cache ``source``'s activations on every ``[batch, ctx_len]`` token batch.
+
+    ``info`` (model, site, source, dataset and their settings) is fingerprinted: an existing cache
+    with another fingerprint raises; one with the same fingerprint resumes after its last complete
+    shard (``batches`` must then be the same deterministic stream).
+    """
+    import numpy as np
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from safetensors.numpy import save_file
+
+    site = adapter.site(source.site)
+    source.check_site(site)
+    manifest, manifest_path = open_manifest(cache_dir, info, source)
     done_contexts = sum(s["contexts"] for s in manifest["shards"])
     n = source.n_latents
     vocab = getattr(adapter, "vocab_size", 1 << 31)

@@ -181,7 +181,7 @@ def plugins_command(
     _print_plugin_errors(rows)
 
 
-_STATUS_STYLE = {"ok": "green", "error": "red", "disabled": "yellow"}
+_STATUS_STYLE = {"ok": "green", "error": "red", "disabled": "yellow", "incompatible": "red"}
 
 
 def _kind(kind: str | None) -> str:
@@ -789,7 +789,8 @@ def status_command(
     ] = False,
 ) -> None:
     """Done, failed and pending latents per stage of a run (the latest run in its store that did
-    work, or --run-id), and the failed latents with their reasons."""
+    work, or --run-id), the LLM calls, tokens and dollars each component paid for, and the
+    failed latents with their reasons. Reads the run without changing it."""
     from autointerp.status import run_failures, run_header, run_status
 
     rows = run_failures(run_dir, run_id) if failures else run_status(run_dir, run_id)
@@ -799,15 +800,30 @@ def status_command(
     if failures:
         _print_failures(run_dir, rows, limit=None, run_id=run_id)
         return
-    table = Table(box=box.SIMPLE_HEAD, title=f"{run_dir}: {run_header(run_dir, run_id)}")
-    for col in ("stage", "component", "done", "failed", "pending"):
-        table.add_column(col, justify="right" if col in ("done", "failed", "pending") else "left")
+    # the header on a line of its own, never wrapped (a table title wraps at the table's width)
+    console.print(f"{run_dir}: {run_header(run_dir, run_id)}", highlight=False, soft_wrap=True)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    widest = max((len(row["component"]) for row in rows), default=0)
+    for col in ("stage", "component", "done", "failed", "pending", "calls", "tokens", "cost"):
+        left = col in ("stage", "component")
+        width = {"component": widest, "cost": 7}.get(col, len(col))
+        table.add_column(col, justify="left" if left else "right", no_wrap=True, min_width=width)
     for row in rows:
-        pending = "-" if row["pending"] is None else str(row["pending"])
-        table.add_row(row["stage"], row["component"], str(row["done"]), str(row["failed"]), pending)
+        counts = ["-" if row[k] is None else str(row[k]) for k in ("done", "failed", "pending")]
+        calls = str(row["calls"]) + (f" (+{row['cache_hits']} cached)" if row["cache_hits"] else "")
+        tokens = f"{row['prompt_tokens'] + row['completion_tokens']:,}"
+        table.add_row(
+            row["stage"] or "-", row["component"] or "(not recorded)", *counts, calls, tokens,
+            _dollars(row["cost_usd"]),
+        )  # fmt: skip
     console.print(table)
     if any(row["failed"] for row in rows):
         _print_failures(run_dir, run_failures(run_dir, run_id), limit=10, run_id=run_id)
+
+
+def _dollars(cost: float) -> str:
+    """A cost in a status table: cents from a dollar on, else four decimals."""
+    return "$0" if cost == 0 else f"${cost:,.2f}" if cost >= 1 else f"${cost:.4f}"
 
 
 def _print_failures(
@@ -831,15 +847,82 @@ def _print_failures(
 # -- entry point -------------------------------------------------------------------------------
 
 
+#: the app's own commands and groups, before any plugin added its own
+_core_commands: tuple[list[Any], list[Any]] | None = None
+
+
 def build_cli() -> Any:
-    """The click command for the app, with every plugin's sub-commands added."""
+    """The click command for the app, with every plugin's sub-commands added (once per call:
+    those of earlier calls are dropped first, so in-process calls don't pile them up)."""
+    global _core_commands
+    if _core_commands is None:
+        _core_commands = (list(app.registered_commands), list(app.registered_groups))
+    app.registered_commands[:] = _core_commands[0]
+    app.registered_groups[:] = _core_commands[1]
     try:
         _plugins().add_commands(app)
     except Exception as exc:  # never let plugin trouble stop --version or plugins
         err_console.print(Text.assemble(("error", "red"), f": loading plugins failed: {exc}"))
     command = typer.main.get_command(app)
     _suggest_choices(command)
+    _readable_help(command)
     return command
+
+
+#: typer's type labels -> the words help text shows (a flag shows none)
+_TYPE_WORDS = {"str": "TEXT", "path": "PATH", "int": "INTEGER", "float": "NUMBER", "bool": None}
+
+
+def _type_word(label: str | None) -> str | None:
+    if not label or not (label.startswith("<") and label.endswith(">")):
+        return label  # a metavar the command chose (FIELD=VALUE) stays
+    inner = label[1:-1]
+    while inner.startswith("list[") and inner.endswith("]"):  # a repeatable option
+        inner = inner[5:-1]
+    if "|" in inner:  # choices
+        return f"[{inner}]"
+    return _TYPE_WORDS.get(inner.lower(), inner.upper())
+
+
+def _reflow(text: str) -> str:
+    """Docstring paragraphs as single lines (the terminal wraps them), lists and indented
+    blocks kept as written."""
+    paragraphs = []
+    for block in text.split("\n\n"):
+        lines = block.strip("\n").splitlines()
+        if any(line.startswith(("  ", "- ", "* ")) for line in lines):
+            paragraphs.append("\n".join(lines))
+        else:
+            paragraphs.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(paragraphs)
+
+
+def _readable_help(command: Any) -> None:
+    """Help that reads at 80 columns: docstring paragraphs reflowed instead of broken where the
+    source broke them, and type words (TEXT, PATH, INTEGER; none for a flag) instead of
+    ``<str>``, ``<list[str]>`` or ``<bool>``."""
+    if getattr(command, "help", None):
+        command.help = _reflow(command.help)
+    for param in getattr(command, "params", ()):
+        shown = getattr(param, "display_type_rich", None)
+        if shown is None or "display_type_rich" in vars(param):
+            continue
+        flag = getattr(param, "is_flag", False)
+        param.display_type_rich = (
+            (lambda ctx: None) if flag else (lambda ctx, shown=shown: _type_word(shown(ctx)))
+        )
+    if hasattr(command, "get_help_option") and "get_help_option" not in vars(command):
+        make_help = command.get_help_option
+
+        def get_help_option(ctx: Any, make_help: Any = make_help) -> Any:
+            option = make_help(ctx)  # made per context: its type word goes here
+            if option is not None:
+                option.display_type_rich = lambda ctx: None
+            return option
+
+        command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _readable_help(sub)
 
 
 def _suggest_choices(command: Any) -> None:
@@ -875,6 +958,9 @@ def _suggesting(process_value: Any, choices: tuple[Any, ...]) -> Any:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: one-line errors, tracebacks only with ``--debug``."""
     args = sys.argv[1:] if argv is None else argv
+    # our own progress display is the only one: the hub's and transformers' tqdm bars (weights
+    # loading, shards) would interleave with it (set the variable to 0 to see them)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         # standalone mode: click reports its own usage errors and exits through SystemExit
         build_cli().main(args=args, prog_name="autointerp", standalone_mode=True)

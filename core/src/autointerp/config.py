@@ -114,6 +114,24 @@ class LatentSettings(BaseModel):
         description="test examples: stratified (n_test spread over all activation quantiles) or "
         "quantile-v1 (the sampler of runs made before it; a run keeps the sampler it began with)",
     )
+    n_quantiles: int = Field(
+        10,
+        ge=1,
+        description="activation quantiles (by window peak) that test examples, and train "
+        "examples drawn by quantile, are spread over; every such example records its quantile "
+        "(0 = weakest)",
+    )
+    train_sampler: Literal["top", "quantiles", "random", "mixed"] = Field(
+        "top",
+        description="examples shown to the explainer: top (the n_train strongest windows); "
+        "quantiles (n_train spread evenly over the n_quantiles quantiles of all activating "
+        "windows: n_train = k x n_quantiles gives k per quantile); random (uniformly among "
+        "activating windows); mixed (the round(train_top_share x n_train) strongest, the rest "
+        "spread over the quantiles of the other activating windows)",
+    )
+    train_top_share: float = Field(
+        0.5, ge=0, le=1, description="share of top windows in a mixed train sample"
+    )
 
 
 class RunConfig(BaseModel):

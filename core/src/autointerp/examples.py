@@ -2,8 +2,11 @@
 
 The token stream is cut into windows of ``window`` tokens (contexts are split, never joined). For
 one latent, only its own activations are read; per window its peak is computed vectorized. Train
-examples are the windows with the highest peaks; test examples are drawn from the remaining
-activating windows, spread over activation quantiles; negatives are windows where the latent never
+examples (shown to the explainer) are the windows with the highest peaks, or, by
+``train_sampler``, drawn from the activation quantiles, at random, or both; test examples are drawn
+from the remaining activating windows, spread over activation quantiles; every example drawn by
+quantile or at random carries its quantile in its kind ("quantile:3", "train-quantile:3",
+"train-random:3"; 0 = weakest); negatives are windows where the latent never
 fires, drawn at random or from similar contexts ("hard" negatives: windows holding the tokens the
 latent fires on most, or their nearest neighbours in the model's embedding space, where it stays
 silent).
@@ -63,6 +66,18 @@ class ExampleSettings:
     #: (``max(1, n_test // n_quantiles)`` per quantile, then cut: biased towards the weakest
     #: quantiles when ``n_test`` is no multiple of them), is kept so those runs resume unchanged
     test_sampler: Literal["stratified", "quantile-v1"] = "stratified"
+    #: how train examples (shown to the explainer) are drawn: "top", the ``n_train`` strongest
+    #: windows; "quantiles", ``n_train`` spread over ``n_quantiles`` quantiles of all activating
+    #: windows as the stratified test sampler spreads them; "random", uniformly among them;
+    #: "mixed", the ``round(train_top_share * n_train)`` strongest (halves up), the rest spread
+    #: over the quantiles of the other activating windows
+    train_sampler: Literal["top", "quantiles", "random", "mixed"] = "top"
+    #: the share of top windows in a "mixed" train sample
+    train_top_share: float = 0.5
+
+
+#: the train samplers :class:`ExampleBuilder` knows
+TRAIN_SAMPLERS = ("top", "quantiles", "random", "mixed")
 
 
 @dataclass(frozen=True)
@@ -201,6 +216,17 @@ class ExampleBuilder:
             raise ExamplesError(
                 f"negatives = {self.settings.negatives!r}: expected random, similar or mixed"
             )
+        if self.settings.train_sampler not in TRAIN_SAMPLERS:
+            raise ExamplesError(
+                f"train_sampler = {self.settings.train_sampler!r}: expected "
+                "top, quantiles, random or mixed"
+            )
+        if self.settings.n_quantiles < 1:
+            raise ExamplesError(f"n_quantiles = {self.settings.n_quantiles}: expected >= 1")
+        if not 0 <= self.settings.train_top_share <= 1:
+            raise ExamplesError(
+                f"train_top_share = {self.settings.train_top_share}: expected 0 to 1"
+            )
         if self.settings.similar_neighbours and embeddings is None:
             raise ExamplesError("similar_neighbours needs the model's token embeddings")
         self.embeddings = embeddings
@@ -279,8 +305,12 @@ class ExampleBuilder:
         active, starts = np.unique(windows, return_index=True)
         peaks = np.maximum.reduceat(values, starts) if len(values) else values
         order = np.argsort(-peaks, kind="stable")
-        train_w = active[order[: s.n_train]]
-        rest, rest_peaks = active[order[s.n_train :]], peaks[order[s.n_train :]]
+        train_i, train_kinds = self._pick_train(peaks, order, rng)
+        train_w = active[train_i]
+        taken = np.zeros(len(active), dtype=bool)
+        taken[train_i] = True
+        rest_i = order[~taken[order]]  # strongest first, as "top" runs always drew from
+        rest, rest_peaks = active[rest_i], peaks[rest_i]
         sample = _quantile_sample if s.test_sampler == "quantile-v1" else _stratified_sample
         test_w, quantiles = sample(rest, rest_peaks, s.n_test, s.n_quantiles, rng)
         negatives_w, negative_kinds = self._pick_negatives(tokens, values, active, rng)
@@ -294,12 +324,43 @@ class ExampleBuilder:
             at = np.minimum(np.searchsorted(sorted_w, windows), len(chosen) - 1)
             hit = sorted_w[at] == windows
             acts[by_window[at[hit]], tokens[hit] - windows[hit] * w] = values[hit]
-        kinds = (
-            ["top"] * len(train_w)
-            + [f"quantile:{q}" for q in quantiles.tolist()]
-            + list(negative_kinds)
-        )
+        kinds = train_kinds + [f"quantile:{q}" for q in quantiles.tolist()] + list(negative_kinds)
         return ExampleSet(latent, tuple(kinds), ids, acts, len(train_w), len(test_w))
+
+    def _pick_train(
+        self, peaks: np.ndarray, order: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[str]]:
+        """Positions in the latent's activating windows of its train examples, strongest first,
+        and their kinds (see :attr:`ExampleSettings.train_sampler`)."""
+        import numpy as np
+
+        s = self.settings
+        n = min(s.n_train, len(peaks))
+        if s.train_sampler == "top" or n == 0:
+            return order[:n], ["top"] * n
+        positions = np.arange(len(peaks))
+        if s.train_sampler == "random":
+            picked = rng.choice(positions, size=n, replace=False)
+            labels = quantile_labels(peaks, s.n_quantiles)[picked]
+            kind = "train-random"
+        elif s.train_sampler == "quantiles":
+            picked, labels = _stratified_sample(positions, peaks, n, s.n_quantiles, rng)
+            kind = "train-quantile"
+        else:  # mixed: the strongest, then the others' quantiles
+            n_top = min(n, int(s.train_top_share * s.n_train + 0.5))
+            others = order[n_top:]
+            picked, labels = _stratified_sample(
+                others, peaks[others], n - n_top, s.n_quantiles, rng
+            )
+            picked, labels = (
+                np.concatenate([order[:n_top], picked]),
+                np.concatenate([np.full(n_top, -1), labels]),
+            )
+            kind = "train-quantile"
+        strongest = np.argsort(-peaks[picked], kind="stable")
+        picked, labels = picked[strongest], labels[strongest]
+        kinds = ["top" if q < 0 else f"{kind}:{q}" for q in labels.tolist()]
+        return picked, kinds
 
     def _pick_negatives(
         self, tokens: np.ndarray, values: np.ndarray, active: np.ndarray, rng: np.random.Generator
@@ -318,6 +379,19 @@ class ExampleBuilder:
         taken = np.union1d(active, similar)
         rest = _negatives(self.n_windows, taken, s.n_negatives - len(similar), rng)
         return np.concatenate([similar, rest]), ["similar"] * len(similar) + ["random"] * len(rest)
+
+
+def quantile_labels(peaks: np.ndarray, n_quantiles: int) -> np.ndarray:
+    """The activation quantile of each window (0 = weakest) among ``peaks``: the windows sorted
+    by peak, cut into ``n_quantiles`` bins whose sizes differ by at most one (as the samplers cut
+    them)."""
+    import numpy as np
+
+    labels = np.zeros(len(peaks), dtype=np.int64)
+    if len(peaks):
+        bins = np.array_split(np.argsort(peaks, kind="stable"), min(n_quantiles, len(peaks)))
+        labels[np.concatenate(bins)] = np.repeat(np.arange(len(bins)), [len(b) for b in bins])
+    return labels
 
 
 def _stratified_sample(

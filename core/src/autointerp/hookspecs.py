@@ -16,6 +16,11 @@ Each ``register`` callback takes::
 - ``config``: a subclass of :class:`autointerp.config.ComponentConfig` (extra fields forbidden,
   frozen) holding the component's options with defaults and field docs; omit for no options.
 - ``description``: one line shown by ``autointerp plugins``.
+
+A plugin module declares the versions of this contract it was written for as ``PLUGIN_API``, a
+PEP 440 specifier over :data:`PLUGIN_API` (``PLUGIN_API = ">=1,<2"``). A plugin whose range
+excludes the installed core's, or whose distribution requires another version of ``autointerp``,
+is listed by ``autointerp plugins`` as *incompatible*, with the reason, and registers nothing.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from autointerp.plugins import Register
+
+#: the version of this contract: the major part changes when a hook or a component contract
+#: changes incompatibly, the minor part when one is added
+PLUGIN_API = "1.0"
 
 hookspec = pluggy.HookspecMarker("autointerp")
 hookimpl = pluggy.HookimplMarker("autointerp")

@@ -8,8 +8,9 @@ attempt at one chat request. :class:`LLMClient` wraps a backend with what a run 
   endpoint keeps failing (one probe at a time until it answers again);
 - retries with exponential backoff and full jitter on 429, 5xx, timeouts, dropped connections and
   malformed responses; other 4xx are never retried;
-- a content-addressed response cache and a ledger (tokens, cost, latency per call) in the run's
-  results store, so a rerun costs zero calls; identical requests in flight share one call; the
+- a content-addressed response cache and a ledger (tokens, cost, latency per call, and the
+  stage and component that asked: :func:`paying`) in the run's results store, so a rerun costs
+  zero calls; identical requests in flight share one call; the
   requests answered in one turn of the event loop share one commit (:class:`GroupCommit`), which
   is done before any of their ``chat()`` calls returns;
 - API keys resolved before any compute (:func:`resolve_api_key`) and redacted from every message.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -47,6 +49,31 @@ log = logging.getLogger("autointerp.llm")
 T = TypeVar("T")
 
 Role = Literal["system", "user", "assistant"]
+
+# -- who pays --------------------------------------------------------------------------------------
+
+_PAYER: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
+    "autointerp_llm_payer", default=("", "")
+)
+
+
+@contextlib.contextmanager
+def paying(stage: str, component: str) -> Iterator[None]:
+    """Inside the block (and the tasks it starts), LLM calls are filed in the ledger under
+    ``stage`` and ``component`` (the explainer, or ``scorer/explainer``): the pipeline wraps each
+    latent's explain and score call in one. A context variable, so concurrent latents of
+    different components never mix."""
+    token = _PAYER.set((stage, component))
+    try:
+        yield
+    finally:
+        _PAYER.reset(token)
+
+
+def current_payer() -> tuple[str, str]:
+    """``(stage, component)`` that calls made here are filed under (``("", "")``: none)."""
+    return _PAYER.get()
+
 
 # -- secrets ---------------------------------------------------------------------------------------
 
@@ -1128,7 +1155,8 @@ class LLMClient:
             hit = self.store.get_llm_call(key)
             if hit is not None:
                 self.stats.cache_hits += 1
-                await self._commit(hit, cached=True)
+                stage, component = _PAYER.get()
+                await self._commit(replace(hit, stage=stage, component=component), cached=True)
                 return ChatResponse.from_dict(
                     hit.response, from_cache=True, request_hash=key, cost_usd=0.0, latency_s=0.0
                 )
@@ -1182,8 +1210,15 @@ class LLMClient:
     async def _record(self, payload: dict[str, Any], response: ChatResponse) -> None:
         await self._commit(self.paid_call(payload, response), cached=False)
 
-    def paid_call(self, payload: dict[str, Any], response: ChatResponse) -> LLMCall:
-        """The cache and ledger entry of a paid answer, counted in :attr:`stats`."""
+    def paid_call(
+        self,
+        payload: dict[str, Any],
+        response: ChatResponse,
+        payer: tuple[str, str] | None = None,
+    ) -> LLMCall:
+        """The cache and ledger entry of a paid answer, counted in :attr:`stats`, filed under
+        ``payer`` (``(stage, component)``; default: :func:`current_payer`)."""
+        stage, component = _PAYER.get() if payer is None else payer
         s = self.stats
         s.calls += 1
         s.prompt_tokens += response.prompt_tokens
@@ -1201,6 +1236,8 @@ class LLMClient:
             completion_tokens=response.completion_tokens,
             cost_usd=response.cost_usd,
             latency_s=response.latency_s,
+            stage=stage,
+            component=component,
         )
 
     def _backoff(self, attempt: int, error: TransientLLMError) -> float:
@@ -1435,10 +1472,12 @@ __all__ = [
     "TransientLLMError",
     "UnparseableResponseError",
     "chat_parsed",
+    "current_payer",
     "error_for_status",
     "estimate_tokens",
     "http_error",
     "parse_retry_after",
+    "paying",
     "protect_loggers",
     "redact",
     "request_hash",

@@ -7,8 +7,9 @@ cannot answer (``answer``) instead of making live attempts with timeouts, retrie
 
 - requests queue up; a batch is submitted when ``max_batch_requests`` (or ``max_batch_mb``) are
   queued, when no new request came for ``flush_after_s``, or ``collect_max_s`` after the first;
-- the batch, and which request hashes it holds (the hash is the batch's ``custom_id``), go into
-  the run's store at once; each live batch is polled every ``poll_interval_s``;
+- the batch, and which request hashes it holds (the hash is the batch's ``custom_id``) with the
+  stage and component that asked for each (:func:`autointerp.llm.paying`, for the ledger), go
+  into the run's store at once; each live batch is polled every ``poll_interval_s``;
 - when a batch ends, every answer in it is stored (LLM cache and ledger, at batch prices: the
   live price times ``batch_price_factor``), also those nobody in this process awaits, so a paid
   answer is never lost; requests that expired or failed with a transient error go into a new
@@ -48,6 +49,7 @@ from autointerp.llm import (
     Pricing,
     SamplingParams,
     TransientLLMError,
+    current_payer,
     error_for_status,
     parse_retry_after,
     request_hash,
@@ -126,7 +128,12 @@ class BatchStatus:
 class BatchStore(Protocol):
     """The part of the results store a batch backend uses (``autointerp.store.RunStore``)."""
 
-    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> Any: ...
+    def put_llm_batch(
+        self,
+        batch: LLMBatch,
+        requests: Mapping[str, Mapping[str, Any]],
+        payers: Mapping[str, tuple[str, str]] | None = None,
+    ) -> Any: ...
 
     def update_llm_batch(
         self,
@@ -146,6 +153,8 @@ class BatchStore(Protocol):
 
     def llm_batch_requests(self, batch_id: str) -> dict[str, dict[str, Any] | None]: ...
 
+    def llm_batch_payers(self, batch_id: str) -> dict[str, tuple[str, str]]: ...
+
     def live_llm_batch_of(self, request_hash: str, client: str, endpoint: str) -> str | None: ...
 
     def llm_batch_attempts(self, request_hash: str) -> int: ...
@@ -157,10 +166,17 @@ class MemoryBatchStore:
     def __init__(self) -> None:
         self.batches: dict[str, LLMBatch] = {}
         self.requests: dict[str, dict[str, dict[str, Any] | None]] = {}
+        self.payers: dict[str, dict[str, tuple[str, str]]] = {}
 
-    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> None:
+    def put_llm_batch(
+        self,
+        batch: LLMBatch,
+        requests: Mapping[str, Mapping[str, Any]],
+        payers: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         self.batches[batch.id] = batch
         self.requests[batch.id] = {h: dict(p) for h, p in requests.items()}
+        self.payers[batch.id] = dict(payers or {})
 
     def update_llm_batch(
         self,
@@ -201,6 +217,9 @@ class MemoryBatchStore:
     def llm_batch_requests(self, batch_id: str) -> dict[str, dict[str, Any] | None]:
         return dict(self.requests.get(batch_id, {}))
 
+    def llm_batch_payers(self, batch_id: str) -> dict[str, tuple[str, str]]:
+        return dict(self.payers.get(batch_id, {}))
+
     def live_llm_batch_of(self, request_hash: str, client: str, endpoint: str) -> str | None:
         for b in self.llm_batches(client, endpoint, live=True):
             if request_hash in self.requests[b.id]:
@@ -213,12 +232,14 @@ class MemoryBatchStore:
 
 @dataclass
 class _Waiter:
-    """A request awaited in this process: its future, cache payload and provider body."""
+    """A request awaited in this process: its future, cache payload and provider body, and the
+    ``(stage, component)`` that asked for it first (who pays, in the ledger)."""
 
     future: asyncio.Future[ChatResponse]
     payload: dict[str, Any]
     body: dict[str, Any]
     size: int
+    payer: tuple[str, str] = ("", "")
 
 
 class _LoopState:
@@ -406,7 +427,7 @@ class BatchBackend:
             body = self.request_body(messages, params)
             size = len(json.dumps(body)) + 200
             future = asyncio.get_running_loop().create_future()
-            waiter = state.waiters[key] = _Waiter(future, payload, body, size)
+            waiter = state.waiters[key] = _Waiter(future, payload, body, size, current_payer())
             client.stats.in_flight += 1
             live = state.batches.live_llm_batch_of(key, self.name, self.endpoint)
             if live is None:
@@ -542,7 +563,11 @@ class BatchBackend:
             meta=status.meta,
             run_id=state.client.run_id,
         )
-        state.batches.put_llm_batch(batch, {k: state.waiters[k].payload for k in keys})
+        state.batches.put_llm_batch(
+            batch,
+            {k: state.waiters[k].payload for k in keys},
+            {k: state.waiters[k].payer for k in keys},
+        )
         stats.requests += len(keys)
         log.info("%s: submitted batch %s with %d requests", self.name, batch.id, len(keys))
         self._poll_later(state, batch, first_wait=self.config.poll_interval_s)
@@ -640,6 +665,7 @@ class BatchBackend:
         factor = self.config.batch_price_factor
         turnaround = max(0.0, time.time() - batch.created_at)
         payloads = state.batches.llm_batch_requests(batch.id)
+        payers = _payers(state.batches, batch.id)
         outcomes: dict[str, str] = {}
         missing = ItemFailure(
             f"no answer in batch {batch.id} ({status.status}"
@@ -668,7 +694,11 @@ class BatchBackend:
                 request_hash=key,
             )
             if payload is not None and store.get_llm_call(key) is None:
-                paid.append(client.paid_call(payload, response))
+                # who submitted it pays (a restarted process may ask it under no name)
+                payer = payers.get(key, ("", ""))
+                if not any(payer) and (waiter := state.waiters.get(key)) is not None:
+                    payer = waiter.payer
+                paid.append(client.paid_call(payload, response, payer))
             answered[key] = response
         put_many = getattr(store, "put_llm_calls", None)
         if put_many is not None:  # one transaction for the whole batch
@@ -731,6 +761,13 @@ class BatchBackend:
         if not waiter.future.done():
             waiter.future.set_exception(error)
             waiter.future.exception()  # retrieved: the caller may have gone
+
+
+def _payers(batches: BatchStore, batch_id: str) -> dict[str, tuple[str, str]]:
+    """Who asked for each request of a batch, as submitted (a store without
+    ``llm_batch_payers``: nobody known)."""
+    read = getattr(batches, "llm_batch_payers", None)
+    return read(batch_id) if read is not None else {}
 
 
 def _error_message(text: str) -> str:

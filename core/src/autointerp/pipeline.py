@@ -45,7 +45,7 @@ from autointerp.components import (
 from autointerp.config import CorpusSettings, RunConfig, dump_toml
 from autointerp.errors import AutointerpError, ConfigError
 from autointerp.examples import scored_examples
-from autointerp.llm import EndpointUnavailableError
+from autointerp.llm import EndpointUnavailableError, paying
 from autointerp.plugins import Component, PluginManager
 from autointerp.runlock import hold_run_dir
 from autointerp.store import RunStore, Store, request_hash
@@ -228,13 +228,28 @@ def _opened(run_dir: Path, store: Store | None) -> Iterator[Store]:
 _EXECUTION_ONLY = ("scorers", "concurrency", "max_failure_rate", "threads", "executor", "run_dir")
 
 
+#: example options added after runs were recorded, with the value that gives those runs'
+#: examples: a run that leaves them at it has the identity of a run recorded without them
+_LATENT_OPTIONS_ADDED = {"n_quantiles": 10, "train_sampler": "top", "train_top_share": 0.5}
+
+
 def run_identity(table: Mapping[str, Any]) -> dict[str, Any]:
     """The part of a config table that identifies a run (scores are kept per scorer and options,
     so the scorers are not part of it; nor is the run directory, which is the store's own; nor
-    the test sampler, which a run keeps from its start: :func:`run_sampler`)."""
+    the test sampler, which a run keeps from its start: :func:`run_sampler`). Example options
+    added later count only where they differ from what older runs drew with
+    (:data:`_LATENT_OPTIONS_ADDED`; the top-share counts only for a mixed train sample)."""
     out = {k: v for k, v in table.items() if k not in _EXECUTION_ONLY}
-    if isinstance(out.get("latents"), Mapping) and "test_sampler" in out["latents"]:
-        out["latents"] = {k: v for k, v in out["latents"].items() if k != "test_sampler"}
+    latents = out.get("latents")
+    if isinstance(latents, Mapping):
+        mixed = latents.get("train_sampler") == "mixed"
+        out["latents"] = {
+            k: v
+            for k, v in latents.items()
+            if k != "test_sampler"
+            and not (k in _LATENT_OPTIONS_ADDED and v == _LATENT_OPTIONS_ADDED[k])
+            and not (k == "train_top_share" and not mixed)
+        }
     return out
 
 
@@ -528,7 +543,10 @@ async def explain_latents(
 
     async def handle(item: LatentRequest) -> bool:
         try:
-            explanation = await explain_one(explainer, explainer_name, item, llm, needs, seed=seed)
+            with paying("explain", explainer_name):  # the ledger files its LLM calls under it
+                explanation = await explain_one(
+                    explainer, explainer_name, item, llm, needs, seed=seed
+                )
         except Exception as exc:  # one latent's failure never aborts the run
             stop_if_endpoint_gone(llm, exc)
             log.debug("explaining %s failed", item.latent, exc_info=True)
@@ -613,9 +631,10 @@ async def score_explanations(
         e = item.explanation
         component = f"{scorer_name}/{e.explainer}"
         try:
-            score = await score_one(
-                scorer, scorer_name, e, item.request, llm, needs, seed=seed, adapter=adapter
-            )
+            with paying("score", component):  # the ledger files its LLM calls under it
+                score = await score_one(
+                    scorer, scorer_name, e, item.request, llm, needs, seed=seed, adapter=adapter
+                )
         except Exception as exc:  # one latent's failure never aborts the run
             stop_if_endpoint_gone(llm, exc)
             log.debug("scoring %s failed", e.latent, exc_info=True)
@@ -786,10 +805,12 @@ def cache_corpus(
     *,
     seed: int = 0,
     progress: bool = True,
+    executor: Any = None,
 ) -> Any:
     """Cache ``source``'s activations on ``corpus`` into ``cache_dir`` (resuming a partial cache;
     refusing one made from other inputs) and return the opened cache: the cache stage of a run
-    and ``autointerp cache`` alike."""
+    and ``autointerp cache`` alike. An ``executor`` with a ``cache_chunks`` method (same
+    arguments as :func:`~autointerp.cache.build_cache`) caches in its workers instead."""
     import itertools
 
     from autointerp.cache import ActivationCache, build_cache
@@ -801,7 +822,8 @@ def cache_corpus(
         bos=c.bos, seed=seed,
     )  # fmt: skip
     n_batches = max(1, c.n_tokens // (c.ctx_len * c.batch_size))
-    build_cache(
+    build = getattr(executor, "cache_chunks", None) or build_cache
+    build(
         adapter, source, itertools.islice(windows, n_batches), cache_dir, dict(info),
         progress=progress, total_batches=n_batches,
     )  # fmt: skip
@@ -824,8 +846,9 @@ def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, l
     }
     cache_dir = ctx.run_dir / "cache" / source.site
     cache = cache_corpus(
-        adapter, source, config.corpus, cache_dir, info, seed=config.seed, progress=ctx.progress
-    )
+        adapter, source, config.corpus, cache_dir, info, seed=config.seed, progress=ctx.progress,
+        executor=ctx.build("executor"),
+    )  # fmt: skip
     stats = cache.stats()
     chosen = _choose_latents(config.latents, cache.n_latents, stats["count"])
     key = ctx.source_key
@@ -896,7 +919,8 @@ def _latent_work(
         window=lat.window, n_train=lat.n_train, n_test=lat.n_test,
         n_negatives=lat.n_negatives, negatives=lat.negatives,
         similar_neighbours=lat.similar_neighbours, seed=config.seed,
-        test_sampler=run_sampler(store.store, store.run_id),
+        test_sampler=run_sampler(store.store, store.run_id), n_quantiles=lat.n_quantiles,
+        train_sampler=lat.train_sampler, train_top_share=lat.train_top_share,
     )  # fmt: skip
     model = ctx.build("model")
     decode = _run_decoder(ctx)

@@ -14,7 +14,13 @@ import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import (
+    Distribution,
+    EntryPoint,
+    PackageNotFoundError,
+    entry_points,
+)
+from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -29,6 +35,7 @@ from autointerp.config import (
     validate_options,
 )
 from autointerp.errors import AutointerpError, ConfigError, PluginError, UnknownComponentError
+from autointerp.hookspecs import PLUGIN_API
 from autointerp.types import COMPONENT_KINDS, kind_label
 
 ENTRY_POINT_GROUP = "autointerp"
@@ -43,7 +50,7 @@ COMMANDS_HOOK = "autointerp_register_commands"
 RUN_FINISHED_HOOK = "autointerp_run_finished"
 _SPEC_NAMES = frozenset(n for n in dir(hookspecs) if n.startswith("autointerp_"))
 
-Status = Literal["ok", "error", "disabled"]
+Status = Literal["ok", "error", "disabled", "incompatible"]
 
 
 class Register(Protocol):
@@ -216,6 +223,11 @@ class PluginManager:
             info.fail(f"import failed: {_one_line(exc)}")
             info.traceback = traceback.format_exc()
             return
+        reason = incompatibility(module, ep.dist)
+        if reason is not None:
+            info.status = "incompatible"
+            info.error = reason
+            return
         self._register(module, info)
 
     def register(
@@ -232,6 +244,10 @@ class PluginManager:
             raise PluginError(f"a plugin named '{name}' is already registered")
         info = PluginInfo(name=name, distribution=distribution, version=version, module=name)
         self.plugins[name] = info
+        reason = incompatibility(plugin)
+        if reason is not None:
+            info.status, info.error = "incompatible", reason
+            return info
         self._register(plugin, info)
         return info
 
@@ -367,10 +383,15 @@ class PluginManager:
         )
         broken = [p.name for p in self.broken()]
         disabled = [p.name for p in self.plugins.values() if p.status == "disabled"]
+        incompatible = [
+            f"{p.name} ({p.error})" for p in self.plugins.values() if p.status == "incompatible"
+        ]
         if broken:
             message += (
                 f" Plugins that failed to load (see `autointerp plugins`): {', '.join(broken)}."
             )
+        if incompatible:
+            message += f" Incompatible plugins: {'; '.join(incompatible)}."
         if disabled:
             message += f" Disabled plugins: {', '.join(disabled)}."
         raise UnknownComponentError(message)
@@ -474,6 +495,53 @@ class PluginManager:
                 kind = "commands" if COMMANDS_HOOK in info.hooks else None
                 rows.append({"name": info.name, "kind": kind, **base, "description": ""})
         return rows
+
+
+def _core_version() -> str | None:
+    try:
+        return dist_version(ENTRY_POINT_GROUP)
+    except PackageNotFoundError:
+        return None
+
+
+def incompatibility(plugin: object, dist: Distribution | None = None) -> str | None:
+    """Why ``plugin`` cannot work with this core, or None: its ``PLUGIN_API`` range excludes
+    :data:`autointerp.hookspecs.PLUGIN_API`, or its distribution ``dist`` requires a version of
+    ``autointerp`` other than the one installed (possible after ``pip install --no-deps``)."""
+    declared = getattr(plugin, "PLUGIN_API", None)
+    if declared is not None:
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        try:
+            spec = SpecifierSet(str(declared))
+        except InvalidSpecifier:
+            return (
+                f"PLUGIN_API = {declared!r} is not a version range; expected e.g. "
+                f"'>={PLUGIN_API.split('.')[0]},<{int(PLUGIN_API.split('.')[0]) + 1}'"
+            )
+        if not spec.contains(PLUGIN_API, prereleases=True):
+            return (
+                f"written for plugin API {declared}, this autointerp provides {PLUGIN_API}: "
+                "upgrade the plugin (or autointerp)"
+            )
+    core = _core_version()
+    if dist is None or core is None or dist.name == ENTRY_POINT_GROUP:
+        return None
+    for line in dist.requires or ():
+        if not line.startswith(ENTRY_POINT_GROUP) or ";" in line:  # extras-only needs don't count
+            continue
+        from packaging.requirements import InvalidRequirement, Requirement
+
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if req.name == ENTRY_POINT_GROUP and not req.specifier.contains(core, prereleases=True):
+            return (
+                f"{dist.name} requires {req}, installed: autointerp {core}: "
+                f"pip install '{req}' (or a version of {dist.name} made for autointerp {core})"
+            )
+    return None
 
 
 def run_finished(

@@ -1,4 +1,6 @@
-"""What a run has done so far, per stage and component, read from its results store."""
+"""What a run has done so far, per stage and component, read from its results store (opened
+read-only: an older run is never migrated by looking at it), and what each component's LLM calls
+cost."""
 
 from __future__ import annotations
 
@@ -6,7 +8,10 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from autointerp.store import open_run
+from autointerp.store import Store, Usage, open_run
+
+#: the LLM usage of a status row: paid calls, cache hits, their tokens and dollars
+COST_COLUMNS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "cost_usd")
 
 
 def _open_run(run_dir: Path, run_id: int | None) -> Any:
@@ -14,9 +19,23 @@ def _open_run(run_dir: Path, run_id: int | None) -> Any:
     return open_run(run_dir, run_id, empty_ok=True)
 
 
+def _cost(usage: Usage | None) -> dict[str, Any]:
+    u = usage or Usage()
+    return {
+        "calls": u.calls,
+        "cache_hits": u.cache_hits,
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "cost_usd": round(u.cost_usd, 6),
+    }
+
+
 def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:
     """Rows of stage, component, done, failed and pending (None when the number of latents the
-    run covers is not known yet)."""
+    run covers is not known yet), and the LLM usage of the calls the component asked for
+    (:data:`COST_COLUMNS`). Calls the ledger cannot attribute (made by an autointerp that did
+    not record it, and named by no result) get a row of their own with stage and component "".
+    """
     with _open_run(run_dir, run_id) as (store, run_id):
         if run_id is None:
             return []
@@ -27,9 +46,11 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
             stage: Counter(component for _, component in store.failures(run_id, stage))
             for stage in ("explain", "score")
         }
+        costs = store.usage_by_component(run_id)
     rows = []
     for stage, done in (("explain", explained), ("score", scored)):
-        for component in sorted(set(done) | set(failed[stage])):
+        paid = {c for s, c in costs if s == stage}
+        for component in sorted(set(done) | set(failed[stage]) | paid):
             n_done, n_failed = done[component], failed[stage][component]
             # a score waits for its explanation: latents whose explanation failed are not pending
             base = total if stage == "explain" else explained[component.rsplit("/", 1)[-1]]
@@ -41,9 +62,31 @@ def run_status(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]
                     "done": n_done,
                     "failed": n_failed,
                     "pending": pending,
+                    **_cost(costs.get((stage, component))),
                 }
             )
+    for (stage, component), usage in costs.items():  # other stages, and unattributed calls
+        if stage not in ("explain", "score"):
+            row = {"stage": stage, "component": component, "done": None, "failed": None}
+            rows.append({**row, "pending": None, **_cost(usage)})
     return rows
+
+
+def component_costs(store: Store, run_id: int) -> list[dict[str, Any]]:
+    """The LLM usage of a run per stage and component that asked: stage, component, calls
+    (paid), cache_hits, tokens (prompt and completion), cost_usd; unattributed calls have
+    stage and component "". For reports and exports of an open store."""
+    return [
+        {
+            "stage": stage,
+            "component": component,
+            "calls": u.calls,
+            "cache_hits": u.cache_hits,
+            "tokens": u.prompt_tokens + u.completion_tokens,
+            "cost_usd": round(u.cost_usd, 6),
+        }
+        for (stage, component), u in store.usage_by_component(run_id).items()
+    ]
 
 
 def run_failures(run_dir: Path, run_id: int | None = None) -> list[dict[str, Any]]:

@@ -3,10 +3,13 @@
 Holds runs, per-latent statistics, examples, explanations, scores and every LLM call. Each ``put_*``
 commits on its own, so a killed process loses at most the result it was writing, and a resumed run
 asks ``has_explanation`` / ``explained`` / ``scored`` what is already done. LLM responses are cached
-by request hash and every call, paid or cache hit, gets a ledger row, so ``usage`` tells them apart.
+by request hash and every call, paid or cache hit, gets a ledger row (with the stage and component
+that asked), so ``usage`` tells them apart and ``usage_by_component`` says who paid.
 
 The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes a store from version
-``i`` to ``i + 1``. Opening an older store migrates it forward; a newer one is refused.
+``i`` to ``i + 1``. Opening an older store for writing migrates it forward; opening it read-only
+(``Store(path, readonly=True)``, :func:`open_run`) leaves the file as it is and reads it through
+temporary tables and views in the latest shape. A newer store is refused.
 Only the standard library is used; one connection is shared by threads behind a lock.
 """
 
@@ -15,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -33,6 +37,19 @@ if TYPE_CHECKING:
 
 #: File name of the store inside a run directory.
 STORE_FILENAME = "results.sqlite"
+
+#: ``(run_id, request_hash, stage, component)`` of the LLM calls that a run's explanations and
+#: scores name in their meta (``llm_calls``): who paid for calls recorded before the ledger said
+#: (an explainer's call wins over a scorer's asking the same)
+_PAYERS = (
+    "SELECT run_id, request_hash, MIN(stage) AS stage, component FROM ("
+    "SELECT e.run_id AS run_id, j.value AS request_hash, 'explain' AS stage, "
+    "e.explainer AS component FROM explanations e, "
+    "json_each(CASE WHEN json_valid(e.meta) THEN e.meta ELSE '{}' END, '$.llm_calls') j "
+    "UNION ALL SELECT s.run_id, j.value, 'score', s.scorer || '/' || s.explainer FROM scores s, "
+    "json_each(CASE WHEN json_valid(s.meta) THEN s.meta ELSE '{}' END, '$.llm_calls') j"
+    ") GROUP BY run_id, request_hash"
+)
 
 #: ``MIGRATIONS[i]`` holds the statements taking the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -197,6 +214,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (run_id, token)
         )""",
     ),
+    # 7: who paid for each LLM call: the stage and component (explainer, or scorer/explainer)
+    # that asked, in the ledger and in the requests of a batch; existing ledger rows get them
+    # from the request hashes their run's explanations and scores name (meta ``llm_calls``)
+    (
+        "ALTER TABLE llm_ledger ADD COLUMN stage TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE llm_ledger ADD COLUMN component TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE llm_batch_requests ADD COLUMN stage TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE llm_batch_requests ADD COLUMN component TEXT NOT NULL DEFAULT ''",
+        f"UPDATE llm_ledger SET stage = p.stage, component = p.component FROM ({_PAYERS}) AS p "
+        "WHERE p.run_id = llm_ledger.run_id AND p.request_hash = llm_ledger.request_hash",
+    ),
 )
 
 #: The schema version this code writes.
@@ -209,16 +237,21 @@ class RunNotFoundError(StoreError):
 
 @contextmanager
 def open_run(
-    run_dir: str | Path, run_id: int | None = None, *, empty_ok: bool = False
+    run_dir: str | Path,
+    run_id: int | None = None,
+    *,
+    empty_ok: bool = False,
+    writable: bool = False,
 ) -> Iterator[tuple[Store, Any]]:
     """An existing run directory's store and one of its runs (``run_id``, else the latest): the one
-    way ``status``, ``export`` and ``report`` open a run. One-line errors naming the directory;
-    ``empty_ok``: a store without runs yields None as the id."""
+    way ``status``, ``export`` and ``report`` open a run. Read-only unless ``writable``: a store
+    written by an older autointerp is read as it is, never migrated in place. One-line errors
+    naming the directory; ``empty_ok``: a store without runs yields None as the id."""
     run_dir = Path(run_dir)
     if not (run_dir / STORE_FILENAME).is_file():
         where = "does not exist" if not run_dir.exists() else f"has no {STORE_FILENAME}"
         raise RunNotFoundError(f"{run_dir}: {where}; is this a run directory?")
-    with Store(run_dir / STORE_FILENAME) as store:
+    with Store(run_dir / STORE_FILENAME, readonly=not writable) as store:
         picked: int | None = None
         if not (empty_ok and run_id is None and not store.runs()):
             try:
@@ -267,6 +300,26 @@ class Usage:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One ledger row: an LLM call a run made, paid or a cache hit (``cached``: its tokens, cost
+    and latency are zero, paid once by the call that filled the cache), with the ``stage`` and
+    ``component`` that asked ("" where not known)."""
+
+    at: float
+    client: str
+    model: str
+    cached: bool
+    prompt_tokens: int
+    cached_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    latency_s: float
+    request_hash: str
+    stage: str
+    component: str
 
 
 @dataclass(frozen=True)
@@ -319,26 +372,40 @@ def _out_of_space(exc: sqlite3.Error, path: Path) -> bool:
 class Store:
     """The results store of one run directory. Use as a context manager or call ``close()``."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Open (creating if needed) the store at ``path`` and migrate it to ``SCHEMA_VERSION``."""
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
+        """Open (creating if needed) the store at ``path`` and migrate it to ``SCHEMA_VERSION``;
+        ``readonly``: open an existing store without writing to it (an older schema is read
+        through temporary tables and views, see :func:`_read_shims`; writes raise)."""
         self.path = Path(path)
+        self.readonly = readonly
         self._lock = threading.RLock()
         self._provenance_ids: dict[str, int] = {}
         self._strings: dict[int, Any] = {}  # run id -> token strings by id
+        self._payers_pending = False  # read-only, older schema: ledger payers not inferred yet
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
+            if readonly:
+                uri = self.path.resolve().as_uri() + "?mode=ro"
+                self._conn = sqlite3.connect(
+                    uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False
+                )
+            else:
+                self._conn = sqlite3.connect(
+                    self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+                )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open results store {self.path}: {exc}") from exc
         try:
             self._conn.row_factory = sqlite3.Row
             self._conn.execute("PRAGMA busy_timeout = 30000")
-            _check_version(self._user_version(), self.path)
-            self._conn.execute("PRAGMA journal_mode = WAL")
-            self._conn.execute("PRAGMA synchronous = NORMAL")
-            self._conn.execute("PRAGMA foreign_keys = ON")
-            _migrate(self._conn, self.path)
+            version = self._user_version()
+            _check_version(version, self.path)
+            if readonly:
+                self._payers_pending = _read_shims(self._conn, version)
+            else:
+                self._conn.execute("PRAGMA journal_mode = WAL")
+                self._conn.execute("PRAGMA synchronous = NORMAL")
+                self._conn.execute("PRAGMA foreign_keys = ON")
+                _migrate(self._conn, self.path)
         except StoreError:
             self._conn.close()
             raise
@@ -389,6 +456,11 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One transaction, committed on exit, rolled back on error."""
+        if self.readonly:
+            raise StoreError(
+                f"{self.path} was opened read-only; open it with Store(path) (or "
+                "open_run(..., writable=True)) to write"
+            )
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -847,6 +919,7 @@ class Store:
                 "predicted": p.predicted,
                 "actual": p.actual,
                 "probability": p.probability,
+                **({} if p.quantile is None else {"quantile": p.quantile}),
             }
             for p in s.predictions
         ]
@@ -1013,6 +1086,52 @@ class Store:
             latency_s=r["latency_s"],
         )
 
+    def _ledger_ready(self) -> None:
+        """Read-only on an older schema: infer who paid for each ledger row (as the migration
+        would) into a temporary table, once, on the first read of the ledger."""
+        with self._lock:
+            if self._payers_pending:
+                self._conn.execute(f"INSERT OR IGNORE INTO temp.ledger_payers {_PAYERS}")
+                self._payers_pending = False
+
+    def ledger(self, run_id: int | None = None) -> list[LedgerEntry]:
+        """The ledger rows of one run (else of the whole store), in the order they were made,
+        with the client and model of the cached call."""
+        self._ledger_ready()
+        sql = (
+            "SELECT l.at, COALESCE(c.client, ''), COALESCE(c.model, ''), l.cached, "
+            "l.prompt_tokens, l.cached_tokens, l.completion_tokens, l.cost_usd, l.latency_s, "
+            "l.request_hash, l.stage, l.component FROM llm_ledger l "
+            "LEFT JOIN llm_calls c ON c.request_hash = l.request_hash"
+        )
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql += " WHERE l.run_id = ?"
+            params = (run_id,)
+        rows = self._query(sql + " ORDER BY l.id", params)
+        return [LedgerEntry(r[0], r[1], r[2], bool(r[3]), *tuple(r)[4:]) for r in rows]
+
+    def usage_by_component(self, run_id: int | None = None) -> dict[tuple[str, str], Usage]:
+        """:meth:`usage` per ``(stage, component)`` that asked (``("", "")``: calls whose
+        asker is not known), sorted by stage and component."""
+        self._ledger_ready()
+        sql = (
+            "SELECT stage, component, SUM(1 - cached), SUM(cached), SUM(prompt_tokens), "
+            "SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(latency_s) "
+            "FROM llm_ledger"
+        )
+        params: tuple[Any, ...] = ()
+        if run_id is not None:
+            sql += " WHERE run_id = ?"
+            params = (run_id,)
+        rows = self._query(sql + " GROUP BY stage, component ORDER BY stage, component", params)
+        return {
+            (r[0], r[1]): Usage(
+                int(r[2]), int(r[3]), int(r[4]), int(r[5]), int(r[6]), float(r[7]), float(r[8])
+            )
+            for r in rows
+        }
+
     def usage(self, run_id: int | None = None) -> Usage:
         """LLM usage totals from the ledger, of one run if given, else of the whole store."""
         sql = (
@@ -1038,10 +1157,17 @@ class Store:
 
     # LLM batches
 
-    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> None:
+    def put_llm_batch(
+        self,
+        batch: LLMBatch,
+        requests: Mapping[str, Mapping[str, Any]],
+        payers: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         """Record a submitted batch and the requests it holds (``{request hash: request
         payload}``; the payload is kept until the batch ends, so its answers can be stored even
-        by a process that never saw the request)."""
+        by a process that never saw the request) and who asked for each (``{request hash:
+        (stage, component)}``, for the ledger)."""
+        payers = payers or {}
         with self._write() as conn:
             conn.execute(
                 "INSERT OR REPLACE INTO llm_batches (id, client, endpoint, status, input_file_id, "
@@ -1064,9 +1190,12 @@ class Store:
                 ),
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_hash, request) "
-                "VALUES (?, ?, ?)",
-                [(batch.id, h, _dumps(dict(p), "LLM request")) for h, p in requests.items()],
+                "INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_hash, request, "
+                "stage, component) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (batch.id, h, _dumps(dict(p), "LLM request"), *payers.get(h, ("", "")))
+                    for h, p in requests.items()
+                ],
             )
 
     def update_llm_batch(
@@ -1131,6 +1260,14 @@ class Store:
         )
         return {r[0]: (json.loads(r[1]) if r[1] is not None else None) for r in rows}
 
+    def llm_batch_payers(self, batch_id: str) -> dict[str, tuple[str, str]]:
+        """``{request hash: (stage, component)}``: who asked for each request of a batch."""
+        rows = self._query(
+            "SELECT request_hash, stage, component FROM llm_batch_requests WHERE batch_id = ?",
+            (batch_id,),
+        )
+        return {r[0]: (r[1], r[2]) for r in rows}
+
     def llm_batch_outcomes(self, batch_id: str) -> dict[str, str | None]:
         """``{request hash: outcome}`` of a batch (None while it is live)."""
         rows = self._query(
@@ -1170,9 +1307,9 @@ def _insert_llm_call(
             )
         conn.execute(
             "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
-            "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
-            "VALUES (?, ?, 1, 0, 0, 0, 0.0, 0.0, ?)",
-            (call.request_hash, run_id, now),
+            "cached_tokens, completion_tokens, cost_usd, latency_s, at, stage, component) "
+            "VALUES (?, ?, 1, 0, 0, 0, 0.0, 0.0, ?, ?, ?)",
+            (call.request_hash, run_id, now, call.stage, call.component),
         )
         return
     usage = (
@@ -1198,9 +1335,9 @@ def _insert_llm_call(
     )
     conn.execute(
         "INSERT INTO llm_ledger (request_hash, run_id, cached, prompt_tokens, "
-        "cached_tokens, completion_tokens, cost_usd, latency_s, at) "
-        "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?)",
-        (call.request_hash, run_id, *usage, now),
+        "cached_tokens, completion_tokens, cost_usd, latency_s, at, stage, component) "
+        "VALUES (?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (call.request_hash, run_id, *usage, now, call.stage, call.component),
     )
 
 
@@ -1254,6 +1391,57 @@ def _check_version(version: int, path: Path) -> None:
             f"results store {path} has schema version {version} but this autointerp knows only "
             f"up to {SCHEMA_VERSION}; upgrade autointerp or use a new run directory"
         )
+
+
+#: how a read-only store shows a column that a migration adds and an older file lacks, when
+#: not by its DEFAULT (``t``: the table's row; ``temp.ledger_payers``: see ``_ledger_ready``)
+_READ_COLUMNS = {
+    ("llm_ledger", col): (
+        f"COALESCE((SELECT p.{col} FROM temp.ledger_payers p WHERE p.run_id = t.run_id "
+        f"AND p.request_hash = t.request_hash), '')"
+    )
+    for col in ("stage", "component")
+}
+
+_CREATE_TABLE = re.compile(r"\s*CREATE TABLE (\w+)", re.IGNORECASE)
+_ADD_COLUMN = re.compile(
+    r"\s*ALTER TABLE (\w+) ADD COLUMN (\w+)(?:.*?\bDEFAULT\s+('(?:[^']|'')*'|[^\s,]+))?",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def _read_shims(conn: sqlite3.Connection, version: int) -> bool:
+    """Make a read-only connection to a store of an older ``version`` read like the latest
+    schema, writing nothing to the file: tables it lacks become empty temporary tables, columns
+    it lacks come from temporary views of the same name (which SQLite resolves before the
+    file's tables), with their DEFAULT or what :data:`_READ_COLUMNS` says. Indexes and data
+    fixes are skipped. Returns whether the ledger's payers are to be inferred (on first read)."""
+    if version >= SCHEMA_VERSION:
+        return False
+    temp: set[str] = set()
+    added: dict[str, list[tuple[str, str]]] = {}
+    for statements in MIGRATIONS[version:]:
+        for statement in statements:
+            if m := _CREATE_TABLE.match(statement):
+                conn.execute(_CREATE_TABLE.sub(r"CREATE TEMP TABLE \1", statement, count=1))
+                temp.add(m.group(1))
+            elif (m := _ADD_COLUMN.match(statement)) and m.group(1) in temp:
+                conn.execute(statement)  # onto the temporary table made above
+            elif m:
+                table, column = m.group(1), m.group(2)
+                read = _READ_COLUMNS.get((table, column), m.group(3) or "NULL")
+                added.setdefault(table, []).append((column, read))
+            # indexes and data fixes (UPDATE): nothing to read differently
+    payers = any((table, c) in _READ_COLUMNS for table, cols in added.items() for c, _ in cols)
+    if payers:
+        conn.execute(
+            "CREATE TEMP TABLE ledger_payers (run_id INTEGER, request_hash TEXT, stage TEXT, "
+            "component TEXT, PRIMARY KEY (run_id, request_hash))"
+        )
+    for table, columns in added.items():
+        extra = ", ".join(f"{read} AS {column}" for column, read in columns)
+        conn.execute(f"CREATE TEMP VIEW {table} AS SELECT t.*, {extra} FROM main.{table} t")
+    return payers
 
 
 def _migrate(conn: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
@@ -1414,9 +1602,14 @@ class RunStore:
 
     # LLM batches
 
-    def put_llm_batch(self, batch: LLMBatch, requests: Mapping[str, Mapping[str, Any]]) -> None:
+    def put_llm_batch(
+        self,
+        batch: LLMBatch,
+        requests: Mapping[str, Mapping[str, Any]],
+        payers: Mapping[str, tuple[str, str]] | None = None,
+    ) -> None:
         run_id = self.run_id if batch.run_id is None else batch.run_id
-        self.store.put_llm_batch(LLMBatch(**{**vars(batch), "run_id": run_id}), requests)
+        self.store.put_llm_batch(LLMBatch(**{**vars(batch), "run_id": run_id}), requests, payers)
 
     def update_llm_batch(
         self,
@@ -1441,6 +1634,9 @@ class RunStore:
 
     def llm_batch_requests(self, batch_id: str) -> dict[str, dict[str, Any] | None]:
         return self.store.llm_batch_requests(batch_id)
+
+    def llm_batch_payers(self, batch_id: str) -> dict[str, tuple[str, str]]:
+        return self.store.llm_batch_payers(batch_id)
 
     def llm_batch_outcomes(self, batch_id: str) -> dict[str, str | None]:
         return self.store.llm_batch_outcomes(batch_id)

@@ -71,16 +71,25 @@ class Example:
     tokens: tuple[int, ...]
     str_tokens: tuple[str, ...]
     activations: tuple[float, ...]
-    #: how the example was drawn: "top", "quantile:3", "random", "similar" ...
+    #: how the example was drawn: "top", "train-quantile:3", "train-random:3" (shown to the
+    #: explainer), "quantile:3" (held out), "random", "similar" ... (non-activating)
     kind: str = "top"
 
     @property
     def role(self) -> Literal["train", "test", "negative"]:
-        """What the example is for, from its kind: "top" ones are shown to the explainer,
-        "quantile:N" ones are held out for scoring, every other kind is non-activating."""
-        if self.kind == "top":
+        """What the example is for, from its kind: "top" and "train-..." ones are shown to the
+        explainer, "quantile:N" ones are held out for scoring, every other kind is
+        non-activating."""
+        if self.kind == "top" or self.kind.startswith("train-"):
             return "train"
         return "test" if self.kind.startswith("quantile") else "negative"
+
+    @property
+    def quantile(self) -> int | None:
+        """The activation quantile the example comes from (0 = weakest), the ``N`` of a kind
+        ending in ``:N``; None for "top" examples and non-activating ones."""
+        _, sep, tail = self.kind.rpartition(":")
+        return int(tail) if sep and tail.isdigit() else None
 
     @property
     def max_activation(self) -> float:
@@ -128,6 +137,9 @@ class Prediction:
     predicted: float | None  # None: the LLM's answer could not be parsed (counted, never scored)
     actual: float
     probability: float | None = None
+    #: the scored example's activation quantile (:attr:`Example.quantile`; None: a negative, or
+    #: a prediction about no single example)
+    quantile: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,3 +175,7 @@ class LLMCall:
     completion_tokens: int = 0
     cost_usd: float = 0.0
     latency_s: float = 0.0
+    #: who asked, for the ledger: the stage ("explain", "score") and component (the explainer,
+    #: or ``scorer/explainer``) the call was made for; "" when not known
+    stage: str = ""
+    component: str = ""

@@ -12,8 +12,10 @@ import pytest
 from autointerp_explainers.best_of_k import BestOfKExplainer
 from autointerp_explainers.common import (
     ExplanationFailedError,
+    cot_prompt_id,
     load_template,
     parse_explanation,
+    parse_final_line,
 )
 from autointerp_explainers.default import DefaultExplainer
 from autointerp_explainers.plugin import BestOfKConfig, ExplainerConfig
@@ -276,3 +278,136 @@ def test_explainers_are_registered_with_their_configs() -> None:
 
     with pytest.raises(ConfigError, match="did you mean 'max_examples'"):
         manager.get("explainer", "default").validate({"max_example": 3})
+
+
+# -- chain of thought ------------------------------------------------------------------------------
+
+REASONED = """The marked tokens are Monday, Friday and Sunday.
+Each is the name of a day; the contexts are about plans and times.
+Explanation: days of the week."""
+
+
+def test_chain_of_thought_asks_for_reasoning_and_keeps_only_the_final_line(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    server = autointerp_llm_server
+    server.script(reply(REASONED))
+    explainer = build("default", chain_of_thought=True)
+    explanation = explain(explainer, server)
+    assert explanation.text == "days of the week"
+    assert explanation.meta["prompt"] == explainer.prompt_version == "default_cot.v1"
+    assert build("default").prompt_version == "default.v1"  # another version: another cache key
+    body = server.requests[0].body
+    assert "reason step by step" in body["messages"][0]["content"]
+    assert body["max_tokens"] == 512  # room to reason, unless set
+    assert build("default", chain_of_thought=True, max_tokens=200).config.max_tokens == 200
+    assert build("default").config.max_tokens == 48
+    few_shot = body["messages"][2]["content"]  # the worked examples reason, then answer
+    assert len(few_shot.splitlines()) > 1 and few_shot.splitlines()[-1].startswith("Explanation:")
+
+
+@pytest.mark.parametrize("name", ["default", "contrastive", "output_side"])
+def test_every_prompt_based_explainer_has_a_reasoning_variant(name: str) -> None:
+    explainer = build(name, chain_of_thought=True)
+    assert explainer.template.id == f"{name}_cot.v1"
+    plain = build(name).template
+    assert explainer.template.turn.template == plain.turn.template  # the same inputs
+
+
+def test_cot_prompt_ids() -> None:
+    assert cot_prompt_id("default.v1") == "default_cot.v1"
+    assert cot_prompt_id("default_cot.v1") == "default_cot.v1"
+    assert cot_prompt_id("mine") == "mine_cot"
+    with pytest.raises(Exception, match=r"no prompt template 'nothing_cot\.v1'"):
+        build("default", chain_of_thought=True, prompt="nothing.v1")
+
+
+@pytest.mark.parametrize(
+    ("reply_text", "expected"),
+    [
+        (REASONED, "days of the week"),
+        ("Thinking about it.\n**Explanation:** `weekday names`", "weekday names"),
+        ("Explanation: maybe times\nNo: they are days.\nExplanation: day names", "day names"),
+        ("They all name days.\nExplanation:\nday names", "day names"),  # marker on its own line
+        ("They all name days.\n\nweekday names\n\n", "weekday names"),  # no marker: last line
+        ("weekday names", "weekday names"),
+    ],
+)
+def test_the_final_line_is_the_explanation(reply_text: str, expected: str) -> None:
+    assert parse_final_line(reply_text) == expected
+
+
+@pytest.mark.parametrize(
+    "reply_text",
+    [
+        "",
+        "   \n\n ",
+        "Some reasoning.\nExplanation:",
+        "Some reasoning.\nI'm not sure what the pattern is.",
+        "Some reasoning.\n" + "word " * 30,
+        "Some reasoning.\n[1, 0, 1]",
+    ],
+)
+def test_a_reasoned_reply_without_a_usable_final_line_is_a_parse_error(reply_text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_final_line(reply_text)
+
+
+def test_an_empty_reasoned_reply_fails_the_latent_with_a_clear_reason(
+    autointerp_llm_server: ScriptedLLMServer,
+) -> None:
+    server = autointerp_llm_server
+    server.script(reply(""), reply(""), reply("  \n"))
+    with pytest.raises(ExplanationFailedError, match="the reply was empty") as info:
+        explain(build("default", chain_of_thought=True, max_reasks=2), server)
+    assert info.value.latent == LATENT and server.count() == 3
+    reask = server.requests[1].body["messages"][-1]["content"]
+    assert "the reply was empty" in reask and "final line" in reask
+
+
+def test_a_run_with_chain_of_thought_stores_only_the_final_line(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
+) -> None:
+    """Inside `autointerp run`: the explainer reasons, the store keeps the final line as the
+    explanation, provenance names the reasoning prompt, and scorers get that line; a latent the
+    LLM answers with nothing is a recorded explainer failure."""
+    from autointerp.testing.adapters import save_tiny, tiny_model
+    from autointerp.testing.runs import scripted_answers, write_run_config
+
+    answers = scripted_answers()
+    silent_on: list[str] = []  # the first latent's prompt: answered with nothing, every time
+
+    def respond(request: Any) -> str:
+        messages = request.body["messages"]
+        if "reason step by step" not in messages[0]["content"]:
+            return answers(request)
+        turn = next(m["content"] for m in messages[::-1] if "Marked tokens" in m["content"])
+        silent_on[:] = silent_on or [turn]
+        if turn == silent_on[0]:
+            return ""
+        return "Marked are keywords of code.\nThey recur in every excerpt.\nExplanation: code words"
+
+    server = autointerp_llm_server
+    server.responder = respond
+    save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    path = write_run_config(
+        tmp_path / "run.toml", base_url=server.openai_base_url, model=tmp_path / "model",
+        n_latents=3, concurrency=1,
+    )  # fmt: skip
+    cot = ("--set", "explainer.chain_of_thought=true", "--set", "max_failure_rate=0.5")
+    result = autointerp_cli("run", str(path), "--no-report", *cot)
+    assert result.exit_code == 0, result.stderr
+    with Store.open(tmp_path / "run") as store:
+        (run,) = store.runs()
+        explanations = store.explanations(run.id)
+        scores = store.scores(run.id)
+        failures = store.failures(run.id, "explain")
+    assert len(explanations) == 2 and {e.text for e in explanations} == {"code words"}
+    assert all(e.provenance["prompt_version"] == "default_cot.v1" for e in explanations)
+    assert len(scores) == 2 and all(s.value is not None for s in scores)
+    ((_, component), reason), *others = failures.items()
+    assert not others and component == "default" and "the reply was empty" in reason
+    scored_prompts = [r for r in server.requests if "reason step by step" not in r.prompt_text]
+    assert scored_prompts and all(
+        "Marked are keywords" not in r.prompt_text for r in scored_prompts
+    )

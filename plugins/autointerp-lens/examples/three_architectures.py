@@ -8,6 +8,7 @@ and a CAA steering sweep. Prints one table side by side.
     python three_architectures.py --steps 300 --out runs/three-arch     # a few minutes per model
 
 Only this driver knows architectures (to build and train the models); the methods do not.
+Needs only the README's install (no test tools).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from autointerp_lens.lens import evaluate
@@ -26,9 +28,52 @@ from autointerp_steering.data import ContrastPair
 
 from autointerp.corpus import iter_texts, token_windows
 from autointerp.plugins import PluginManager
-from autointerp.testing.adapters import tiny_config, tiny_tokenizer
 
 ADAPTER = {"gpt2": "transformers", "mamba": "mamba", "rwkv": "rwkv"}
+EOS = 256  # after the 256 byte tokens
+VOCAB = 260
+
+
+def byte_tokenizer() -> Any:
+    """A byte-level tokenizer (256 byte tokens + ``<|endoftext|>``), built offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    vocab["<|endoftext|>"] = EOS
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    special = "<|endoftext|>"
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=special, eos_token=special, pad_token=special
+    )
+
+
+def lm_config(arch: str, n_layers: int, d_model: int, seq_len: int) -> Any:
+    """Matched small configs: same width, depth and vocabulary for every architecture."""
+    import transformers as tf
+
+    ids = {"bos_token_id": EOS, "eos_token_id": EOS, "pad_token_id": EOS, "vocab_size": VOCAB}
+    if arch == "gpt2":
+        return tf.GPT2Config(
+            n_embd=d_model, n_layer=n_layers, n_head=4, n_positions=max(128, seq_len), **ids
+        )
+    if arch == "mamba":
+        return tf.MambaConfig(
+            hidden_size=d_model, state_size=8, num_hidden_layers=n_layers, expand=2, **ids
+        )
+    if arch == "rwkv":
+        return tf.RwkvConfig(
+            hidden_size=d_model,
+            attention_hidden_size=d_model,
+            intermediate_size=2 * d_model,
+            num_hidden_layers=n_layers,
+            context_length=max(128, seq_len),
+            rescale_every=0,
+            **ids,
+        )
+    raise SystemExit(f"--archs: unknown architecture {arch!r}; choose from {', '.join(ADAPTER)}")
 
 
 def corpus_file(out: Path) -> Path:
@@ -41,7 +86,7 @@ def corpus_file(out: Path) -> Path:
 
 def byte_windows(path: Path, seq_len: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Train/test windows of the corpus under the byte-level tokenizer the models share."""
-    ids = tiny_tokenizer()(path.read_text(encoding="utf-8"))["input_ids"]
+    ids = byte_tokenizer()(path.read_text(encoding="utf-8"))["input_ids"]
     data = torch.tensor(ids, dtype=torch.long)
     n = (len(data) // seq_len) * seq_len
     windows = data[:n].view(-1, seq_len)
@@ -55,7 +100,7 @@ def train_lm(arch: str, train: torch.Tensor, args: argparse.Namespace) -> torch.
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(args.seed)
-    config = tiny_config(arch, n_layers=args.layers, d_model=args.d_model)
+    config = lm_config(arch, args.layers, args.d_model, args.seq_len)
     model = AutoModelForCausalLM.from_config(config)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
     model.train()
@@ -105,7 +150,7 @@ def main() -> None:
         model = train_lm(arch, train, args)
         where = args.out / arch
         model.save_pretrained(where)
-        tiny_tokenizer().save_pretrained(where)
+        byte_tokenizer().save_pretrained(where)
         # from here on, only the adapter contract: the same code for every architecture
         lm = pm.build("model_adapter", ADAPTER[arch], {"model": str(where)})
         lens_train = token_windows(lm, iter_texts(corpus), seq_len=args.seq_len, batch_size=8)

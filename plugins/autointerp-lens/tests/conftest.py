@@ -7,6 +7,8 @@ Tiny random-weight models behind their adapters come from the ``autointerp`` pyt
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -124,3 +126,16 @@ def helpers() -> Any:
     h.random_windows = random_windows  # type: ignore[attr-defined]
     h.build = build  # type: ignore[attr-defined]
     return h
+
+
+@pytest.fixture
+def no_test_tools_env(tmp_path: Path) -> dict[str, str]:
+    """An environment where ``import pytest`` fails, as after the README's install."""
+    blocked = tmp_path / "no-test-tools"
+    for name in ("pytest", "_pytest"):
+        (blocked / name).mkdir(parents=True)
+        (blocked / name / "__init__.py").write_text(
+            f"raise ImportError('{name} is not installed (blocked by the test)')\n"
+        )
+    path = os.pathsep.join(p for p in (str(blocked), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": path}

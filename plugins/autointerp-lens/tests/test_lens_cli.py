@@ -80,3 +80,45 @@ def test_lens_errors_are_one_line(autointerp_tiny_dirs, tmp_path: Path, capsys) 
     (tmp_path / "c.txt").write_text("hi")
     assert main(["lens", "eval", str(tmp_path / "c.txt"), "--lens", str(tmp_path), *model]) == 1
     assert "no tuned lens" in capsys.readouterr().err
+
+
+def _eval(corpus: str, model: list[str], *extra: str) -> int:
+    args = ["lens", "eval", corpus, "--tokens", "64", "--seq-len", "16", "--batch-size", "2"]
+    return main([*args, *extra, *model])
+
+
+def test_lens_reads_every_corpus_form_run_accepts(
+    autointerp_tiny_dirs, tmp_path: Path, capsys
+) -> None:
+    """The built-in corpus, Parquet and hf: datasets, through core's corpus reader as in `run`
+    (`lens train` on the built-in corpus: test_packaged_script.py)."""
+    model = ["-a", "transformers", "-m", str(autointerp_tiny_dirs["gpt2"])]
+    out = tmp_path / "builtin"
+    assert _eval("builtin:python-docs", model, "--out", str(out)) == 0, capsys.readouterr().err
+    assert (
+        json.loads((out / "lens-eval.json").read_text())["tokens"] == 2 * 2 * 15
+    )  # two batches, 15 predictions per window
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    texts = [f"Row {i}: the quick brown fox jumps over the lazy dog." for i in range(20)]
+    pq.write_table(pa.table({"body": texts}), tmp_path / "c.parquet")
+    assert _eval(str(tmp_path / "c.parquet"), model, "--text-field", "body") == 0
+    assert _eval(str(tmp_path / "c.parquet"), model) == 1
+    assert "no 'text' column" in capsys.readouterr().err
+    pytest.importorskip("datasets")
+    folder = tmp_path / "hub-set"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    assert _eval(f"hf:{folder}", model) == 0, capsys.readouterr().err
+
+
+def test_unreachable_hub_corpus_is_one_line(autointerp_tiny_dirs, capsys, monkeypatch) -> None:
+    pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = ["-a", "transformers", "-m", str(autointerp_tiny_dirs["gpt2"])]
+    assert _eval("hf:someone/no-such-corpus", model) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the model's loading bar
+    assert last.startswith("error: corpus hf:someone/no-such-corpus: cannot read the dataset")
+    assert _eval("builtin:nope", model) == 1
+    assert "unknown corpus 'builtin:nope'" in capsys.readouterr().err

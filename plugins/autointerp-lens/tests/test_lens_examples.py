@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +12,10 @@ import pytest
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "three_architectures.py"
 
 
-def test_three_architecture_miniature(tmp_path: Path) -> None:
+def test_three_architecture_miniature(tmp_path: Path, no_test_tools_env) -> None:
+    """Runs with pytest unimportable: the example needs only the README's install."""
     pytest.importorskip("autointerp_steering")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = no_test_tools_env
     args = [
         "--steps",
         "3",
@@ -30,12 +30,12 @@ def test_three_architecture_miniature(tmp_path: Path) -> None:
         "--batch-size",
         "4",
         "--out",
-        str(tmp_path),
+        str(tmp_path / "out"),
     ]
     out = subprocess.run(
         [sys.executable, str(EXAMPLE), *args], capture_output=True, text=True, env=env, timeout=300
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "mean KL tuned" in out.stdout and "steer x+4 (mid)" in out.stdout
-    rows = json.loads((tmp_path / "comparison.json").read_text())
+    rows = json.loads((tmp_path / "out" / "comparison.json").read_text())
     assert [r["arch"] for r in rows] == ["gpt2", "mamba", "rwkv"]

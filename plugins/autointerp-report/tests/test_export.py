@@ -33,7 +33,7 @@ def test_jsonl_export_holds_every_record(finished_run, autointerp_cli) -> None:
     (score,) = [json.loads(x) for x in (out / "scores.jsonl").read_text().splitlines()]
     assert score["value"] == 0.75 and score["n_failures"] == 1
     assert score["predictions"] == [
-        {"example_id": 0, "predicted": 1.0, "actual": 1.0, "probability": None}
+        {"example_id": 0, "predicted": 1.0, "actual": 1.0, "probability": None, "quantile": None}
     ]
     (failure,) = [json.loads(x) for x in (out / "failures.jsonl").read_text().splitlines()]
     assert failure["stage"] == "explain" and failure["latent"] == 2
@@ -88,7 +88,7 @@ def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> N
         prov = {"llm_model": "qwen2.5-coder-1.5b", "config_hash": "abc"}
         store.put_explanation(run, Explanation(a, "cats", "default", {"model": "qwen"}, prov))
         store.put_explanation(run, Explanation(a, "felines", "contrastive", {"model": "qwen"}))
-        preds = (Prediction(0, 1.0, 1.0, 0.9), Prediction(1, None, 0.0))
+        preds = (Prediction(0, 1.0, 1.0, 0.9, quantile=0), Prediction(1, None, 0.0))
         store.put_score(
             run,
             Score(a, "detection", "default", 0.5, {"f1": 0.6}, preds, 1, {"k": 1}, prov),
@@ -118,6 +118,11 @@ def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> N
     ]  # fmt: skip
     with Store.open(run_dir) as store:
         assert back == store.examples(1, a)
+    assert [(x["autointerp"]["role"], x["autointerp"]["quantile"]) for x in f3["activations"]] == [
+        ("train", None),
+        ("test", 0),
+        ("negative", None),
+    ]
     by_type = {e["typeName"]: e for e in f3["explanations"]}
     assert by_type["default"]["description"] == "cats"
     assert by_type["default"]["explanationModelName"] == "qwen2.5-coder-1.5b"  # provenance
@@ -142,3 +147,53 @@ def test_neuronpedia_export_round_trips_the_store(tmp_path, autointerp_cli) -> N
     assert json.loads((tmp_path / "np" / "neuronpedia.json").read_text())["modelId"] == "my-model"
     assert neuronpedia_layer("neurons/mlp_neurons.12") == "12-neurons-mlp-neurons"
     assert neuronpedia_layer("sae/embed") == "sae-embed"
+
+
+def test_a_run_sampling_train_examples_by_quantile_exports_accuracy_per_quantile(
+    autointerp_llm_server, autointerp_cli, tmp_path
+) -> None:
+    """`autointerp run` with ``latents.train_sampler = "quantiles"``: the stored train examples
+    name their quantile, and every exported prediction names the quantile of its example, so
+    accuracy per quantile is a group-by over ``scores.jsonl``; a rerun resumes without a request."""
+    from autointerp.testing.adapters import save_tiny, tiny_model
+    from autointerp.testing.runs import scripted_answers, write_run_config
+
+    autointerp_llm_server.responder = scripted_answers()
+    save_tiny(tiny_model("gpt2"), tmp_path / "model")
+    path = write_run_config(
+        tmp_path / "run.toml", base_url=autointerp_llm_server.openai_base_url,
+        model=tmp_path / "model", n_latents=3,
+    )  # fmt: skip
+    sets = ["--set", "latents.train_sampler=quantiles", "--set", "latents.n_quantiles=2"]
+    result = autointerp_cli("run", str(path), "--no-report", *sets)
+    assert result.exit_code == 0, result.stderr
+    paid = len(autointerp_llm_server.requests)
+    run_dir = tmp_path / "run"
+    with Store.open(run_dir) as store:
+        (run,) = store.runs()
+        assert run.config["latents"]["train_sampler"] == "quantiles"
+        stored = {ref: store.examples(run.id, ref) for ref in store.explained(run.id, "default")}
+    assert stored
+    for examples in stored.values():
+        train = [x for x in examples if x.role == "train"]
+        assert train and all(x.kind.startswith("train-quantile:") for x in train)
+        assert {x.quantile for x in train} <= {0, 1}
+        assert all(x.quantile in (0, 1) for x in examples if x.role == "test")
+
+    assert autointerp_cli("export", str(run_dir)).exit_code == 0
+    rows = [json.loads(x) for x in (run_dir / "export" / "scores.jsonl").read_text().splitlines()]
+    per_quantile: dict[int | None, list[bool]] = {}
+    for row in rows:
+        ref = LatentRef(row["source"], row["latent"])
+        test = [x for x in stored[ref] if x.role == "test"]
+        scored = [*test, *(x for x in stored[ref] if x.role == "negative")]
+        for p in row["predictions"]:
+            assert p["quantile"] == scored[p["example_id"]].quantile
+            per_quantile.setdefault(p["quantile"], []).append(p["predicted"] == p["actual"])
+    assert set(per_quantile) == {0, 1, None}  # both quantiles, and the negatives
+    # the scripted judge answers 1 to all: right on every activating example, wrong on negatives
+    assert all(per_quantile[0]) and all(per_quantile[1]) and not any(per_quantile[None])
+
+    again = autointerp_cli("run", str(path), "--no-report", *sets)
+    assert again.exit_code == 0, again.stderr
+    assert len(autointerp_llm_server.requests) == paid

@@ -457,6 +457,18 @@ def test_report_in_headless_chromium(tmp_path: Path, browser: DevTools) -> None:
     )
     assert sim == [[" sat", "predicted 10 of 10"], [" on", "predicted 5 of 10"]]
     assert browser.evaluate("document.querySelectorAll('#agreement-matrix td').length") == 9
+    # the run's analyses (`autointerp analyze`, written with the report) are linked and open
+    linked = browser.evaluate(
+        "[...document.querySelectorAll('#plots a')].map(a => a.getAttribute('href'))"
+        ".filter(h => h.startsWith('analyses/'))"
+    )
+    assert linked == ["analyses/deciles.svg", "analyses/correlations.svg"]
+    browser.evaluate("document.querySelector('#plots a[href=\"analyses/deciles.svg\"]')"
+                     ".scrollIntoView()")  # fmt: skip
+    browser.wait_for(
+        "[...document.images].filter(i => i.src.includes('/analyses/'))"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
     assert browser.evaluate("[...document.images].every(i => i.complete && i.naturalWidth > 0)")
     _screenshot(browser, tmp_path / "report-card.png")
 

@@ -62,7 +62,8 @@ def test_jsonl_format_and_caa_aliases(tmp_path: Path) -> None:
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
     pairs = load_pairs(path)
-    assert [(p.prompt, p.positive) for p in pairs] == [("x (", "A"), ("y (", "B")]
+    # a CAA question is placed in the plain template; a prompt is used as is
+    assert [(p.prompt, p.positive) for p in pairs] == [("x (", "A"), ("y (\n\nAnswer: ", "B")]
     path.write_text('{"prompt": "x"}\n')
     with pytest.raises(DatasetError, match=r"pairs.jsonl:1: missing field 'positive'"):
         load_pairs(path)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,9 +59,10 @@ def autointerp_install_plugin(
 ) -> InstallPlugin:
     """Install a plugin distribution from source text into a temporary site directory.
 
-    ``install(module, source, entry_point=None, dist=None, version="0.1.0")`` writes
-    ``module.py`` and ``<dist>-<version>.dist-info`` declaring ``entry_point = module`` in the
-    ``autointerp`` group, and puts the directory on ``sys.path``.
+    ``install(module, source, entry_point=None, dist=None, version="0.1.0", requires=())``
+    writes ``module.py`` and ``<dist>-<version>.dist-info`` declaring ``entry_point = module``
+    in the ``autointerp`` group (and a ``Requires-Dist`` line per ``requires`` entry), and puts
+    the directory on ``sys.path``.
     """
 
     def install(
@@ -70,6 +71,7 @@ def autointerp_install_plugin(
         entry_point: str | None = None,
         dist: str | None = None,
         version: str = "0.1.0",
+        requires: Sequence[str] = (),
     ) -> Path:
         site = tmp_path_factory.mktemp("site")
         dist = dist or module.replace("_", "-")
@@ -77,7 +79,9 @@ def autointerp_install_plugin(
         info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
-            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n", encoding="utf-8"
+            f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {r}\n" for r in requires),
+            encoding="utf-8",
         )
         (info / "entry_points.txt").write_text(
             f"[{ENTRY_POINT_GROUP}]\n{entry_point or module} = {module}\n", encoding="utf-8"

@@ -9,6 +9,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.llm import EndpointConfig
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class AnthropicConfig(EndpointConfig):
     """The Anthropic messages API (or a server speaking it at ``base_url``)."""

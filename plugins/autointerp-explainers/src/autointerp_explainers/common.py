@@ -5,6 +5,10 @@ An explainer is built from its config and called as
 ``await explainer.explain(latent, examples, llm, negatives=..., promoted=..., seed=...)``;
 it returns an :class:`~autointerp.types.Explanation` or raises :class:`ExplanationFailedError` (an
 :class:`~autointerp.llm.LLMError`) with the reason, so a failure is recorded and never scored.
+
+With ``chain_of_thought`` an explainer uses its prompt's ``<name>_cot`` variant, which asks the LLM
+to reason first and answer on a final ``Explanation:`` line: only that line becomes the
+explanation (:func:`parse_final_line`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,13 @@ REASK = (
     "That answer could not be used: {error}\n"
     'Reply with exactly one line: "Explanation: " followed by a short noun phrase.'
 )
+REASK_COT = (
+    "That answer could not be used: {error}\n"
+    'Reason briefly, then end your reply with one final line: "Explanation: " followed by a '
+    "short noun phrase."
+)
+#: the suffix of a prompt's chain-of-thought variant: ``default.v1`` -> ``default_cot.v1``
+COT_SUFFIX = "_cot"
 
 
 class ExplanationFailedError(LLMError):
@@ -50,6 +61,17 @@ class ExplanationFailedError(LLMError):
 def load_template(prompt_id: str) -> PromptTemplate:
     """Load ``prompts/<name>.v<version>.toml`` shipped with this package."""
     return prompts.load_template("autointerp_explainers", prompt_id)
+
+
+def cot_prompt_id(prompt_id: str) -> str:
+    """The chain-of-thought variant of a prompt id (``default.v1`` -> ``default_cot.v1``); an id
+    that already names one is kept."""
+    name, dot, version = prompt_id.rpartition(".v")
+    if not dot or not version.isdigit():
+        name, version = prompt_id, ""
+    if name.endswith(COT_SUFFIX):
+        return prompt_id
+    return f"{name}{COT_SUFFIX}" + (f".v{version}" if version else "")
 
 
 def format_examples(
@@ -105,11 +127,34 @@ def parse_explanation(text: str, max_words: int = 16) -> str:
         raise ParseError("the reply was empty")
     else:
         raise ParseError('no line starting with "Explanation:"')
+    return _checked(candidate, labelled=bool(found), max_words=max_words)
+
+
+def parse_final_line(text: str, max_words: int = 16) -> str:
+    """The explanation at the end of a reasoned reply (chain of thought): the last line marked
+    "Explanation:" (its text, or the next line when the marker stands alone), else the last
+    non-empty line; the reasoning before it is dropped. Raises :class:`ParseError`, e.g. for an
+    empty reply."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        raise ParseError("the reply was empty")
+    marked = [(i, m.group(1)) for i, line in enumerate(lines) if (m := _EXPLANATION.match(line))]
+    if marked:
+        at, candidate = marked[-1]
+        if not candidate.strip(" \t*_`\"'") and at + 1 < len(lines):
+            candidate = lines[at + 1]
+        return _checked(candidate, labelled=True, max_words=max_words)
+    return _checked(lines[-1], labelled=False, max_words=max_words, strict=False)
+
+
+def _checked(candidate: str, *, labelled: bool, max_words: int, strict: bool = True) -> str:
+    """``candidate`` cleaned (quotes, markdown, a trailing period) if it can be an explanation;
+    else :class:`ParseError`. ``strict`` checks an unlabelled line harder (no markup)."""
     quotes = " \t*_`\"'“”‘’"
     candidate = re.sub(r"\s+", " ", candidate.strip(quotes).rstrip(".").strip(quotes))
     if not candidate:
         raise ParseError('nothing follows "Explanation:"')
-    if (junk := _junk(candidate, strict=not found)) is not None:
+    if (junk := _junk(candidate, strict=strict and not labelled)) is not None:
         raise ParseError(
             f"{candidate!r} is not an explanation ({junk}); describe the pattern in words"
         )
@@ -168,7 +213,9 @@ class BaseExplainer:
 
     def __init__(self, config: ExplainerConfig) -> None:
         self.config = config
-        self.template = load_template(config.prompt)
+        cot = config.chain_of_thought
+        self.template = load_template(cot_prompt_id(config.prompt) if cot else config.prompt)
+        #: the CoT variant's own id ("default_cot.v1"): another prompt version, cache key too
         self.prompt_version = self.template.id
 
     def params(self, seed: int | None, temperature: float | None) -> SamplingParams:
@@ -204,13 +251,14 @@ class BaseExplainer:
         except ValueError as exc:
             raise ExplanationFailedError(latent, str(exc)) from None
         try:
+            cot = self.config.chain_of_thought
             text, responses = await chat_parsed(
                 client,
                 messages,
-                parse_explanation,
+                parse_final_line if cot else parse_explanation,
                 self.params(seed, temperature),
                 max_reasks=self.config.max_reasks,
-                reask=REASK,
+                reask=REASK_COT if cot else REASK,
             )
         except LLMError as exc:
             raise ExplanationFailedError(latent, str(exc)) from None

@@ -6,8 +6,9 @@ torch is imported inside the commands: building the CLI stays cheap.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -21,9 +22,47 @@ if TYPE_CHECKING:
 console = Console()
 app = typer.Typer(help="Logit lens and tuned lens: train, evaluate, inspect.", no_args_is_help=True)
 
-CorpusArg = Annotated[Path, typer.Argument(help="Corpus: .txt, .jsonl (text field) or a folder.")]
+CorpusArg = Annotated[
+    str,
+    typer.Argument(
+        help="Corpus, any form `autointerp run` accepts: a .txt/.jsonl/.parquet file or a folder "
+        "of them, hf:NAME[:SPLIT], or builtin:python-docs (offline).",
+        show_default=False,
+    ),
+]
+TextFieldOpt = Annotated[
+    str, typer.Option(help="Field (JSONL, hf:) or column (Parquet) holding the text.")
+]
 SeqOpt = Annotated[int, typer.Option(help="Tokens per window.")]
 BatchOpt = Annotated[int, typer.Option(help="Windows per batch.")]
+
+
+def corpus_batches(
+    lm: Any, corpus: str, text_field: str, *, seq_len: int, batch_size: int
+) -> Iterator[Any]:
+    """Token windows of a corpus in every form ``autointerp run`` reads (core's corpus reader);
+    a hub dataset that cannot be reached is a one-line error, not a traceback."""
+    from autointerp.corpus import iter_texts, token_windows
+
+    texts = iter_texts(corpus, text_field)
+    if corpus.startswith("hf:"):
+        texts = _hub_errors(texts, corpus)
+    return token_windows(lm, texts, seq_len=seq_len, batch_size=batch_size)
+
+
+def _hub_errors(texts: Iterator[str], corpus: str) -> Iterator[str]:
+    from autointerp.corpus import CorpusError
+
+    try:
+        yield from texts
+    except CorpusError:
+        raise
+    except Exception as exc:  # offline, unknown dataset, bad split: the datasets library's own
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CorpusError(
+            f"corpus {corpus}: cannot read the dataset ({first[:200]}); offline? use a local "
+            "file or builtin:python-docs"
+        ) from None
 
 
 def print_report(report: LensReport, title: str) -> None:
@@ -118,17 +157,17 @@ def train_command(
     checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 50,
     resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    text_field: TextFieldOpt = "text",
     adapter: AdapterOpt = "transformers",
     model: ModelOpt = None,
     option: OptionOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Train a tuned lens on a corpus (streamed), with checkpoints in OUT/checkpoint."""
-    from autointerp.corpus import corpus_windows
     from autointerp_lens.train import train_tuned_lens
 
     lm = load_adapter(adapter, model, option, threads)
-    windows = corpus_windows(lm, corpus, seq_len=seq_len, batch_size=batch_size)
+    windows = corpus_batches(lm, corpus, text_field, seq_len=seq_len, batch_size=batch_size)
     result = train_tuned_lens(
         lm,
         windows,
@@ -141,6 +180,7 @@ def train_command(
     )
     result.lens.meta["model"] = model
     result.lens.meta["adapter"] = adapter
+    result.lens.meta["corpus"] = corpus
     result.lens.save(out)
     tail = result.history[-10:]
     mean_kl = sum(tail) / len(tail) if tail else float("nan")
@@ -161,13 +201,13 @@ def eval_command(
     seq_len: SeqOpt = 64,
     batch_size: BatchOpt = 8,
     out: Annotated[Path | None, typer.Option(help="Write lens-eval.json (and a PNG).")] = None,
+    text_field: TextFieldOpt = "text",
     adapter: AdapterOpt = "transformers",
     model: ModelOpt = None,
     option: OptionOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
     """Per layer KL to the final output and bits per byte: logit lens vs tuned lens."""
-    from autointerp.corpus import corpus_windows
     from autointerp_lens.lens import TunedLens, evaluate
 
     lm = load_adapter(adapter, model, option, threads)
@@ -176,7 +216,7 @@ def eval_command(
 
     per_batch = seq_len * batch_size
     windows = itertools.islice(
-        corpus_windows(lm, corpus, seq_len=seq_len, batch_size=batch_size),
+        corpus_batches(lm, corpus, text_field, seq_len=seq_len, batch_size=batch_size),
         -(-skip_tokens // per_batch),
         None,
     )

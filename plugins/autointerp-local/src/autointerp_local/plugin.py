@@ -10,6 +10,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.llm import EndpointConfig
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class LocalConfig(EndpointConfig):
     """An offline explainer model: a packaged GGUF served by llama.cpp on 127.0.0.1."""

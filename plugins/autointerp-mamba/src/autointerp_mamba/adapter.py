@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-from autointerp_transformers.hooks import HFAdapter, HookSession, Where
+from autointerp_transformers.hooks import HFAdapter, HFModelConfig, HookSession, Where
 from torch import nn
 
 from autointerp.adapter import AdapterError, RecurrentState, UnsupportedModelError
@@ -48,6 +48,18 @@ class MambaAdapter(HFAdapter):
         self.model = model
         self._state_shapes = self._probe_state_shapes()
         super().__init__(model, tokenizer, architecture=model_type, padding_side=padding_side)
+
+    @classmethod
+    def from_config(cls, config: HFModelConfig) -> Any:
+        """Load ``config.model``; an original ``mamba_ssm`` checkpoint is converted first."""
+        from autointerp_mamba.convert import converted_dir, source_dir
+
+        fmt = getattr(config, "format", "auto")
+        original = source_dir(config.model, fmt, config.revision)
+        if original is not None:
+            target = converted_dir(original, getattr(config, "tokenizer", None))
+            config = config.model_copy(update={"model": str(target), "revision": None})
+        return super().from_config(config)
 
     def _probe_state_shapes(self) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
         device = next(self.model.parameters()).device

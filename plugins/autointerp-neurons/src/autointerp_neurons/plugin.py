@@ -7,6 +7,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.features import SourceOptions
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class NeuronsConfig(SourceOptions):
     """Which layer's MLP neurons, and how sparse (``device``: auto encodes where the model

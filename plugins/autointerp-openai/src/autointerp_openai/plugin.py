@@ -10,6 +10,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.llm import EndpointConfig
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class OpenAIConfig(EndpointConfig):
     """OpenAI chat completions, or any server speaking that protocol at ``base_url``."""

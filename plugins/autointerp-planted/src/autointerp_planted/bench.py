@@ -4,17 +4,21 @@ Reads a finished run of the `planted` feature source (its store; the truth comes
 stored ``feature_source`` config, which determines the planted set) and reports:
 
 - explanation correctness: the share of the latent's key tokens the explanation names (where the
-  rule has key tokens), and the cosine similarity of explanation and true description under the
-  embedding scorer's packaged model (all-MiniLM-L6-v2; ``--no-embedding`` skips it);
+  rule has key tokens), the cosine similarity of explanation and true description under the
+  embedding scorer's packaged model (all-MiniLM-L6-v2; ``--no-embedding`` skips it), and an LLM
+  judge's yes/no through the run's own LLM client (``--judge``; :mod:`autointerp_planted.judge`);
 - per scorer (and explainer): Spearman correlation of the score with the latent's planted purity,
   and AUROC of the score separating pure latents (pure, graded) from polysemantic ones;
 - per mode (pure, graded, noisy, polysemantic): mean correctness and mean score;
 - LLM cost per explained latent, from the store's ledger.
 
+Several runs (one per mode: parity, economy, small-llm) are compared side by side, and each run is
+set against the parity run of the same planted set: the Spearman correlation of their scores over
+the latents both scored, and the differences in Spearman-vs-purity and AUROC.
+
 Purity: 1 for pure and graded latents, 0.5 for polysemantic ones (a mixture of two rules), and
 for noisy ones the expected share of firings that follow the rule, ``1 - noise / frequency``
 (``noise`` is the chance per token of a random firing, ``frequency`` the latent's measured one).
-Not yet: an LLM judge of explanation correctness.
 """
 
 from __future__ import annotations
@@ -101,9 +105,17 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def bench_planted(
-    run_dir: Path, run_id: int | None = None, *, embed: bool = True, model: str | None = None
+    run_dir: Path,
+    run_id: int | None = None,
+    *,
+    embed: bool = True,
+    model: str | None = None,
+    judge: bool = False,
+    judge_llm: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The benchmark of one run of a planted source, as JSON-able data."""
+    """The benchmark of one run of a planted source, as JSON-able data. ``judge`` asks an LLM
+    (``judge_llm``, an ``[llm]`` table; default: the run's own) whether each explanation names
+    the truth."""
     from autointerp.store import Store
     from autointerp_planted.plugin import PlantedConfig
     from autointerp_planted.source import PlantedSource
@@ -119,6 +131,8 @@ def bench_planted(
             )
         table.pop("name")
         source = PlantedSource(PlantedConfig.model_validate(table))
+        run_mode = str(record.config.get("mode", "parity"))
+        llm_table = dict(judge_llm or record.config.get("llm") or {})
         stats = {s.latent.index: s for s in store.latents(rid)}
         explanations = store.explanations(rid)
         scores = store.scores(rid)
@@ -140,6 +154,7 @@ def bench_planted(
             "frequency": freq,
             "key_match": key_match(e.text, truth["keys"]),
             "similarity": None,
+            "judge": None,
             "scores": {},
         }
     if embed and rows:
@@ -151,6 +166,19 @@ def bench_planted(
         b = encoder.encode([r["truth"] for r in items])
         for r, sim in zip(items, (a * b).sum(axis=1), strict=True):
             r["similarity"] = float(sim)
+    if judge and rows:
+        from autointerp_planted.judge import run_judge
+
+        items = list(rows.values())
+        with Store.open(run_dir) as store:
+            verdicts = run_judge(
+                llm_table,
+                [(r["explanation"], r["truth"]) for r in items],
+                store=store,
+                run_id=rid,
+            )
+        for r, verdict in zip(items, verdicts, strict=True):
+            r["judge"] = None if verdict is None else float(verdict)
     for s in scores:
         row = rows.get((s.explainer, s.latent.index))
         if row is not None and s.value is not None:
@@ -183,12 +211,14 @@ def bench_planted(
             "n": len(of),
             "key_match": _mean([r["key_match"] for r in of]),
             "similarity": _mean([r["similarity"] for r in of]),
+            "judge": _mean([r["judge"] for r in of]),
             "scores": {sc: _mean([r["scores"].get(sc) for r in of]) for sc in scorers},
         }
     n_latents = len({r["latent"] for r in items})
     return {
         "run_dir": str(run_dir),
         "run_id": rid,
+        "mode": run_mode,
         "set": source.config.set,
         "seed": source.config.seed,
         "n_planted": source.n_latents,
@@ -196,7 +226,11 @@ def bench_planted(
         "correctness": {
             "key_match": _mean([r["key_match"] for r in items]),
             "similarity": _mean([r["similarity"] for r in items]),
-            "llm_judge": None,  # not yet
+            "llm_judge": _mean([r["judge"] for r in items]),
+            # the goal's measure: pure latents of one token-set rule
+            "llm_judge_pure_token": _mean(
+                [r["judge"] for r in items if r["mode"] == "pure" and r["kinds"] == ["token"]]
+            ),
         },
         "scorers": per_scorer,
         "modes": per_mode,
@@ -212,18 +246,103 @@ def bench_planted(
     }
 
 
+def _label(result: dict[str, Any]) -> str:
+    return f"{result['mode']}: {Path(result['run_dir']).name}@{result['run_id']}"
+
+
+def _values(result: dict[str, Any], explainer: str, scorer: str) -> dict[int, float]:
+    return {
+        r["latent"]: r["scores"][scorer]
+        for r in result["latents"]
+        if r["explainer"] == explainer and scorer in r["scores"]
+    }
+
+
+def compare_runs(results: Sequence[dict[str, Any]], tolerance: float = 0.1) -> dict[str, Any]:
+    """Several runs' scorer quality side by side, each set against the first parity run: deltas
+    of Spearman-vs-purity and AUROC (``within`` says both are within ``tolerance``), and the
+    Spearman correlation of the two runs' scores over the latents both scored."""
+    parity = next((r for r in results if r["mode"] == "parity"), None)
+    rows = []
+    for result in results:
+        for s in result["scorers"]:
+            row: dict[str, Any] = {"run": _label(result), "mode": result["mode"], **s}
+            base = None
+            if parity is not None and result is not parity:
+                base = next(
+                    (
+                        p
+                        for p in parity["scorers"]
+                        if (p["explainer"], p["scorer"]) == (s["explainer"], s["scorer"])
+                    ),
+                    None,
+                )
+            if base is not None:
+                assert parity is not None
+                deltas = [
+                    None if a is None or b is None else a - b
+                    for a, b in (
+                        (s["spearman_purity"], base["spearman_purity"]),
+                        (s["auroc_pure_vs_polysemantic"], base["auroc_pure_vs_polysemantic"]),
+                    )
+                ]
+                mine = _values(result, s["explainer"], s["scorer"])
+                theirs = _values(parity, s["explainer"], s["scorer"])
+                common = sorted(mine.keys() & theirs.keys())
+                row |= {
+                    "delta_spearman": deltas[0],
+                    "delta_auroc": deltas[1],
+                    "within": all(d is not None and abs(d) <= tolerance for d in deltas),
+                    "agreement_spearman": spearman(
+                        [mine[i] for i in common], [theirs[i] for i in common]
+                    ),
+                    "n_common": len(common),
+                }
+            rows.append(row)
+    return {"parity": _label(parity) if parity else None, "tolerance": tolerance, "rows": rows}
+
+
+def bench_figure(results: Sequence[dict[str, Any]]) -> str:
+    """Spearman-vs-purity and AUROC per scorer, a bar per run (SVG, the report's style)."""
+    from autointerp_report.figures import hbars
+
+    keys = sorted({(s["explainer"], s["scorer"]) for r in results for s in r["scorers"]})
+    categories, series = [], []
+    for explainer, scorer in keys:
+        who = scorer if len({e for e, _ in keys}) == 1 else f"{explainer}/{scorer}"
+        categories += [f"{who}: Spearman vs purity", f"{who}: AUROC pure/poly"]
+    for result in results:
+        by = {(s["explainer"], s["scorer"]): s for s in result["scorers"]}
+        values: list[float] = []
+        for key in keys:
+            s = by.get(key, {})
+            for metric in ("spearman_purity", "auroc_pure_vs_polysemantic"):
+                v = s.get(metric)
+                values.append(math.nan if v is None else float(v))
+        series.append((_label(result), values))
+    return hbars(
+        categories, series, title="Planted benchmark: scorer quality per run", xlabel="value"
+    )
+
+
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
 @app.command("planted")
 def planted_command(
-    run: Annotated[Path, typer.Argument(help="Run directory of a planted-source run.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run directories of planted-source runs (RUN@ID picks a run); several runs "
+            "(e.g. one per mode) are compared with the parity one."
+        ),
+    ],
     run_id: Annotated[
         int | None, typer.Option(help="Run id in the store (default: latest).")
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="JSON output (default: RUN/bench-planted.json).")
+        Path | None, typer.Option(help="JSON output (default: FIRST_RUN/bench-planted.json).")
     ] = None,
     embedding: Annotated[
         bool, typer.Option(help="Embedding similarity of explanation and truth.")
@@ -231,31 +350,84 @@ def planted_command(
     model: Annotated[
         str | None, typer.Option(help="Sentence-embedding model folder (default: packaged).")
     ] = None,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            help="Ask an LLM (the run's own client) whether each explanation names the truth: "
+            "one short call per explanation, cached in the run's store."
+        ),
+    ] = False,
 ) -> None:
     """Explanation correctness and scorer quality against a planted set's ground truth."""
-    result = bench_planted(run, run_id, embed=embedding, model=model)
-    target = out or run / "bench-planted.json"
-    target.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    results = []
+    for spec in runs:
+        path, _, rid = str(spec).partition("@")
+        if rid and not rid.isdigit():
+            raise typer.BadParameter(f"{spec}: expected RUN or RUN@ID with a numeric ID")
+        result = bench_planted(
+            Path(path),
+            int(rid) if rid else run_id,
+            embed=embedding,
+            model=model,
+            judge=judge,
+        )
+        results.append(result)
+        _print_result(result)
+    first = Path(results[0]["run_dir"])
+    data: dict[str, Any] = results[0] if len(results) == 1 else {"runs": results}
+    if len(results) > 1:
+        data["comparison"] = compare_runs(results)
+        _print_comparison(data["comparison"])
+    target = out or first / "bench-planted.json"
+    target.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    figure = first / "report" / "analyses" / "planted-bench.svg"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    figure.write_text(bench_figure(results), encoding="utf-8")
+    console.print(f"written to {target} and {figure} (linked by the run's next report)")
+
+
+def _print_comparison(comparison: dict[str, Any]) -> None:
+    table = Table(
+        "run", "scorer", "Spearman", "AUROC", "Δ Spearman", "Δ AUROC", "agreement", "within",
+        title=f"against parity ({comparison['parity'] or 'none'}; tolerance "
+        f"{comparison['tolerance']})",
+    )  # fmt: skip
+    for r in comparison["rows"]:
+        within = r.get("within")
+        table.add_row(
+            r["run"], r["scorer"], _fmt(r["spearman_purity"]),
+            _fmt(r["auroc_pure_vs_polysemantic"]), _fmt(r.get("delta_spearman")),
+            _fmt(r.get("delta_auroc")), _fmt(r.get("agreement_spearman")),
+            "-" if within is None else ("yes" if within else "no"),
+        )  # fmt: skip
+    console.print(table)
+
+
+def _print_result(result: dict[str, Any]) -> None:
     c = result["correctness"]
     console.print(
-        f"planted set {result['set']!r} (seed {result['seed']}): {result['n_explained']} of "
-        f"{result['n_planted']} latents explained; key tokens named {_fmt(c['key_match'])}, "
-        f"embedding similarity {_fmt(c['similarity'])}"
+        f"{_label(result)}: planted set {result['set']!r} (seed {result['seed']}): "
+        f"{result['n_explained']} of {result['n_planted']} latents explained; key tokens named "
+        f"{_fmt(c['key_match'])}, embedding similarity {_fmt(c['similarity'])}, LLM judge "
+        f"{_fmt(c['llm_judge'])} (pure token sets {_fmt(c['llm_judge_pure_token'])})"
     )
     table = Table("explainer", "scorer", "n", "Spearman vs purity", "AUROC pure/poly")
     for s in result["scorers"]:
         table.add_row(s["explainer"], s["scorer"], str(s["n"]), _fmt(s["spearman_purity"]),
                       _fmt(s["auroc_pure_vs_polysemantic"]))  # fmt: skip
     console.print(table)
-    modes = Table("mode", "n", "key match", "similarity", *(s for s in _scorers(result)))
+    modes = Table(
+        "latent mode", "n", "key match", "similarity", "judge", *(s for s in _scorers(result))
+    )
     for mode, m in result["modes"].items():
-        modes.add_row(mode, str(m["n"]), _fmt(m["key_match"]), _fmt(m["similarity"]),
-                      *(_fmt(m["scores"].get(s)) for s in _scorers(result)))  # fmt: skip
+        cells = [_fmt(m[k]) for k in ("key_match", "similarity", "judge")]
+        cells += [_fmt(m["scores"].get(s)) for s in _scorers(result)]
+        modes.add_row(mode, str(m["n"]), *cells)
     console.print(modes)
     cost = result["cost"]
     console.print(
         f"cost: ${cost['usd_total']:.4f} in {cost['llm_calls']} LLM calls, "
-        f"{_fmt(cost['usd_per_latent'])} $/latent; written to {target}"
+        f"{_fmt(cost['usd_per_latent'])} $/latent"
     )
 
 

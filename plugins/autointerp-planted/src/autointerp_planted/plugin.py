@@ -10,6 +10,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.features import SourceOptions
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class PlantedConfig(SourceOptions):
     """Which planted set, seeded how, and the model site it names (its cache directory)."""

@@ -23,6 +23,14 @@ from autointerp.adapter_cli import (
 )
 
 console = Console()
+DATA_HELP = (
+    "Labelled rows: .jsonl, .parquet, a folder of them, or hf:NAME[:SPLIT] "
+    "(fields: text, label, group ...)."
+)
+LoraOpt = Annotated[
+    Path | None,
+    typer.Option(help="Apply a LoRA saved by `probe finetune --save` to the model first."),
+]
 app = typer.Typer(
     help="Linear probes (logreg, diffmean, LDA, CCS): AUROC per layer.", no_args_is_help=True
 )
@@ -30,7 +38,7 @@ app = typer.Typer(
 
 @app.command("train")
 def train_command(
-    data: Annotated[Path, typer.Argument(help="Statements (JSONL: text, label, group ...).")],
+    data: Annotated[str, typer.Argument(help=DATA_HELP)],
     methods: Annotated[str, typer.Option(help="Comma-separated: logreg,diffmean,lda,ccs.")] = (
         "logreg,diffmean,lda,ccs"
     ),
@@ -49,6 +57,11 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Split seed.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Texts per forward call.")] = 32,
     out: Annotated[Path | None, typer.Option(help="Write the AUROCs as JSON.")] = None,
+    text_field: Annotated[str, typer.Option(help="Field holding the statement.")] = "text",
+    label_field: Annotated[str, typer.Option(help="Field holding the 0/1 label.")] = "label",
+    group_field: Annotated[str, typer.Option(help="Field naming the group.")] = "group",
+    limit: Annotated[int | None, typer.Option(help="Read at most this many rows.")] = None,
+    lora: LoraOpt = None,
     adapter: AdapterOpt = "transformers",
     model: ModelOpt = None,
     option: OptionOpt = None,
@@ -74,8 +87,14 @@ def train_command(
         raise ConfigError(f"--methods: unknown {unknown}; choose from {', '.join(METHODS)}")
     if (train_group is None) != (test_group is None):
         raise ConfigError("give both --train-group and --test-group, or neither")
-    statements = load_statements(data)
+    statements = load_statements(
+        data, text_field=text_field, label_field=label_field, group_field=group_field, limit=limit
+    )
     lm = load_adapter(adapter, model, option, threads)
+    if lora is not None:
+        from autointerp_probes.finetune import load_lora
+
+        load_lora(lm, lora)
     layer_ids = parse_layers(layers, lm.n_layers)
 
     def acts(texts: list[str]) -> torch.Tensor:
@@ -132,3 +151,15 @@ def train_command(
             encoding="utf-8",
         )
         console.print(f"wrote {out}")
+
+
+def _register_quirky() -> None:
+    from autointerp_probes import quirky_commands as q
+
+    app.command("quirky-data")(q.quirky_data_command)
+    app.command("finetune")(q.finetune_command)
+    app.command("transfer")(q.transfer_command)
+    app.command("anomaly")(q.anomaly_command)
+
+
+_register_quirky()

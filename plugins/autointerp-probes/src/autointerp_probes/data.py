@@ -1,6 +1,6 @@
 """Probe datasets (JSONL statements with labels) and per-layer activations at the last token.
 
-One statement per line::
+One statement per row (JSONL, Parquet, a folder of them, or ``hf:NAME[:SPLIT]``)::
 
     {"text": "Paris is the capital of France.", "label": 1, "group": "geography"}
     {"text": "Is 7 prime? Answer:", "label": 1, "positive": "Is 7 prime? Answer: Yes",
@@ -15,22 +15,17 @@ Activations are taken at the last real token of right-padded batches: exact for 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from autointerp.errors import AutointerpError
+from autointerp_probes.records import DatasetError, as_label, iter_rows
 
 if TYPE_CHECKING:
     import torch
 
     from autointerp.adapter import ModelAdapter
-
-
-class DatasetError(AutointerpError):
-    """A dataset file is malformed (names the file, line and field)."""
 
 
 @dataclass(frozen=True)
@@ -42,31 +37,30 @@ class Statement:
     negative: str | None = None
 
 
-def load_statements(path: str | Path) -> list[Statement]:
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"dataset file not found: {path}")
+def load_statements(
+    source: str | Path,
+    *,
+    text_field: str = "text",
+    label_field: str = "label",
+    group_field: str = "group",
+    limit: int | None = None,
+) -> list[Statement]:
+    """Statements from a ``.jsonl``/``.parquet`` file, a folder of them or ``hf:NAME[:SPLIT]``
+    (see :mod:`autointerp_probes.records`); at most ``limit`` rows."""
     out = []
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: invalid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict) or not isinstance(rec.get("text"), str):
-                raise DatasetError(f"{where}: expected an object with a string 'text'")
-            label = rec.get("label")
-            if label not in (0, 1, True, False):
-                raise DatasetError(f"{where}: 'label' must be 0 or 1, got {label!r}")
-            pos, neg = rec.get("positive"), rec.get("negative")
-            if (pos is None) != (neg is None):
-                raise DatasetError(f"{where}: give both 'positive' and 'negative', or neither")
-            out.append(Statement(rec["text"], int(label), str(rec.get("group", "")), pos, neg))
+    for where, rec in iter_rows(source):
+        if limit is not None and len(out) >= limit:
+            break
+        if not isinstance(rec.get(text_field), str):
+            raise DatasetError(f"{where}: expected a string '{text_field}' field")
+        label = as_label(rec.get(label_field), where, label_field)
+        pos, neg = rec.get("positive"), rec.get("negative")
+        if (pos is None) != (neg is None):
+            raise DatasetError(f"{where}: give both 'positive' and 'negative', or neither")
+        group = rec.get(group_field)
+        out.append(Statement(rec[text_field], label, "" if group is None else str(group), pos, neg))
     if not out:
-        raise DatasetError(f"{path}: no statements")
+        raise DatasetError(f"{source}: no statements")
     return out
 
 

@@ -153,8 +153,12 @@ def export_command(
 
 
 def add_commands(cli: Any) -> None:
-    """Add ``compare``, ``similarity``, ``report`` and ``export`` to the root ``autointerp`` app."""
+    """Add ``compare``, ``similarity``, ``report``, ``export`` and the ``analyze`` group to the
+    root ``autointerp`` app."""
     cli.command("compare")(compare_command)
     cli.command("similarity")(similarity_command)
     cli.command("report")(report_command)
     cli.command("export")(export_command)
+    from autointerp_report.analyze_commands import app as analyze_app
+
+    cli.add_typer(analyze_app, name="analyze")

@@ -7,6 +7,10 @@ n_failures, metrics, predictions, provenance) and ``failures.<ext>`` (source, la
 component, reason). Nested fields are JSON strings in Parquet and objects in JSONL.
 ``provenance`` says what made the record: config hash, subject model, feature source, LLM client
 and model, component name, version and options hash, prompt version, autointerp version.
+Each of a score's ``predictions`` is ``{example_id, predicted, actual, probability, quantile}``:
+``quantile`` is the scored example's activation quantile (0 = weakest; None for a negative, and
+for scores recorded before predictions carried it), so accuracy per quantile (decile) is a
+group-by over the export.
 
 ``neuronpedia.json`` follows the feature records of Neuronpedia
 (https://github.com/hijohnnylin/neuronpedia: the ``Feature``, ``Activation``, ``Explanation`` and
@@ -16,7 +20,7 @@ One object ``{"format", "generator", "modelId", "run", "features": [...]}``; eac
 
     {"modelId", "layer", "index", "frac_nonzero", "maxActApprox",
      "activations": [{"tokens", "values", "maxValue", "maxValueTokenIndex", "minValue",
-                      "autointerp": {"kind", "tokenIds"}}],
+                      "autointerp": {"kind", "role", "quantile", "tokenIds"}}],
      "explanations": [{"description", "typeName", "explanationModelName",
                        "scores": [{"explanationScoreTypeName", "explanationScoreModelName",
                                    "value", "jsonDetails"}],
@@ -59,6 +63,7 @@ def _prediction(p: Prediction) -> dict[str, Any]:
         "predicted": p.predicted,
         "actual": p.actual,
         "probability": p.probability,
+        "quantile": p.quantile,
     }
 
 
@@ -160,7 +165,12 @@ def _activation(example: Any) -> dict[str, Any]:
         "maxValue": values[top] if values else 0.0,
         "maxValueTokenIndex": top,
         "minValue": min(values, default=0.0),
-        "autointerp": {"kind": example.kind, "tokenIds": list(example.tokens)},
+        "autointerp": {
+            "kind": example.kind,
+            "role": example.role,
+            "quantile": example.quantile,
+            "tokenIds": list(example.tokens),
+        },
     }
 
 

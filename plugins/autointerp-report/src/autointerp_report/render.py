@@ -4,6 +4,7 @@ Layout of the report folder::
 
     index.html              the page (inline CSS and JS, run summary, plots, agreement matrix)
     plots/*.svg             summary plots, also shown in the page
+    analyses/*.svg, *.json  the run's analyses (``autointerp analyze``), also shown in the page
     data/rows-0001.js       latent-table rows, a few thousand per file
     data/latents-0001.js    latent cards (examples, explanation, scores, predictions), loaded
                             only when a card in that file is opened
@@ -38,9 +39,11 @@ from typing import Any
 import numpy as np
 
 from autointerp.examples import scored_examples
+from autointerp.status import component_costs
 from autointerp.store import Store
 from autointerp.types import Example, LatentRef, Score
 from autointerp_report import plots
+from autointerp_report.analyses import report_figures
 from autointerp_report.runs import open_run_input
 from autointerp_report.stats import agreement, spearman
 
@@ -268,6 +271,7 @@ def write_report(
         sources = sorted({r.source for r in refs})
         source_ids = {s: i for i, s in enumerate(sources)}
         usage = store.usage(run.id)
+        costs = component_costs(store, run.id)  # LLM calls, tokens, dollars per component
 
         rows = _ChunkWriter(data, "rows", settings.rows_per_file, 1 << 62)
         freq = np.full(len(refs), np.nan)
@@ -299,6 +303,9 @@ def write_report(
         rows.flush()
 
     plot_list = _plots(plot_dir, names, values, freq)
+    # the run's own analyses (accuracy per quantile, scorer correlations, cost per component)
+    # and any figure `autointerp analyze` wrote into the same folder before
+    plot_list += report_figures(run_dir, run.id, out / "analyses")
     by_scorer = {
         name: {i: float(v) for i, v in enumerate(values[k]) if math.isfinite(v)}
         for k, name in enumerate(names)
@@ -331,6 +338,7 @@ def write_report(
             "tokens": usage.prompt_tokens + usage.completion_tokens,
             "cost_usd": round(usage.cost_usd, 4),
         },
+        "costs": costs,
     }
     index = out / "index.html"
     index.write_text(_page(meta), encoding="utf-8")
@@ -446,7 +454,7 @@ _worker_state: tuple[Store, _Job] | None = None
 
 def _init_worker(job: _Job) -> None:
     global _worker_state
-    _worker_state = (Store(job.store_path), job)
+    _worker_state = (Store(job.store_path, readonly=True), job)
 
 
 def _run_part(part: _Part) -> _PartResult:

@@ -1,1 +1,1 @@
-"""autointerp model adapter for RWKV (transformers' RWKV-4 model class)."""
+"""autointerp model adapter for RWKV: RWKV-4 (transformers) and RWKV-5/6/7 (BlinkDL checkpoints)."""

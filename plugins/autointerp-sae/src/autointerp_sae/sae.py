@@ -163,11 +163,8 @@ def _need(tensors: dict[str, torch.Tensor], names: tuple[str, ...], where: Path)
 
 
 def load_sae(config: SAEConfig) -> SparseAutoencoder:
-    """The factory: read ``config.path`` in its layout and build the SAE."""
-    path = Path(config.path).expanduser()
-    if not path.exists():
-        raise FeatureSourceError(f"feature_source.path: {path} does not exist")
-    fmt = detect_format(path) if config.format == "auto" else config.format
+    """The factory: read ``config.path`` in its layout (or the SAELens ``release``/``sae_id``)
+    and build the SAE."""
     # auto: read onto the CPU; the first activations (or the cache stage) move it to the model
     pinned = None
     if config.device != "auto":
@@ -176,6 +173,16 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
         )
     device = str(pinned or "cpu")
     common: dict[str, Any] = {"chunk_tokens": config.chunk_tokens, "pinned": pinned}
+    if config.release:
+        from autointerp_sae.saelens_release import load_release
+
+        cfg, t = load_release(config.release, config.sae_id, device, config.dtype)
+        where = Path(f"{config.release}/{config.sae_id}")
+        return _from_saelens(cfg, t, where, config, common)
+    path = Path(config.path).expanduser()
+    if not path.exists():
+        raise FeatureSourceError(f"feature_source.path: {path} does not exist")
+    fmt = detect_format(path) if config.format == "auto" else config.format
     if fmt == "plain":
         t = _load(path, device, config.dtype)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path)
@@ -214,41 +221,50 @@ def load_sae(config: SAEConfig) -> SparseAutoencoder:
             subtract_decoder_bias=subtract, **common,
         )  # fmt: skip
     else:
-        cfg = _cfg(path)
-        where = path / "cfg.json"
         t = _load(path / "sae_weights.safetensors", device, config.dtype)
         _need(t, ("W_enc", "b_enc", "W_dec", "b_dec"), path / "sae_weights.safetensors")
-        arch = cfg.get("architecture", "standard")
-        activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(arch)
-        if activation is None:
-            raise FeatureSourceError(
-                f"{where}: architecture {arch!r} is not supported; expected "
-                "standard, topk or jumprelu"
-            )
-        norm = cfg.get("normalize_activations") or "none"
-        if norm != "none":
-            raise FeatureSourceError(
-                f"{where}: normalize_activations = {norm!r} is not supported; expected 'none' "
-                "(fold the normalisation into the weights first)"
-            )
-        k = config.k or cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
-        subtract = config.subtract_decoder_bias
-        if subtract is None:
-            subtract = bool(cfg.get("apply_b_dec_to_input", True))
-        w_enc, b_enc, w_dec = t["W_enc"], t["b_enc"], t["W_dec"]
-        if cfg.get("rescale_acts_by_decoder_norm"):
-            # TopK on pre-activations times decoder-row norms, decode divides them out again:
-            # the same map as unit-norm decoder rows with the norms folded into the encoder
-            norms = w_dec.norm(dim=1)
-            w_enc, b_enc, w_dec = w_enc * norms, b_enc * norms, w_dec / norms.unsqueeze(1)
-        meta = cfg.get("metadata") or {}
-        hook = cfg.get("hook_name") or meta.get("hook_name") or ""
-        sae = SparseAutoencoder(
-            w_enc, b_enc, w_dec, t["b_dec"], activation,
-            site=config.site or site_from_hook(hook), k=k, threshold=t.get("threshold"),
-            subtract_decoder_bias=subtract, **common,
-        )  # fmt: skip
+        sae = _from_saelens(_cfg(path), t, path / "cfg.json", config, common)
     return sae
+
+
+def _from_saelens(
+    cfg: dict[str, Any],
+    t: dict[str, torch.Tensor],
+    where: Path,
+    config: SAEConfig,
+    common: dict[str, Any],
+) -> SparseAutoencoder:
+    """An SAE from SAELens's config (``cfg.json``, or a loaded SAE's ``cfg.to_dict()``) and
+    tensors; ``where`` names them in errors."""
+    arch = cfg.get("architecture", "standard")
+    activation = {"standard": "relu", "topk": "topk", "jumprelu": "jumprelu"}.get(arch)
+    if activation is None:
+        raise FeatureSourceError(
+            f"{where}: architecture {arch!r} is not supported; expected standard, topk or jumprelu"
+        )
+    norm = cfg.get("normalize_activations") or "none"
+    if norm != "none":
+        raise FeatureSourceError(
+            f"{where}: normalize_activations = {norm!r} is not supported; expected 'none' "
+            "(fold the normalisation into the weights first)"
+        )
+    k = config.k or cfg.get("k") or (cfg.get("activation_fn_kwargs") or {}).get("k")
+    subtract = config.subtract_decoder_bias
+    if subtract is None:
+        subtract = bool(cfg.get("apply_b_dec_to_input", True))
+    w_enc, b_enc, w_dec = t["W_enc"], t["b_enc"], t["W_dec"]
+    if cfg.get("rescale_acts_by_decoder_norm"):
+        # TopK on pre-activations times decoder-row norms, decode divides them out again:
+        # the same map as unit-norm decoder rows with the norms folded into the encoder
+        norms = w_dec.norm(dim=1)
+        w_enc, b_enc, w_dec = w_enc * norms, b_enc * norms, w_dec / norms.unsqueeze(1)
+    meta = cfg.get("metadata") or {}
+    hook = cfg.get("hook_name") or meta.get("hook_name") or ""
+    return SparseAutoencoder(
+        w_enc, b_enc, w_dec, t["b_dec"], activation,
+        site=config.site or site_from_hook(hook), k=k, threshold=t.get("threshold"),
+        subtract_decoder_bias=subtract, **common,
+    )  # fmt: skip
 
 
 def _load(path: Path, device: str, dtype: str) -> dict[str, torch.Tensor]:

@@ -4,7 +4,9 @@ through an LLM (answers, logprobs, re-asks), and the assembly of a :class:`~auto
 
 Every scorer is built from its config and called as
 ``await scorer.score(explanation, examples, negatives, llm, *, seed=0, adapter=None)``.
-``Prediction.example_id`` indexes ``[*examples, *negatives]`` as passed in. An example whose
+``Prediction.example_id`` indexes ``[*examples, *negatives]`` as passed in, and
+``Prediction.quantile`` is that example's activation quantile (None for negatives), so accuracy
+per quantile can be read from the predictions alone. An example whose
 ``key`` is in ``explanation.meta["exclude_from_scoring"]`` (shown to the explainer) is skipped.
 A scorer that cannot score at all raises :class:`ScoringFailedError`; an answer that cannot be
 parsed is a counted failure (``predicted=None``), never a guess.
@@ -90,6 +92,11 @@ class Item:
     example_id: int
     example: Example
     actual: float
+
+    @property
+    def quantile(self) -> int | None:
+        """The example's activation quantile (None for a negative): every prediction carries it."""
+        return self.example.quantile
 
 
 def select(
@@ -417,6 +424,7 @@ class BinaryLLMScorer:
                         predicted=_value(answers, j),
                         actual=s.actual,
                         probability=None if probabilities is None else probabilities[j],
+                        quantile=s.item.quantile,
                     )
                 )
         scored = [p for p in predictions if p.predicted is not None]

@@ -56,7 +56,7 @@ class EmbeddingScorer:
         similarity = vectors[1:] @ vectors[0]
         actual = [item.actual for item in items]
         predictions = [
-            Prediction(item.example_id, float(s), item.actual)
+            Prediction(item.example_id, float(s), item.actual, quantile=item.quantile)
             for item, s in zip(items, similarity, strict=True)
         ]
         metrics: dict[str, float] = {}

@@ -10,6 +10,9 @@ from pydantic import Field
 from autointerp import Register, hookimpl
 from autointerp.config import ComponentConfig
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 class LLMScorerConfig(ComponentConfig):
     """Options shared by the scorers that ask an LLM."""

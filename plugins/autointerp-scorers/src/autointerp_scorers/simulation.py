@@ -184,7 +184,11 @@ class SimulationScorer:
             actual = [a * scale for a in acts]
             if values is None:
                 reasons.append(reason)
-                predictions.append(Prediction(item.example_id, None, max(actual, default=0.0)))
+                predictions.append(
+                    Prediction(
+                        item.example_id, None, max(actual, default=0.0), quantile=item.quantile
+                    )
+                )
                 continue
             per_token[str(item.example_id)] = [round(v, 4) for v in values]
             simulated += values
@@ -192,7 +196,12 @@ class SimulationScorer:
             if (r := pearson(values, actual)) is not None:
                 per_example.append(r)
             predictions.append(
-                Prediction(item.example_id, max(values, default=0.0), max(actual, default=0.0))
+                Prediction(
+                    item.example_id,
+                    max(values, default=0.0),
+                    max(actual, default=0.0),
+                    quantile=item.quantile,
+                )
             )
         metrics: dict[str, float] = {}
         if (r := pearson(simulated, true)) is not None:

@@ -102,7 +102,12 @@ class SurprisalScorer:
         baseline, explained = np.array(losses[: len(items)]), np.array(losses[len(items) :])
         reduction = baseline - explained
         predictions = [
-            Prediction(item.example_id, None if np.isnan(r) else float(r), item.actual)
+            Prediction(
+                item.example_id,
+                None if np.isnan(r) else float(r),
+                item.actual,
+                quantile=item.quantile,
+            )
             for item, r in zip(items, reduction, strict=True)
         ]
         ok = ~np.isnan(reduction)

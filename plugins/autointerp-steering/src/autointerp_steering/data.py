@@ -1,14 +1,19 @@
 """Contrast-pair datasets and the token bookkeeping every steering method shares.
 
-A contrast pair is a prompt and two answers (JSONL, one object per line)::
+A contrast pair is a prompt and two answers. Two record formats, in a JSON array (``.json``, as
+the CAA datasets are published) or JSON lines (``.jsonl``)::
 
     {"prompt": "...Choices:\\n(A) Yes\\n(B) No\\nAnswer: (", "positive": "A", "negative": "B"}
+    {"question": "...Choices:\\n(A) Yes\\n(B) No", "answer_matching_behavior": "(A)",
+     "answer_not_matching_behavior": "(B)"}
 
-``positive`` is the answer that matches the behaviour being steered towards. The field names of the
-CAA datasets (``question``, ``answer_matching_behavior``, ``answer_not_matching_behavior``) are
-accepted too. The *answer token* is the first token where ``prompt + positive`` and ``prompt +
-negative`` tokenize differently; everything before it is the pair's context, so both answers are
-scored as next-token probabilities after exactly the same tokens, whatever the tokenizer merges.
+``positive`` / ``answer_matching_behavior`` is the answer that matches the behaviour being steered
+towards. A ``prompt`` is used as is; a CAA ``question`` is placed in a template first (``plain``:
+``question + "\\n\\nAnswer: "``, ``chat``: the tokenizer's chat template, or a text with
+``{question}``). The *answer token* is the first token where ``prompt + positive`` and ``prompt +
+negative`` tokenize differently (the letter, for ``(A)`` / ``(B)``); everything before it is the
+pair's context, so both answers are scored as next-token probabilities after exactly the same
+tokens, whatever the tokenizer merges.
 
 Batches are right-padded: in a causal model (transformer or RNN alike) the outputs at real tokens
 never depend on padding that comes after them, so this is exact for any adapter.
@@ -16,7 +21,6 @@ never depend on padding that comes after them, so this is exact for any adapter.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,47 +60,95 @@ class PairTokens:
     negative: int
 
 
-def _field(record: dict[str, Any], name: str, where: str) -> str:
+def _answer(record: dict[str, Any], name: str, where: str) -> str:
+    """A string field; CAA's source datasets sometimes hold a one-element list."""
     for key in ALIASES[name]:
         if key in record:
             value = record[key]
+            if isinstance(value, list) and len(value) == 1:
+                value = value[0]
             if not isinstance(value, str):
                 raise DatasetError(f"{where}: field '{key}' must be a string")
             return value
     raise DatasetError(f"{where}: missing field '{name}' (or {', '.join(ALIASES[name][1:])})")
 
 
-def read_jsonl(path: str | Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    """Yield (``file:line``, record) for each non-empty line of a JSONL file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"dataset file not found: {path}")
-    with path.open(encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{where}: invalid JSON ({exc.msg})") from None
-            if not isinstance(record, dict):
-                raise DatasetError(f"{where}: expected a JSON object")
-            yield where, record
+#: the CAA question format: ``question`` holds the question and its choices, the answers are
+#: ``(A)`` / ``(B)``; the template puts them where the model answers
+PLAIN_TEMPLATE = "{question}\n\nAnswer: "
+#: open-ended questions under the plain template
+OPEN_TEMPLATE = "Question: {question}\nAnswer:"
 
 
-def load_pairs(path: str | Path) -> list[ContrastPair]:
-    pairs = [
-        ContrastPair(
-            _field(rec, "prompt", where),
-            _field(rec, "positive", where),
-            _field(rec, "negative", where),
+def format_question(
+    question: str, template: str, tokenizer: Any = None, *, open_ended: bool = False
+) -> str:
+    """``question`` placed in ``template``: ``plain``, ``chat`` (the tokenizer's chat template,
+    the question as the user turn, the assistant turn opened) or any text with ``{question}``."""
+    if template == "plain":
+        template = OPEN_TEMPLATE if open_ended else PLAIN_TEMPLATE
+    if template == "chat":
+        apply = getattr(tokenizer, "apply_chat_template", None)
+        if apply is None or not getattr(tokenizer, "chat_template", None):
+            raise DatasetError(
+                "--template chat: this model's tokenizer has no chat template; use --template "
+                "plain or a text with {question}"
+            )
+        messages = [{"role": "user", "content": question}]
+        return str(apply(messages, tokenize=False, add_generation_prompt=True))
+    if "{question}" not in template:
+        raise DatasetError(
+            f"--template {template!r}: expected plain, chat or a text containing {{question}}"
         )
-        for where, rec in read_jsonl(path)
+    return template.replace("{question}", question)
+
+
+def pair_from_record(
+    record: dict[str, Any], where: str, template: str = "plain", tokenizer: Any = None
+) -> ContrastPair:
+    """A native record (``prompt`` holds the whole text before the answer) or a CAA record
+    (``question`` is placed in ``template``)."""
+    positive = _answer(record, "positive", where)
+    negative = _answer(record, "negative", where)
+    if "prompt" in record:
+        prompt = _answer(record, "prompt", where)
+    else:
+        question = _answer(record, "prompt", where)
+        prompt = format_question(question, template, tokenizer)
+    return ContrastPair(prompt, positive, negative)
+
+
+def load_pairs(
+    source: str | Path, *, template: str = "plain", tokenizer: Any = None
+) -> list[ContrastPair]:
+    """Contrast pairs from a file (JSON array or JSONL), ``hf:NAME[:SPLIT]``, a standard
+    behaviour name (its packaged sample) or ``caa:NAME[:SPLIT]`` (see :mod:`.behaviors`)."""
+    from autointerp_steering.behaviors import read_records
+
+    pairs = [
+        pair_from_record(rec, where, template, tokenizer) for where, rec in read_records(source)
     ]
     if not pairs:
-        raise DatasetError(f"{path}: no contrast pairs")
+        raise DatasetError(f"{source}: no contrast pairs")
     return pairs
+
+
+def load_questions(
+    source: str | Path, *, template: str = "plain", tokenizer: Any = None
+) -> list[tuple[str, str]]:
+    """Open-ended questions as ``(question, prompt)``: the ``question`` (or ``prompt``) field of
+    each record; choices after ``Choices:`` in an A/B question are dropped."""
+    from autointerp_steering.behaviors import read_records
+
+    out = []
+    for where, rec in read_records(source, "open_ended"):
+        question = _answer(rec, "prompt", where)
+        if "answer_matching_behavior" in rec:
+            question = question.split("\n\nChoices:", 1)[0].strip()
+        out.append((question, format_question(question, template, tokenizer, open_ended=True)))
+    if not out:
+        raise DatasetError(f"{source}: no questions")
+    return out
 
 
 # -- tokens ----------------------------------------------------------------------------------------

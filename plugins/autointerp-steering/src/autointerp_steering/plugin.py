@@ -6,6 +6,9 @@ from typing import Any
 
 from autointerp import hookimpl
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
 
 @hookimpl
 def autointerp_register_commands(cli: Any) -> None:

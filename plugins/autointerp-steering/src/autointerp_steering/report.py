@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,9 +21,17 @@ def write_csv(result: SweepResult, path: Path) -> Path:
     return path
 
 
-def _colour(value: float) -> str:
-    # diverging blue (0) - white (0.5) - red (1), the metric's natural range
-    v = min(1.0, max(0.0, value))
+def value_range(result: SweepResult) -> tuple[float, float]:
+    """The metric's natural range: 0-1 for A/B probabilities, ``meta["range"]`` otherwise."""
+    lo, hi = result.meta.get("range", (0.0, 1.0))
+    return float(lo), float(hi)
+
+
+def _colour(value: float, lo: float = 0.0, hi: float = 1.0) -> str:
+    # diverging blue (lo) - white (middle) - red (hi); grey for a cell without a value
+    if math.isnan(value):
+        return "rgb(220,220,220)"
+    v = min(1.0, max(0.0, (value - lo) / (hi - lo)))
     if v < 0.5:
         t = v / 0.5
         r, g, b = int(59 + t * 196), int(76 + t * 179), int(192 + t * 63)
@@ -33,6 +42,7 @@ def _colour(value: float) -> str:
 
 
 def write_svg(result: SweepResult, path: Path, title: str = "") -> Path:
+    lo, hi = value_range(result)
     cw, ch, left, top = 56, 26, 140, 50
     w = left + cw * len(result.multipliers) + 20
     h = top + ch * len(result.rows) + 40
@@ -53,10 +63,12 @@ def write_svg(result: SweepResult, path: Path, title: str = "") -> Path:
         )
         for j in range(len(result.multipliers)):
             v = float(result.grid[i, j])
+            label = "–" if math.isnan(v) else f"{v:.2f}"
             x = left + j * cw
             out.append(
-                f'<rect x="{x}" y="{y}" width="{cw}" height="{ch}" fill="{_colour(v)}"/>'
-                f'<text x="{x + cw / 2}" y="{y + ch / 2 + 4}" text-anchor="middle">{v:.2f}</text>'
+                f'<rect x="{x}" y="{y}" width="{cw}" height="{ch}" fill="{_colour(v, lo, hi)}"/>'
+                f'<text x="{x + cw / 2}" y="{y + ch / 2 + 4}" text-anchor="middle">'
+                f"{label}</text>"
             )
     out.append(
         f'<text x="{left}" y="{h - 12}">multiplier → (baseline {result.baseline:.3f})</text>'
@@ -76,7 +88,8 @@ def write_png(result: SweepResult, path: Path, title: str = "") -> Path | None:
     except ImportError:
         return None
     fig, ax = plt.subplots(figsize=(1 + 0.7 * len(result.multipliers), 1 + 0.4 * len(result.rows)))
-    im = ax.imshow(result.grid.numpy(), cmap="coolwarm", vmin=0, vmax=1, aspect="auto")
+    lo, hi = value_range(result)
+    im = ax.imshow(result.grid.numpy(), cmap="coolwarm", vmin=lo, vmax=hi, aspect="auto")
     ax.set_xticks(range(len(result.multipliers)), [f"{m:g}" for m in result.multipliers])
     ax.set_yticks(range(len(result.rows)), result.rows)
     ax.set_xlabel("multiplier")

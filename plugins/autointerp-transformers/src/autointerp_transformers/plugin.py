@@ -9,6 +9,10 @@ from pydantic import Field
 from autointerp import hookimpl
 from autointerp_transformers.hooks import HFModelConfig
 
+#: the autointerp plugin API versions this plugin was written for
+PLUGIN_API = ">=1,<2"
+
+
 if TYPE_CHECKING:
     from autointerp import Register
 

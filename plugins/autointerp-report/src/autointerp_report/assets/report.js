@@ -300,6 +300,7 @@
       });
       box.appendChild(t);
     }
+    renderCosts();
     var plots = $("plots");
     META.plots.forEach(function (p) {
       var f = el("figure"), a = el("a", { href: p.file });
@@ -309,6 +310,27 @@
       plots.appendChild(f);
     });
     if (!META.plots.length) plots.appendChild(el("p", { "class": "more" }, "no scores yet, so no plots"));
+  }
+
+  // LLM calls, tokens and dollars per component that asked (the ledger's stage and component)
+  function renderCosts() {
+    var costs = META.costs || [];
+    if (!costs.length) return;
+    var box = $("costs");
+    box.appendChild(el("h3", null, "LLM cost per component"));
+    var t = el("table", { id: "cost-table" }), h = el("tr");
+    ["stage", "component", "calls", "cached", "tokens", "cost"].forEach(function (n) {
+      h.appendChild(el("th", null, n));
+    });
+    t.appendChild(h);
+    costs.forEach(function (c) {
+      var tr = el("tr");
+      [c.stage || "–", c.component || "(not recorded)", c.calls.toLocaleString("en"),
+       c.cache_hits.toLocaleString("en"), c.tokens.toLocaleString("en"),
+       "$" + c.cost_usd.toFixed(4)].forEach(function (v) { tr.appendChild(el("td", null, v)); });
+      t.appendChild(tr);
+    });
+    box.appendChild(t);
   }
 
   function openFromHash() {
