@@ -46,6 +46,7 @@ def test_parquet_export(finished_run, tmp_path) -> None:
         "explanations.parquet": 1,
         "scores.parquet": 1,
         "failures.parquet": 1,
+        "cost.parquet": 0,  # this fixture's run made no LLM call
     }
     table = pq.read_table(tmp_path / "pq" / "scores.parquet").to_pylist()
     assert table[0]["value"] == 0.75 and json.loads(table[0]["metrics"]) == {"f1": 0.8}
@@ -193,6 +194,10 @@ def test_a_run_sampling_train_examples_by_quantile_exports_accuracy_per_quantile
     assert set(per_quantile) == {0, 1, None}  # both quantiles, and the negatives
     # the scripted judge answers 1 to all: right on every activating example, wrong on negatives
     assert all(per_quantile[0]) and all(per_quantile[1]) and not any(per_quantile[None])
+    cost = [json.loads(x) for x in (run_dir / "export" / "cost.jsonl").read_text().splitlines()]
+    by = {(c["stage"], c["component"]): c for c in cost}
+    assert set(by) == {("explain", "default"), ("score", "detection/default")}
+    assert sum(c["calls"] for c in cost) == paid  # every paid request, filed under its payer
 
     again = autointerp_cli("run", str(path), "--no-report", *sets)
     assert again.exit_code == 0, again.stderr

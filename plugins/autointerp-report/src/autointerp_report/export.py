@@ -3,8 +3,10 @@ latents as Neuronpedia-style feature JSON.
 
 JSONL / Parquet files (one row per record): ``explanations.<ext>`` (source, latent, explainer,
 explanation, meta, provenance), ``scores.<ext>`` (source, latent, explainer, scorer, value,
-n_failures, metrics, predictions, provenance) and ``failures.<ext>`` (source, latent, stage,
-component, reason). Nested fields are JSON strings in Parquet and objects in JSONL.
+n_failures, metrics, predictions, provenance), ``failures.<ext>`` (source, latent, stage,
+component, reason) and ``cost.<ext>`` (the LLM usage per stage and component that paid: stage,
+component, calls, cache_hits, tokens, cost_usd; "" for calls whose asker is not known).
+Nested fields are JSON strings in Parquet and objects in JSONL.
 ``provenance`` says what made the record: config hash, subject model, feature source, LLM client
 and model, component name, version and options hash, prompt version, autointerp version.
 Each of a score's ``predictions`` is ``{example_id, predicted, actual, probability, quantile}``:
@@ -104,6 +106,12 @@ def _failure_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
                 "component": component,
                 "reason": reason,
             }
+
+
+def _cost_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
+    from autointerp.status import component_costs
+
+    return component_costs(store, run_id)
 
 
 def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
@@ -317,6 +325,7 @@ def _export(
         ("explanations", _explanation_rows(store, run_id)),
         ("scores", _score_rows(store, run_id)),
         ("failures", _failure_rows(store, run_id)),
+        ("cost", _cost_rows(store, run_id)),
     ):
         path = out_dir / f"{name}.{fmt}"
         written[path] = write(path, rows)
