@@ -123,6 +123,8 @@ def test_examples_are_one_row_per_stored_example(made: Run) -> None:
     assert list(rows["rank"]) == list(range(len(first)))
     assert list(rows.kind) == [x.kind for x in first]
     assert list(rows.text) == [x.text for x in first]
+    quantiles = [None if q is pd.NA else int(q) for q in rows["quantile"]]
+    assert quantiles == [x.quantile for x in first] and any(q is not None for q in quantiles)
     assert list(rows.tokens.iloc[0]) == list(first[0].tokens)
     assert list(rows.str_tokens.iloc[0]) == list(first[0].str_tokens)
     assert list(rows.activations.iloc[0]) == pytest.approx(first[0].activations, abs=1e-3)

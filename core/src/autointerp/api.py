@@ -306,9 +306,10 @@ class Run:
         kind: str | None = None,
     ) -> pd.DataFrame:
         """One row per stored example: source, latent, rank (its place among the latent's
-        examples), kind ("top", "quantile:N", "random", "similar" ...), role ("train": shown to
-        the explainer, "test": held out for scoring, "negative"), text, str_tokens, tokens (ids),
-        activations and max_activation.
+        examples), kind ("top", "quantile:N", "train-quantile:N", "random", "similar" ...), role
+        ("train": shown to the explainer, "test": held out for scoring, "negative"), quantile (the
+        activation quantile it was drawn from, 0 = weakest; missing where it was not drawn by
+        quantile), text, str_tokens, tokens (ids), activations and max_activation.
 
         ``latents``: indices (of any source) or ``LatentRef`` s, e.g. a column of another table;
         default all. ``kind``: a kind, a kind's prefix ("quantile") or a role. Examples are read
@@ -322,7 +323,8 @@ class Run:
                 found = store.latent_examples(self.id, chunk)
                 rows = [
                     {"source": ref.source, "latent": ref.index, "rank": rank, "kind": x.kind,
-                     "role": x.role, "text": x.text, "str_tokens": list(x.str_tokens),
+                     "role": x.role, "quantile": x.quantile, "text": x.text,
+                     "str_tokens": list(x.str_tokens),
                      "tokens": list(x.tokens), "activations": list(x.activations),
                      "max_activation": x.max_activation}
                     for ref in chunk
@@ -458,7 +460,8 @@ def _schema(pa: Any, columns: Mapping[str, str]) -> pa.Schema:
 def _example_schema(pa: Any) -> pa.Schema:
     return pa.schema(
         [("source", pa.string()), ("latent", pa.int64()), ("rank", pa.int64()),
-         ("kind", pa.string()), ("role", pa.string()), ("text", pa.string()),
+         ("kind", pa.string()), ("role", pa.string()), ("quantile", pa.int64()),
+         ("text", pa.string()),
          ("str_tokens", pa.list_(pa.string())), ("tokens", pa.list_(pa.int64())),
          ("activations", pa.list_(pa.float32())), ("max_activation", pa.float32())]
     )  # fmt: skip
