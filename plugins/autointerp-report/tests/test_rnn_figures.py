@@ -99,11 +99,22 @@ def test_lens_figure_has_both_lenses_of_every_model_on_a_layer_axis(
         assert m["depth"][0] == 0 and m["depth"][-1] == len(rows) - 1
         # a dot per layer per lens, with its exact value in the tooltip
         assert f"{m['label']}, tuned lens, {rows[-1]['site']}: {rows[-1]['bpb_tuned']:.3f}" in svg
-    # folders work as well as files; default labels tell the models apart
+    # folders work as well as files; default labels are the models the files record
     dirs = [str(results[a]["lens"].parent.parent) + "/lens-eval" for a in ARCHS]
     assert main(["analyze", "lens", *dirs, "--out", str(out), "--json"]) == 0
     labels = [m["label"] for m in json.loads(capsys.readouterr().out)["models"]]
-    assert labels == ["gpt2/lens-eval", "mamba/lens-eval"]
+    subjects = [json.loads(results[a]["lens"].read_text())["subject"] for a in ARCHS]
+    assert labels == [Path(s["model"]).name for s in subjects] and len(set(labels)) == 2
+    # files that record no model (older ones) are told apart by their paths
+    for a in ARCHS:
+        bare = json.loads(results[a]["lens"].read_text())
+        del bare["subject"]
+        (tmp_path / a).mkdir()
+        (tmp_path / a / "lens-eval.json").write_text(json.dumps(bare))
+    old = [str(tmp_path / a / "lens-eval.json") for a in ARCHS]
+    assert main(["analyze", "lens", *old, "--out", str(out), "--json"]) == 0
+    labels = [m["label"] for m in json.loads(capsys.readouterr().out)["models"]]
+    assert labels == list(ARCHS)
 
 
 def test_steering_heatmap_per_model_and_range_across_models(
@@ -199,10 +210,11 @@ def test_state_and_judged_sweeps_draw_from_a_real_sweep(
     assert main([*args, *_model("rwkv", autointerp_tiny_dirs)]) == 0, capsys.readouterr().err
     capsys.readouterr()
     data = json.loads((sweep / "sweep.json").read_text())
+    figure = f"steering-{Path(data['subject']['model']).name}.svg"  # labelled by its model
     out = tmp_path / "fig"
     assert main(["analyze", "steering", str(sweep), "--which", "state", "--out", str(out)]) == 0
     rows = sorted({c["row"] for c in data["state"]["cells"]})
-    svg = (out / "steering-sweep.svg").read_text()
+    svg = (out / figure).read_text()
     assert svg.count('class="cell"') == len(rows) * 3 and rows[0] in svg and "state steering" in svg
     assert "state steering" in capsys.readouterr().out
     assert main(["analyze", "steering", str(sweep), "--which", "open_ended", "--absolute",
@@ -210,5 +222,5 @@ def test_state_and_judged_sweeps_draw_from_a_real_sweep(
     (m,) = json.loads(capsys.readouterr().out)["models"]
     assert m["multipliers"] == [0.0, 4.0] and m["baseline"] == 7.0
     assert m["metric"] == [[7.0, 7.0]] * len(m["rows"])
-    svg = (out / "steering-sweep.svg").read_text()
+    svg = (out / figure).read_text()
     assert "judge score 0-10" in svg and "×4" in svg

@@ -224,7 +224,9 @@ def eval_command(
     print_report(report, f"lens evaluation, {lm.architecture}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "lens-eval.json").write_text(json.dumps(report.as_dict(), indent=2))
+        subject = {"adapter": adapter, "model": model, "architecture": lm.architecture}
+        data = {**report.as_dict(), "subject": subject}  # `analyze lens` labels series by it
+        (out / "lens-eval.json").write_text(json.dumps(data, indent=2))
         svg = write_svg(report, out / "lens-eval.svg")
         png = write_plot(report, out / "lens-eval.png")
         note = f", {png}" if png else " (no PNG: matplotlib is not installed)"

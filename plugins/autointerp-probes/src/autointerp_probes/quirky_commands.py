@@ -264,6 +264,7 @@ def transfer_command(
             "kind": kind,
             "lora": None if lora is None else str(lora),
             "lora_info": lora_info,
+            "subject": {"adapter": adapter, "model": model},
             "results": results,
         },
     )
@@ -330,6 +331,7 @@ def anomaly_command(
             "kind": kind,
             "lora": None if lora is None else str(lora),
             "lora_info": lora_info,
+            "subject": {"adapter": adapter, "model": model},
             **result,
         },
     )

@@ -130,7 +130,7 @@ def _figures(name: str, paths: list[Path], labels: list[str] | None, as_json: bo
     from autointerp_report import rnn_figures as rf
 
     loaded = rf.load_results(paths, kinds)
-    names = rf.labels_for([p for p, _, _ in loaded], labels)
+    names = rf.labels_for([p for p, _, _ in loaded], labels, [d for _, _, d in loaded])
     out = options.pop("out")
     if name == "probes":
         triples = [(n, k, d) for n, (_, k, d) in zip(names, loaded, strict=True)]

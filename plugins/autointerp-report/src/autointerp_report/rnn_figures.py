@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -84,15 +84,24 @@ def _expected(kinds: Sequence[str]) -> str:
     return " or ".join(f"the JSON of {PRODUCERS[k]}" for k in kinds)
 
 
-def labels_for(paths: Sequence[Path], given: Sequence[str] | None) -> list[str]:
-    """The series labels: ``given`` (one per file), else the shortest path tails that tell the
-    files apart (a command's standard file name, e.g. ``sweep.json``, by its folder)."""
+def labels_for(
+    paths: Sequence[Path],
+    given: Sequence[str] | None,
+    data: Sequence[Mapping[str, Any]] = (),
+) -> list[str]:
+    """The series labels: ``given`` (one per file), else the models the files record (their
+    ``subject``) when those tell the files apart, else the shortest path tails that do (a
+    command's standard file name, e.g. ``sweep.json``, by its folder)."""
     if given:
         if len(given) != len(paths):
             raise ConfigError(
                 f"--label: got {len(given)} labels for {len(paths)} files; give one per file"
             )
         return list(given)
+    models = [str((d.get("subject") or {}).get("model") or "") for d in data]
+    names = [Path(m.rstrip("/")).name for m in models]
+    if len(names) == len(paths) and all(names) and len(set(names)) == len(names):
+        return names
     tails = []
     for p in paths:
         parts = list(p.parts)

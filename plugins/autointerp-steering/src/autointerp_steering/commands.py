@@ -293,6 +293,8 @@ def sweep_command(
         print_sweep(result, title)
         written += write_all(result, out, stem="sweep-open-ended", title=title)
         report["open_ended"] = record
+    # which model this is: `autointerp analyze steering` labels its series with it
+    report["subject"] = {"adapter": adapter, "model": model, "architecture": lm.architecture}
     (out / "sweep.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
     if not any(p.suffix == ".png" for p in written):
         console.print("note: matplotlib is not installed: heatmaps written as SVG only")
