@@ -9,7 +9,11 @@ wheels="$work/wheels"
 # PEP 639 license strings need setuptools 77+ (torch usually brings one)
 python -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 77)" ||
   python -m pip install -q "setuptools>=77"
-python -m pip wheel -q --no-deps --no-build-isolation -w "$wheels" ./core ./plugins/*
+# from a copy: setuptools leaves build/ folders in the sources it builds
+mkdir -p "$work/src"
+cp -r core plugins "$work/src/"
+rm -rf "$work"/src/core/build "$work"/src/plugins/*/build
+python -m pip wheel -q --no-deps --no-build-isolation -w "$wheels" "$work/src/core" "$work"/src/plugins/*
 built=$(find "$wheels" -name '*.whl' | wc -l)
 expected=$((1 + $(find plugins -mindepth 1 -maxdepth 1 -type d | wc -l)))
 [ "$built" -eq "$expected" ] || { echo "built $built wheels, expected $expected"; exit 1; }

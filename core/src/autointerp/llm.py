@@ -38,9 +38,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from pydantic import Field
-
-from autointerp.config import ComponentConfig
+from autointerp.endpoint import EndpointConfig
 from autointerp.errors import AutointerpError, redact_keys
 from autointerp.store import request_hash
 from autointerp.types import LLMCall
@@ -539,52 +537,6 @@ def estimate_tokens(messages: Sequence[Message], params: SamplingParams) -> int:
 
 
 # -- endpoint configuration ------------------------------------------------------------------------
-
-
-class EndpointConfig(ComponentConfig):
-    """Options shared by every LLM client: limits, retries, breaker, prices. Client plugins'
-    configs subclass this and add their own (model, base URL, key variable ...)."""
-
-    max_concurrency: int = Field(256, ge=1, description="requests in flight to this endpoint")
-    requests_per_minute: float | None = Field(
-        None, gt=0, description="request rate limit (none: unlimited)"
-    )
-    tokens_per_minute: float | None = Field(
-        None, gt=0, description="token rate limit, prompt + completion (none: unlimited)"
-    )
-    timeout_s: float = Field(
-        120.0,
-        gt=0,
-        description="seconds an attempt may wait on the network (connect, send, answer); the "
-        "whole attempt is cut off at 1.5x this + 0.5 s",
-    )
-    max_retries: int = Field(8, ge=0, description="retries of a transient failure per request")
-    backoff_base_s: float = Field(1.0, ge=0, description="first retry delay (doubles each time)")
-    backoff_max_s: float = Field(60.0, ge=0, description="longest retry delay")
-    breaker_threshold: int = Field(
-        8, ge=1, description="consecutive failures that open the circuit breaker"
-    )
-    breaker_cooldown_s: float = Field(
-        5.0, ge=0, description="first pause when the breaker opens (doubles per failed probe)"
-    )
-    breaker_max_cooldown_s: float = Field(
-        60.0, ge=0, description="longest pause of the circuit breaker between probes"
-    )
-    breaker_give_up_s: float = Field(
-        600.0,
-        gt=0,
-        description="an endpoint failing every request this long is declared unavailable and "
-        "the run stops (finished work is kept; rerun to resume)",
-    )
-    price_prompt_per_mtok: float | None = Field(
-        None, ge=0, description="USD per million prompt tokens (default: the client's table)"
-    )
-    price_cached_per_mtok: float | None = Field(
-        None, ge=0, description="USD per million cached prompt tokens (default: the table)"
-    )
-    price_completion_per_mtok: float | None = Field(
-        None, ge=0, description="USD per million completion tokens (default: the table)"
-    )
 
 
 @dataclass(frozen=True)

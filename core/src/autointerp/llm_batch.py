@@ -35,11 +35,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from pydantic import Field
-
+from autointerp.endpoint import BatchEndpointConfig
 from autointerp.llm import (
     ChatResponse,
-    EndpointConfig,
     LLMClient,
     LLMConnectionError,
     LLMError,
@@ -62,36 +60,6 @@ if TYPE_CHECKING:
     import httpx
 
 log = logging.getLogger("autointerp.llm.batch")
-
-
-class BatchEndpointConfig(EndpointConfig):
-    """Options of a batch client on top of the live client's (whose ``timeout_s``,
-    ``max_retries`` and backoff apply to each HTTP call: upload, create, poll, download)."""
-
-    poll_interval_s: float = Field(30.0, gt=0, description="seconds between polls of a batch")
-    flush_after_s: float = Field(
-        5.0, ge=0, description="submit the queued requests once no new one came for this long"
-    )
-    collect_max_s: float = Field(
-        60.0, ge=0, description="submit the queued requests at most this long after the first"
-    )
-    max_batch_requests: int = Field(10_000, ge=1, description="requests per batch at most")
-    max_batch_mb: float = Field(100.0, gt=0, description="size of a batch's requests at most (MB)")
-    max_batch_attempts: int = Field(
-        3,
-        ge=1,
-        description="batches a request may go into: an expired or transiently failed request is "
-        "resubmitted until then, and fails after",
-    )
-    batch_price_factor: float = Field(
-        0.5, ge=0, description="batch price as a fraction of the live price"
-    )
-    batch_give_up_s: float = Field(
-        48 * 3600.0,
-        gt=0,
-        description="a batch not ended this long after its submission is cancelled and its "
-        "requests fail",
-    )
 
 
 class BatchRequestError(LLMError):

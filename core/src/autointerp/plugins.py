@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
@@ -497,6 +498,10 @@ class PluginManager:
         return rows
 
 
+#: a requirement line naming core (not autointerp-something)
+_CORE_REQUIREMENT = re.compile(rf"{ENTRY_POINT_GROUP}(?![\w.-])")
+
+
 def _core_version() -> str | None:
     try:
         return dist_version(ENTRY_POINT_GROUP)
@@ -528,8 +533,10 @@ def incompatibility(plugin: object, dist: Distribution | None = None) -> str | N
     if dist is None or core is None or dist.name == ENTRY_POINT_GROUP:
         return None
     for line in dist.requires or ():
-        if not line.startswith(ENTRY_POINT_GROUP) or ";" in line:  # extras-only needs don't count
+        if ";" in line or not _CORE_REQUIREMENT.match(line):  # extras-only needs don't count
             continue
+        if not line[len(ENTRY_POINT_GROUP) :].strip(" []"):
+            continue  # any version (packaging is imported only for a real range: it costs)
         from packaging.requirements import InvalidRequirement, Requirement
 
         try:

@@ -15,8 +15,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
-
 from autointerp.llm import (
     ChatResponse,
     LLMError,
@@ -27,7 +25,6 @@ from autointerp.llm import (
 )
 from autointerp.llm_batch import (
     BatchBackend,
-    BatchEndpointConfig,
     BatchStatus,
     ItemFailure,
     fail_malformed,
@@ -36,22 +33,11 @@ from autointerp.llm_batch import (
 )
 from autointerp.store import LLMBatch
 from autointerp_anthropic.client import AnthropicClient
-from autointerp_anthropic.plugin import AnthropicConfig
+from autointerp_anthropic.plugin import AnthropicBatchConfig
 
 API_VERSION = "2023-06-01"
 #: error types of an errored request that another batch may well answer
 TRANSIENT_ERRORS = frozenset({"api_error", "overloaded_error", "rate_limit_error", "timeout_error"})
-
-
-class AnthropicBatchConfig(AnthropicConfig, BatchEndpointConfig):
-    """Anthropic's Message Batches API (or a server speaking it at ``base_url``)."""
-
-    max_batch_requests: int = Field(
-        10_000, ge=1, le=100_000, description="requests per batch at most (Anthropic: 100,000)"
-    )
-    max_batch_mb: float = Field(
-        100.0, gt=0, le=256, description="size of a batch at most (MB; Anthropic: 256)"
-    )
 
 
 class AnthropicBatchClient(BatchBackend):

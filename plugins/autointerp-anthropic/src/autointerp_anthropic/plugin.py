@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 
 from autointerp import Register, hookimpl
-from autointerp.llm import EndpointConfig
+from autointerp.endpoint import BatchEndpointConfig, EndpointConfig
 
 #: the autointerp plugin API versions this plugin was written for
 PLUGIN_API = ">=1,<2"
@@ -34,6 +34,17 @@ class AnthropicConfig(EndpointConfig):
     )
 
 
+class AnthropicBatchConfig(AnthropicConfig, BatchEndpointConfig):
+    """Anthropic's Message Batches API (or a server speaking it at ``base_url``)."""
+
+    max_batch_requests: int = Field(
+        10_000, ge=1, le=100_000, description="requests per batch at most (Anthropic: 100,000)"
+    )
+    max_batch_mb: float = Field(
+        100.0, gt=0, le=256, description="size of a batch at most (MB; Anthropic: 256)"
+    )
+
+
 @hookimpl
 def autointerp_register_llm_clients(register: Register) -> None:
     register(
@@ -42,7 +53,6 @@ def autointerp_register_llm_clients(register: Register) -> None:
         config=AnthropicConfig,
         description="Anthropic messages API, prompt caching of the stable prefix",
     )
-    from autointerp_anthropic.batch import AnthropicBatchConfig  # needs this module loaded
 
     register(
         "anthropic-batch",

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field
 
 from autointerp import Register, hookimpl
-from autointerp.llm import EndpointConfig
+from autointerp.endpoint import EndpointConfig
 
 #: the autointerp plugin API versions this plugin was written for
 PLUGIN_API = ">=1,<2"

@@ -15,8 +15,6 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import Field
-
 from autointerp.llm import (
     ChatResponse,
     LLMError,
@@ -27,7 +25,6 @@ from autointerp.llm import (
 )
 from autointerp.llm_batch import (
     BatchBackend,
-    BatchEndpointConfig,
     BatchStatus,
     ItemFailure,
     fail_malformed,
@@ -35,22 +32,10 @@ from autointerp.llm_batch import (
 )
 from autointerp.store import LLMBatch
 from autointerp_openai.client import NO_KEY, OpenAIClient
-from autointerp_openai.plugin import OpenAIConfig
+from autointerp_openai.plugin import OpenAIBatchConfig
 
 #: statuses after which a batch's files are final
 ENDED = frozenset({"completed", "expired", "failed", "cancelled"})
-
-
-class OpenAIBatchConfig(OpenAIConfig, BatchEndpointConfig):
-    """OpenAI's Batch API (or a compatible server with ``/v1/files`` and ``/v1/batches``)."""
-
-    completion_window: str = Field("24h", description="the batch's completion window")
-    max_batch_requests: int = Field(
-        10_000, ge=1, le=50_000, description="requests per batch at most (OpenAI: 50,000)"
-    )
-    max_batch_mb: float = Field(
-        100.0, gt=0, le=200, description="size of a batch file at most (MB; OpenAI: 200)"
-    )
 
 
 class OpenAIBatchClient(BatchBackend):

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from autointerp import Register, hookimpl
-from autointerp.llm import EndpointConfig
+from autointerp.endpoint import BatchEndpointConfig, EndpointConfig
 
 #: the autointerp plugin API versions this plugin was written for
 PLUGIN_API = ">=1,<2"
@@ -65,6 +65,18 @@ class OpenAICompatibleConfig(OpenAIConfig):
     )
 
 
+class OpenAIBatchConfig(OpenAIConfig, BatchEndpointConfig):
+    """OpenAI's Batch API (or a compatible server with ``/v1/files`` and ``/v1/batches``)."""
+
+    completion_window: str = Field("24h", description="the batch's completion window")
+    max_batch_requests: int = Field(
+        10_000, ge=1, le=50_000, description="requests per batch at most (OpenAI: 50,000)"
+    )
+    max_batch_mb: float = Field(
+        100.0, gt=0, le=200, description="size of a batch file at most (MB; OpenAI: 200)"
+    )
+
+
 @hookimpl
 def autointerp_register_llm_clients(register: Register) -> None:
     register(
@@ -79,7 +91,6 @@ def autointerp_register_llm_clients(register: Register) -> None:
         config=OpenAICompatibleConfig,
         description="any OpenAI-compatible server by base URL: vLLM, llama.cpp, Ollama, OpenRouter",
     )
-    from autointerp_openai.batch import OpenAIBatchConfig  # here: it needs this module loaded
 
     register(
         "openai-batch",
