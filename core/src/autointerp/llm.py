@@ -1337,10 +1337,19 @@ class UnparseableResponseError(LLMError):
 
     kind = "unparseable"
 
-    def __init__(self, message: str, *, last_text: str = "", attempts: int = 0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        last_text: str = "",
+        attempts: int = 0,
+        responses: Sequence[ChatResponse] = (),
+    ) -> None:
         super().__init__(message)
         self.last_text = last_text
         self.attempts = attempts
+        #: every response of the failed exchange (paid for: their tokens and cost count)
+        self.responses = tuple(responses)
 
 
 DEFAULT_REASK = (
@@ -1379,6 +1388,7 @@ async def chat_parsed(
         f"could not parse the answer after {max_reasks + 1} attempts: {error}",
         last_text=responses[-1].text,
         attempts=len(responses),
+        responses=responses,
     )
 
 

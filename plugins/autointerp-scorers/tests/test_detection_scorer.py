@@ -136,6 +136,11 @@ def test_all_parse_failures_give_no_value(
     score = score_with(build_scorer("detection", max_reasks=0), explanation, activating, negatives)
     assert score.value is None and score.n_failures == 16
     assert score.metrics["exclusion_rate"] == 1.0 and "accuracy" not in score.metrics
+    # the unparseable answers were paid for: their calls and tokens are in the score's meta
+    requests = autointerp_llm_server.count()
+    assert score.meta["llm_requests"] == requests == len(score.meta["llm_calls"]) > 0
+    assert score.meta["prompt_tokens"] > 0 and score.meta["reasks"] == 0
+    assert score.meta["headline"] == "balanced_accuracy"  # as configured, nothing to fall back on
 
 
 def test_a_reask_quotes_the_error_and_recovers(

@@ -356,8 +356,8 @@ class BinaryLLMScorer:
     async def _ask(
         self, client: LLMClient, explanation: Explanation, batch: Sequence[Shown], seed: int
     ) -> tuple[Answers | None, list[float | None] | None, list[ChatResponse], str, int]:
-        """Answers, P(1)s and responses for one prompt; if unparseable: (None, None, [], reason,
-        attempts)."""
+        """Answers, P(1)s, responses and the reason of missing answers for one prompt; if
+        unparseable: (None, None, the responses paid for, reason, 0)."""
         n = len(batch)
         messages = self.template.messages(
             explanation=explanation.text, examples=numbered([s.text for s in batch]), count=str(n)
@@ -372,8 +372,8 @@ class BinaryLLMScorer:
                 max_reasks=self.config.max_reasks,
                 reask=self.template.reask.replace("$count", str(n)),
             )
-        except UnparseableResponseError as exc:
-            return None, None, [], str(exc), exc.attempts
+        except UnparseableResponseError as exc:  # paid for all the same: its calls count
+            return None, None, list(exc.responses), str(exc), exc.attempts - len(exc.responses)
         last = responses[-1]
         probabilities = span_probabilities(last.logprobs, last.text, answers.spans)
         if probabilities is not None and any(
@@ -438,7 +438,11 @@ class BinaryLLMScorer:
             if scored
             else {}
         )
-        headline = self.config.headline if self.config.headline in metrics else "balanced_accuracy"
+        headline = (
+            self.config.headline
+            if self.config.headline in metrics or not metrics  # nothing scored: as configured
+            else "balanced_accuracy"
+        )
         meta = {
             "prompt": self.template.id,
             "headline": headline,

@@ -175,8 +175,8 @@ class InterventionScorer:
                 max_reasks=self.config.max_reasks,
                 reask=self.template.reask,
             )
-        except UnparseableResponseError as exc:
-            return None, [], str(exc), exc.attempts
+        except UnparseableResponseError as exc:  # paid for all the same: its calls count
+            return None, list(exc.responses), str(exc), exc.attempts - len(exc.responses)
         p_a = choice_probability(responses[-1].logprobs) if self.config.logprobs else None
         if p_a is None or (p_a >= 0.5) != (choice == "A"):
             p_a = 1.0 if choice == "A" else 0.0

@@ -127,8 +127,8 @@ class SimulationScorer:
                 max_reasks=self.config.max_reasks,
                 reask=self.template.reask.replace("$count", str(n)),
             )
-        except UnparseableResponseError as exc:
-            return None, [], str(exc), exc.attempts
+        except UnparseableResponseError as exc:  # paid for all the same: its calls count
+            return None, list(exc.responses), str(exc), exc.attempts - len(exc.responses)
         expected = expected_activations(responses[-1].logprobs, n)
         if expected is not None and np.max(np.abs(np.subtract(expected, values))) > 5:
             expected = None  # logprobs that disagree with the text belong to other tokens
