@@ -20,6 +20,23 @@ from torch import nn
 from autointerp.adapter import AdapterError, RecurrentState, UnsupportedModelError
 
 
+def check_padding(attention_mask: torch.Tensor | None, *, stateful: bool) -> None:
+    """RWKV reads every position: only right padding works, and not in calls with state."""
+    if attention_mask is None or bool(attention_mask.all()):
+        return
+    mask = attention_mask.long()
+    if bool((mask[:, 1:] > mask[:, :-1]).any()):
+        raise AdapterError(
+            "RWKV ignores attention masks: pad on the right (left padding would "
+            "change every real token)"
+        )
+    if stateful:
+        raise AdapterError(
+            "the final state of a right-padded RWKV batch would include the padding; "
+            "use equal-length batches for calls with state"
+        )
+
+
 class _TokenShift:
     """A token-shift state slot that reads back as ``[batch, 1, d]``.
 
@@ -126,18 +143,7 @@ class RwkvAdapter(HFAdapter):
         return_logits: bool,
         session: HookSession,
     ) -> tuple[torch.Tensor | None, RecurrentState | None]:
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask.long()
-            if bool((mask[:, 1:] > mask[:, :-1]).any()):
-                raise AdapterError(
-                    "RWKV ignores attention masks: pad on the right (left padding would "
-                    "change every real token)"
-                )
-            if return_state or state is not None:
-                raise AdapterError(
-                    "the final state of a right-padded RWKV batch would include the padding; "
-                    "use equal-length batches for calls with state"
-                )
+        check_padding(attention_mask, stateful=return_state or state is not None)
         keep_state = return_state or state is not None
         hf_state: list[Any] | None = self._hf_state(state) if state is not None else None
         if hf_state is not None and input_ids.shape[1] == 1:

@@ -18,6 +18,7 @@ import torch
 from autointerp_transformers.hooks import HFAdapter, HookSession, Where
 
 from autointerp.adapter import AdapterError, RecurrentState, UnsupportedModelError
+from autointerp_rwkv.adapter import check_padding
 from autointerp_rwkv.lm import VERSIONS, LayerState, RwkvLM
 
 
@@ -115,18 +116,7 @@ class RwkvLMAdapter(HFAdapter):
         return_logits: bool,
         session: HookSession,
     ) -> tuple[torch.Tensor | None, RecurrentState | None]:
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask.long()
-            if bool((mask[:, 1:] > mask[:, :-1]).any()):
-                raise AdapterError(
-                    "RWKV ignores attention masks: pad on the right (left padding would "
-                    "change every real token)"
-                )
-            if return_state or state is not None:
-                raise AdapterError(
-                    "the final state of a right-padded RWKV batch would include the padding; "
-                    "use equal-length batches for calls with state"
-                )
+        check_padding(attention_mask, stateful=return_state or state is not None)
         layers = self._from_sites(state) if state is not None else None
         out = self._invoke(
             self.model, session, input_ids=input_ids, state=layers, return_logits=return_logits
