@@ -104,3 +104,20 @@ def test_the_judge_and_a_second_mode_are_compared_with_parity(
     again = autointerp_cli(*args)  # the judge's answers are cached in the runs' stores
     assert again.exit_code == 0, again.stderr
     assert len(autointerp_llm_server.requests) == judged
+
+    # another (stronger) judge than the runs' own client: its own requests and answers
+    other = [
+        "--judge-llm",
+        "openai-compatible",
+        "-j",
+        "model=judge-8b",
+        "-j",
+        "backoff_base_s=0.01",
+    ]
+    other += ["-j", f"base_url={autointerp_llm_server.openai_base_url}"]
+    third = autointerp_cli(*args, *other)
+    assert third.exit_code == 0, third.stderr
+    asked = autointerp_llm_server.requests[judged:]
+    assert asked and all(r.body["model"] == "judge-8b" for r in asked)
+    bad = autointerp_cli(*args, "-j", "model=x")
+    assert bad.exit_code != 0 and "--judge-option needs --judge-llm" in bad.stderr

@@ -357,8 +357,35 @@ def planted_command(
             "one short call per explanation, cached in the run's store."
         ),
     ] = False,
+    judge_llm: Annotated[
+        str | None,
+        typer.Option(
+            help="The judge's LLM client (e.g. openai-compatible) instead of the run's own: a "
+            "judge should be stronger than the explainer it checks."
+        ),
+    ] = None,
+    judge_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--judge-option",
+            "-j",
+            metavar="KEY=VALUE",
+            help="An option of the judge's client (repeat), e.g. -j base_url=... -j model=...",
+        ),
+    ] = None,
 ) -> None:
     """Explanation correctness and scorer quality against a planted set's ground truth."""
+    table: dict[str, Any] | None = None
+    if judge_llm or judge_option:
+        if not judge_llm:
+            raise typer.BadParameter("--judge-option needs --judge-llm (the client they belong to)")
+        table = {"name": judge_llm}
+        for item in judge_option or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise typer.BadParameter(f"--judge-option {item!r}: expected KEY=VALUE")
+            table[key.strip()] = _toml_value(value)
+        judge = True
     results = []
     for spec in runs:
         path, _, rid = str(spec).partition("@")
@@ -370,6 +397,7 @@ def planted_command(
             embed=embedding,
             model=model,
             judge=judge,
+            judge_llm=table,
         )
         results.append(result)
         _print_result(result)
@@ -384,6 +412,16 @@ def planted_command(
     figure.parent.mkdir(parents=True, exist_ok=True)
     figure.write_text(bench_figure(results), encoding="utf-8")
     console.print(f"written to {target} and {figure} (linked by the run's next report)")
+
+
+def _toml_value(text: str) -> Any:
+    """An option value as TOML reads it (numbers, booleans), else the text itself."""
+    import tomllib
+
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _print_comparison(comparison: dict[str, Any]) -> None:
