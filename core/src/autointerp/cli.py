@@ -961,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
     # our own progress display is the only one: the hub's and transformers' tqdm bars (weights
     # loading, shards) would interleave with it (set the variable to 0 to see them)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    # and the hub's retry warnings would come before our one-line error, not instead of it
+    os.environ.setdefault("HF_HUB_VERBOSITY", "error")
     try:
         # standalone mode: click reports its own usage errors and exits through SystemExit
         build_cli().main(args=args, prog_name="autointerp", standalone_mode=True)

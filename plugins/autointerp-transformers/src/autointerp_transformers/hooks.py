@@ -266,11 +266,21 @@ def load_hf_model(
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AdapterError(
             f"cannot load model '{spec}': {first} (a hub name needs network access or a "
-            "local copy in the HF cache; a local path must exist)"
+            f"local copy in the HF cache; a local path must exist){_packaged_hint(str(spec))}"
         ) from None
     model.to(where)
     model.eval()
     return model, tokenizer
+
+
+def _packaged_hint(spec: str) -> str:
+    """``; did you mean 'smollm2-135m'?`` for a misspelt packaged model name, else ""."""
+    import difflib
+
+    from autointerp_transformers.packaged import PACKAGED
+
+    close = difflib.get_close_matches(spec, list(PACKAGED), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}' (packaged, offline)?" if close else ""
 
 
 # -- the shared HF adapter -------------------------------------------------------------------------
