@@ -1,0 +1,45 @@
+#!/bin/sh
+# usage: make_config.sh MODE RUN_DIR "INDICES" N_TRAIN N_TEST N_NEG [MODEL]
+mode=$1; dir=$2; idx=$3; ntr=$4; nte=$5; nneg=$6; model=${7:-qwen2.5-coder-0.5b-instruct}
+cat <<TOML
+name = "planted-$mode"
+run_dir = "$dir"
+mode = "$mode"
+seed = 0
+threads = 1
+
+[model]
+name = "transformers"
+model = "smollm2-135m"
+
+[feature_source]
+name = "planted"
+set = "default"
+seed = 0
+
+[corpus]
+path = "builtin:python-docs"
+ctx_len = 64
+n_tokens = 16384
+
+[latents]
+indices = [$idx]
+n_train = $ntr
+n_test = $nte
+n_negatives = $nneg
+
+[explainer]
+name = "default"
+
+[llm]
+name = "local"
+model = "$model"
+threads = 1
+parallel = 2
+
+[[scorers]]
+name = "detection"
+
+[[scorers]]
+name = "fuzzing"
+TOML
