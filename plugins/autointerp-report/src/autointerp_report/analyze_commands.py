@@ -19,6 +19,13 @@ import typer
 from rich.console import Console
 
 from autointerp.adapter_cli import ThreadsOpt
+from autointerp_report.commands import (
+    EmbedBatchOpt,
+    EmbedModelOpt,
+    JsonFlag,
+    RunsArg,
+    SimilarityExplainerOpt,
+)
 
 console = Console()
 
@@ -28,16 +35,12 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-RunsArg = Annotated[
-    list[str], typer.Argument(help="Run directories (DIR@ID for a run other than the latest).")
-]
 OutOpt = Annotated[
     Path | None,
     typer.Option(
         "--out", help="Folder for the figure and data (default FIRST_RUN/report/analyses)."
     ),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 ExplainerOpt = Annotated[
     str | None, typer.Option(help="Only scores of this explainer's explanations.")
 ]
@@ -88,13 +91,9 @@ def correlations_command(
 @app.command("similarity")
 def similarity_command(
     runs: RunsArg,
-    explainer: Annotated[
-        str | None, typer.Option(help="Explanations of this explainer (needed if several).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Sentence-embedding model folder (default MiniLM-L6).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Explanations per embedding batch.")] = 64,
+    explainer: SimilarityExplainerOpt = None,
+    model: EmbedModelOpt = None,
+    batch_size: EmbedBatchOpt = 64,
     threads: ThreadsOpt = None,
     out: OutOpt = None,
     as_json: JsonFlag = False,

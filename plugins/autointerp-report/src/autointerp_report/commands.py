@@ -22,6 +22,14 @@ RunsArg = Annotated[
     list[str], typer.Argument(help="Run directories (DIR@ID for a run other than the latest).")
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+# the embedding options of `similarity` and `analyze similarity`
+SimilarityExplainerOpt = Annotated[
+    str | None, typer.Option(help="Explanations of this explainer (needed if several).")
+]
+EmbedModelOpt = Annotated[
+    Path | None, typer.Option(help="Sentence-embedding model folder (default MiniLM-L6).")
+]
+EmbedBatchOpt = Annotated[int, typer.Option(help="Explanations per embedding batch.")]
 
 
 def compare_command(
@@ -54,13 +62,9 @@ def compare_command(
 
 def similarity_command(
     runs: RunsArg,
-    explainer: Annotated[
-        str | None, typer.Option(help="Explanations of this explainer (needed if several).")
-    ] = None,
-    model: Annotated[
-        Path | None, typer.Option(help="Sentence-embedding model folder (default MiniLM-L6).")
-    ] = None,
-    batch_size: Annotated[int, typer.Option(help="Explanations per embedding batch.")] = 64,
+    explainer: SimilarityExplainerOpt = None,
+    model: EmbedModelOpt = None,
+    batch_size: EmbedBatchOpt = 64,
     threads: ThreadsOpt = None,
     matches: Annotated[
         Path | None, typer.Option(help="Write every latent's best match here (JSON lines).")
