@@ -379,12 +379,9 @@ def planted_command(
     if judge_llm or judge_option:
         if not judge_llm:
             raise typer.BadParameter("--judge-option needs --judge-llm (the client they belong to)")
-        table = {"name": judge_llm}
-        for item in judge_option or []:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise typer.BadParameter(f"--judge-option {item!r}: expected KEY=VALUE")
-            table[key.strip()] = _toml_value(value)
+        from autointerp.adapter_cli import parse_options
+
+        table = {"name": judge_llm, **parse_options(judge_option, "--judge-option")}
         judge = True
     results = []
     for spec in runs:
@@ -412,16 +409,6 @@ def planted_command(
     figure.parent.mkdir(parents=True, exist_ok=True)
     figure.write_text(bench_figure(results), encoding="utf-8")
     console.print(f"written to {target} and {figure} (linked by the run's next report)")
-
-
-def _toml_value(text: str) -> Any:
-    """An option value as TOML reads it (numbers, booleans), else the text itself."""
-    import tomllib
-
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
 
 
 def _print_comparison(comparison: dict[str, Any]) -> None:
