@@ -116,6 +116,33 @@ def test_interrupted_cache_resumes_from_the_last_complete_shard(adapter, sae, tm
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
+def test_shards_are_written_in_the_background_and_a_write_error_is_raised(
+    adapter, sae, tmp_path, monkeypatch
+) -> None:
+    import threading
+
+    import safetensors.numpy
+
+    real = safetensors.numpy.save_file
+    writers: list[str] = []
+
+    def save_file(tensors, path):  # the second shard's disk is full
+        writers.append(threading.current_thread().name)
+        if len(writers) == 2:
+            raise OSError(28, "No space left on device")
+        return real(tensors, path)
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", save_file)
+    with pytest.raises(OSError, match="No space left"):
+        build_cache(adapter, sae, batches(6), tmp_path / "c", INFO, contexts_per_shard=3,
+                    progress=False)  # fmt: skip
+    assert writers and all(name.startswith("autointerp-shard") for name in writers)
+    assert threading.current_thread().name not in writers
+    kept = ActivationCache(tmp_path / "c")
+    assert len(kept.shards) == 1 and not kept.manifest["complete"]
+    assert not list((tmp_path / "c").glob("shard-00001*"))  # nothing half-listed
+
+
 def test_a_cache_of_other_settings_is_refused(adapter, sae, tmp_path) -> None:
     build_cache(adapter, sae, batches(1), tmp_path / "c", INFO, progress=False)
     other = {**INFO, "dataset": "another corpus"}

@@ -45,6 +45,7 @@ MATRIX: dict[str, dict[str, Any]] = {
     "sae": {"source": "sae"},
     "planted": {"source": "planted"},
     "planted-rwkv": {"arch": "rwkv", "source": "planted"},
+    "hashed": {"source": "hashed"},
     "mamba": {"arch": "mamba", "source": "sae"},
     "rwkv": {"arch": "rwkv", "source": "sae"},
     "openai": {"llm": "openai"},
@@ -111,6 +112,8 @@ def write(tmp_path: Path, server: ScriptedLLMServer, models: dict[str, Path], sa
                   'activation = "relu"')  # fmt: skip
     elif row.get("source") == "planted":
         source = 'name = "planted"'
+    elif row.get("source") == "hashed":  # few latents, each firing often
+        source = 'name = "hashed"\nwidth = 64\nk = 4\nn = 2'
     llm = row.get("llm", "openai-compatible")
     base = server.anthropic_base_url if llm == "anthropic" else server.openai_base_url
     path = write_run_config(

@@ -36,6 +36,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,15 +222,13 @@ def build_cache(
         source.bind_model(adapter)  # e.g. the tokenizer, to evaluate rules over token strings
     splitter = _Splitter(adapter, source, device)
 
-    def close_shard() -> None:
-        nonlocal shard
-        if shard.n_contexts == 0:
-            return
+    def write_shard(closed: _Shard) -> None:
+        """Sort ``closed`` latent-major, write it, then list it in the manifest."""
         assert ctx_len is not None
-        n_tokens = shard.n_contexts * ctx_len
-        token = np.concatenate(shard.token).astype(np.uint16 if n_tokens <= 1 << 16 else np.uint32)
-        latent = np.concatenate(shard.latent).astype(np.int64)
-        value = np.concatenate(shard.value).astype(np.float16)
+        n_tokens = closed.n_contexts * ctx_len
+        token = np.concatenate(closed.token).astype(np.uint16 if n_tokens <= 1 << 16 else np.uint32)
+        latent = np.concatenate(closed.latent).astype(np.int64)
+        value = np.concatenate(closed.value).astype(np.float16)
         order = np.lexsort((token, latent))  # latent-major, tokens ascending within a latent
         token, latent, value = token[order], latent[order], value[order]
         offsets = np.zeros(n + 1, dtype=np.int64)
@@ -239,7 +238,7 @@ def build_cache(
         index = len(manifest["shards"])
         name = f"shard-{index:05d}.safetensors"
         tensors = {
-            "tokens": np.concatenate(shard.tokens).astype(token_dtype),
+            "tokens": np.concatenate(closed.tokens).astype(token_dtype),
             "offsets": offsets,
             "token": token,
             "value": value,
@@ -252,13 +251,36 @@ def build_cache(
             {
                 "file": name,
                 "bytes": (cache_dir / name).stat().st_size,
-                "contexts": shard.n_contexts,
+                "contexts": closed.n_contexts,
                 "activations": len(token),
-                "first_token": shard.first_context * ctx_len,
+                "first_token": closed.first_context * ctx_len,
             }
         )
         _atomic_write_json(manifest_path, manifest)
+
+    # A closed shard is sorted and written on one background thread while the next batches run
+    # through the model (numpy, safetensors and torch release the GIL); at most one shard waits,
+    # so memory stays bounded by two shards, and shards are listed in order.
+    writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="autointerp-shard")
+    pending: Future[None] | None = None
+
+    def close_shard() -> None:
+        nonlocal shard, pending
+        if shard.n_contexts == 0:
+            return
+        if pending is not None:
+            pending.result()  # the previous shard is written (or its error raised) first
+        pending = writer.submit(write_shard, shard)
         shard = _Shard([], [], [], [], first_context=shard.first_context + shard.n_contexts)
+
+    def finish_writes() -> None:
+        nonlocal pending
+        try:
+            if pending is not None:
+                pending.result()  # even when interrupted: a closed shard is kept
+        finally:
+            pending = None
+            writer.shutdown(wait=True)
 
     columns = [
         TextColumn("caching {task.description}"),
@@ -270,31 +292,36 @@ def build_cache(
     computed_tokens = 0  # this session's forward passes, for the tokens/s figure
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(source.site, total=total_batches, rate="")
-        for ids in batches:
-            b, t = ids.shape
-            if ctx_len is None:
-                ctx_len = manifest["ctx_len"] = t
-            elif t != ctx_len:
-                raise CacheError(f"batches have length {t}, the cache has contexts of {ctx_len}")
-            if seen_contexts + b <= done_contexts:  # cached by an earlier, interrupted run
+        try:
+            for ids in batches:
+                b, t = ids.shape
+                if ctx_len is None:
+                    ctx_len = manifest["ctx_len"] = t
+                elif t != ctx_len:
+                    raise CacheError(
+                        f"batches have length {t}, the cache has contexts of {ctx_len}"
+                    )
+                if seen_contexts + b <= done_contexts:  # cached by an earlier, interrupted run
+                    seen_contexts += b
+                    bar.advance(task)
+                    continue
+                rows, latent, value = splitter.encode(ids)
+                token = rows.astype(np.int64) + (seen_contexts - shard.first_context) * t
+                token, latent, value = _storable(token, latent.astype(np.int64), value, source.site)
+                shard.tokens.append(ids.numpy())
+                shard.token.append(token)
+                shard.latent.append(latent)
+                shard.value.append(value)
+                shard.n_contexts += b
                 seen_contexts += b
-                bar.advance(task)
-                continue
-            rows, latent, value = splitter.encode(ids)
-            token = rows.astype(np.int64) + (seen_contexts - shard.first_context) * t
-            token, latent, value = _storable(token, latent.astype(np.int64), value, source.site)
-            shard.tokens.append(ids.numpy())
-            shard.token.append(token)
-            shard.latent.append(latent)
-            shard.value.append(value)
-            shard.n_contexts += b
-            seen_contexts += b
-            computed_tokens += b * t
-            rate = computed_tokens / max(time.perf_counter() - started, 1e-9)
-            bar.update(task, advance=1, rate=f"{rate:,.0f} tokens/s")
-            if shard.n_contexts >= contexts_per_shard:
-                close_shard()
-        close_shard()
+                computed_tokens += b * t
+                rate = computed_tokens / max(time.perf_counter() - started, 1e-9)
+                bar.update(task, advance=1, rate=f"{rate:,.0f} tokens/s")
+                if shard.n_contexts >= contexts_per_shard:
+                    close_shard()
+            close_shard()
+        finally:
+            finish_writes()
     manifest["complete"] = True
     manifest["n_tokens"] = seen_contexts * (ctx_len or 0)
     _atomic_write_json(manifest_path, manifest)

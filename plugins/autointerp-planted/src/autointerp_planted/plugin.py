@@ -28,6 +28,19 @@ class PlantedConfig(SourceOptions):
     )  # fmt: skip
 
 
+class HashedConfig(SourceOptions):
+    """How wide, how many latents per token, over which n-grams."""
+
+    width: int = Field(1_048_576, ge=1, description="number of latents")
+    k: int = Field(16, ge=1, le=256, description="latents each token fires")
+    n: int = Field(4, ge=1, le=16, description="n-gram length hashed (the token and those before)")
+    seed: int = Field(0, description="seeds the hash salts")
+    site: str = Field(
+        "resid_post.0", description="a site of the model the source names (no activations are "
+        "read: the latents are hashes of the token ids)",
+    )  # fmt: skip
+
+
 @hookimpl
 def autointerp_register_feature_sources(register: Register) -> None:
     register(
@@ -35,6 +48,13 @@ def autointerp_register_feature_sources(register: Register) -> None:
         "autointerp_planted.source:PlantedSource",
         config=PlantedConfig,
         description="planted latents with known meanings: rules over token ids (benchmarks)",
+    )
+    register(
+        "hashed",
+        "autointerp_planted.hashed:HashedSource",
+        config=HashedConfig,
+        description="any number of latents, each firing on hashed n-grams of token ids (scale "
+        "tests: no forward pass)",
     )
 
 
