@@ -147,7 +147,11 @@ class Executor(Protocol):
     number of units ahead); ``fn`` is a module-level function and the units plain data, so an
     executor may run them in other processes or machines. Results go back to the driver, which
     alone writes the store. ``close()`` releases workers. Raises an ``AutointerpError`` with one
-    line when a unit cannot run (a dead worker, a deadline)."""
+    line when a unit cannot run (a dead worker, a deadline).
+
+    Optional: ``status() -> str``, a short line for the run's progress display (e.g. workers
+    alive), read at every refresh, so it must return at once; ``cache_chunks(...)`` with
+    :func:`~autointerp.cache.build_cache`'s arguments, to cache in the executor's workers."""
 
     def map(self, fn: Callable[[Any], Any], units: Iterable[Any]) -> Iterator[Any]: ...
 

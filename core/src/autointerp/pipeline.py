@@ -312,9 +312,23 @@ def llm_meter(stats: Any) -> str:
     return f"{stats.in_flight} in flight · {tokens:,} tokens · ${stats.cost_usd:.4f}"
 
 
-def stage_progress(llm: Any = None, *, progress: bool = True) -> Any:
+def executor_status(executor: Any) -> str:
+    """What an executor says about its workers (its optional ``status()``, e.g. the Ray
+    executor's workers alive); "" when it has nothing to say. Never raises: it is a display."""
+    status = getattr(executor, "status", None)
+    if status is None:
+        return ""
+    try:
+        return str(status() or "")
+    except Exception:
+        log.debug("executor status failed", exc_info=True)
+        return ""
+
+
+def stage_progress(llm: Any = None, *, progress: bool = True, executor: Any = None) -> Any:
     """One rich display for a stage: bar, done/total, latents/s, elapsed, and with an LLM client
-    its calls in flight, tokens and cost so far (read from its counters at each refresh)."""
+    its calls in flight, tokens and cost so far (read from its counters at each refresh), and
+    with an executor that has a ``status()`` its line (e.g. workers alive)."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -333,7 +347,8 @@ def stage_progress(llm: Any = None, *, progress: bool = True) -> Any:
 
     class Meter(ProgressColumn):
         def render(self, task: Any) -> Text:
-            return Text(llm_meter(getattr(llm, "stats", None)))
+            parts = (llm_meter(getattr(llm, "stats", None)), executor_status(executor))
+            return Text(" · ".join(p for p in parts if p))
 
     return Progress(
         "[progress.description]{task.description}",
@@ -1375,18 +1390,19 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
             llm = wrap(backend, store=store)
             llm_stats = llm.stats
             llm.check()
+            executor = ctx.build("executor")  # its status() (workers alive) joins the display
             try:
-                if "explain" in stages and "score" in stages:  # a latent is scored once explained
-                    arrivals: Arrivals[Made] = Arrivals(ctx.latents_in_flight)
-                    with stage_progress(llm, progress=ctx.progress) as bar:
+                with stage_progress(llm, progress=ctx.progress, executor=executor) as bar:
+                    if "explain" in stages and "score" in stages:  # scored once explained
+                        arrivals: Arrivals[Made] = Arrivals(ctx.latents_in_flight)
                         explained, scored = await asyncio.gather(
                             stage_explain(ctx, store, llm, latents, arrivals, bar=bar),
                             stage_score(ctx, store, llm, latents, arrivals, bar=bar),
                         )
-                elif "explain" in stages:
-                    explained = await stage_explain(ctx, store, llm, latents)
-                else:
-                    scored = await stage_score(ctx, store, llm, latents)
+                    elif "explain" in stages:
+                        explained = await stage_explain(ctx, store, llm, latents, bar=bar)
+                    else:
+                        scored = await stage_score(ctx, store, llm, latents, bar=bar)
             finally:
                 await llm.aclose()
 

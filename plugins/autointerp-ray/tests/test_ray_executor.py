@@ -1,4 +1,4 @@
-"""The ray executor on a real local Ray cluster (started once for this module): a run caches on
+"""The ray executor on a real local Ray cluster (one per module, conftest.py): a run caches on
 actors and builds examples and scores as tasks, and gives what the in-process run gives, export
 for export; a unit whose worker dies is run again; an address where no cluster answers is one
 line, and the finished work stays for the rerun."""
@@ -6,9 +6,7 @@ line, and the finished work stays for the rerun."""
 from __future__ import annotations
 
 import json
-import logging
 import os
-import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,32 +18,10 @@ from autointerp_ray.plugin import RayConfig
 from autointerp.cache import ActivationCache
 from autointerp.executors import ExecutorError
 from autointerp.store import Store
-from autointerp.testing.adapters import save_tiny, tiny_model
 from autointerp.testing.llm_server import ScriptedLLMServer
 from autointerp.testing.runs import scripted_answers, write_run_config
 
-
-@pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[None]:
-    """A local two-CPU cluster; the runs of this module attach to it (``address = "auto"`` and
-    ``"local"`` keep this process's connection)."""
-    ray = pytest.importorskip("ray")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init replaces it: later tests get it back
-    ray.init(
-        num_cpus=2, include_dashboard=False, object_store_memory=100 << 20,
-        logging_level=logging.WARNING,
-    )  # fmt: skip
-    try:
-        yield
-    finally:
-        ray.shutdown()
-        signal.signal(signal.SIGTERM, sigterm)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny(tiny_model("gpt2"), tmp_path_factory.mktemp("model") / "gpt2")
+pytestmark = pytest.mark.ray  # a real local cluster (conftest.py)
 
 
 def config(
@@ -68,7 +44,7 @@ def snapshot(run_dir: Path) -> tuple[object, ...]:
 
 
 def test_a_ray_run_equals_the_in_process_run(
-    ray_cluster: None,
+    ray_cluster: str,
     autointerp_llm_server: ScriptedLLMServer,
     autointerp_cli,
     model_dir: Path,
@@ -106,7 +82,7 @@ def test_a_ray_run_equals_the_in_process_run(
     assert not leftovers
 
 
-def test_a_unit_whose_worker_dies_is_run_again(ray_cluster: None, tmp_path: Path) -> None:
+def test_a_unit_whose_worker_dies_is_run_again(ray_cluster: str, tmp_path: Path) -> None:
     marker = tmp_path / "died"
 
     def square_or_die(x: int) -> int:  # a closure: Ray ships it by value
@@ -124,7 +100,7 @@ def test_a_unit_whose_worker_dies_is_run_again(ray_cluster: None, tmp_path: Path
 
 
 def test_a_caching_actor_killed_mid_chunk_is_restarted_and_its_chunk_listed_once(
-    ray_cluster: None, tmp_path: Path
+    ray_cluster: str, tmp_path: Path
 ) -> None:
     import numpy as np
     import ray
@@ -159,7 +135,7 @@ def test_a_caching_actor_killed_mid_chunk_is_restarted_and_its_chunk_listed_once
 
 
 def test_caching_stopped_midway_resumes_to_the_in_process_cache(
-    ray_cluster: None, model_dir: Path, tmp_path: Path
+    ray_cluster: str, model_dir: Path, tmp_path: Path
 ) -> None:
     import torch
 
@@ -205,7 +181,7 @@ def test_caching_stopped_midway_resumes_to_the_in_process_cache(
     )  # no scratch folders or stray shards
 
 
-def test_a_worker_that_keeps_dying_is_one_line(ray_cluster: None) -> None:
+def test_a_worker_that_keeps_dying_is_one_line(ray_cluster: str) -> None:
     def die(x: int) -> int:
         os._exit(1)
 
@@ -229,7 +205,7 @@ def free_port() -> int:
 
 
 def test_an_unreachable_cluster_is_one_line_and_the_rerun_resumes(
-    ray_cluster: None,
+    ray_cluster: str,
     autointerp_llm_server: ScriptedLLMServer,
     autointerp_cli,
     model_dir: Path,

@@ -26,6 +26,7 @@ from typing import Any
 from autointerp.executors import ExecutorError
 from autointerp_ray.cluster import cluster_cpus, cluster_gpus
 from autointerp_ray.executor import cancel
+from autointerp_ray.workers import status_column
 
 #: what an actor needs from ``info`` to build the run's components itself
 _SPEC = ("adapter", "model", "source", "source_options")
@@ -112,12 +113,12 @@ def cache_on_actors(
         per_batch = len(first.batches[0])
         columns = [
             TextColumn("caching {task.description} on Ray"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("contexts, {task.fields[workers]}"),
+            TextColumn("contexts"), status_column(executor.status),
         ]  # fmt: skip
         with Progress(*columns, disable=not progress, transient=True) as bar:
             task = bar.add_task(
                 source.site, total=total_batches and total_batches * per_batch,
-                completed=first.first_context, workers=f"{len(actors)} actors",
+                completed=first.first_context,
             )  # fmt: skip
 
             def listed(entry: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from autointerp.executors import ExecutorError
 from autointerp_ray.cluster import cluster_cpus, connect
 from autointerp_ray.plugin import RayConfig
+from autointerp_ray.workers import WorkerWatch
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,6 +32,8 @@ class RayExecutor:
 
     name = "ray"
     in_process = False
+    #: seconds between two looks at the cluster for :meth:`status`
+    status_interval_s = 1.0
 
     def __init__(self, config: RayConfig | None = None) -> None:
         self.config = config or RayConfig()
@@ -39,13 +42,27 @@ class RayExecutor:
         self._remotes: dict[Callable[..., Any], Any] = {}
         self._actors: tuple[str, list[Any]] | None = None
         self._lock = threading.Lock()
+        self._watch: WorkerWatch | None = None
 
     def ensure_connected(self) -> None:
-        """Connect to the cluster once (stages may first hand over work from two threads)."""
+        """Connect to the cluster once (stages may first hand over work from two threads), and
+        start watching its workers for :meth:`status`."""
         with self._lock:
             if not self._connected:
                 self._started_here = connect(self.config)
                 self._connected = True
+                self._watch = WorkerWatch(self._current_actors, self.status_interval_s).start()
+
+    def status(self) -> str:
+        """Workers alive, for the run's progress display: caching actors alive (while caching),
+        nodes, their CPUs (GPUs) and how many are busy, nodes lost since the run connected.
+        The latest reading of a background thread (never waits on the cluster); "" until a
+        unit is handed over (no cluster is contacted before)."""
+        return self._watch.line if self._watch is not None else ""
+
+    def _current_actors(self) -> list[Any]:
+        held = self._actors
+        return list(held[1]) if held is not None else []
 
     def _remote(self, fn: Callable[[T], R]) -> Any:
         import ray
@@ -156,6 +173,9 @@ class RayExecutor:
             self._actors = None
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         self.release_actors()
         if self._started_here:
             import ray
