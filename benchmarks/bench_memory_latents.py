@@ -42,7 +42,8 @@ def respond(request):
     keys = list((((fmt.get("json_schema") or {}).get("schema") or {}).get("properties") or {}))
     return json.dumps({k: 1 for k in keys}) if keys else plain(request)
 
-server = ScriptedLLMServer(responder=respond).start()
+port = int(sys.argv[1]) if len(sys.argv) > 1 else 0  # fixed: a resumed run finds its endpoint
+server = ScriptedLLMServer(responder=respond, port=port).start()
 print(server.openai_base_url, flush=True)
 sys.stdin.read()
 print(json.dumps({"requests": seen + server.count()}), flush=True)

@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -75,14 +76,26 @@ def configure(root: Path, name: str, run_dir: Path, url: str, n: int, args: Any)
     return config
 
 
-def timed(root: Path, key: dict[str, Any], argv: list[str], log: Path) -> dict[str, Any]:
-    """Run ``argv`` (an autointerp command line), append its segment to segments.jsonl."""
+def timed(
+    root: Path, key: dict[str, Any], argv: list[str], log: Path, limit_s: float | None = None
+) -> dict[str, Any]:
+    """Run ``argv`` (an autointerp command line), append its segment to segments.jsonl. Past
+    ``limit_s`` the command gets SIGTERM (it stops, keeping its finished work: a partial
+    segment; the next invocation resumes it)."""
     t0 = time.perf_counter()
     with log.open("ab") as out:
         child = subprocess.Popen([sys.executable, "-m", "autointerp", *argv],
                                  stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        timer = threading.Timer(limit_s, child.terminate) if limit_s else None
+        if timer is not None:
+            timer.start()
         _, status, usage = os.wait4(child.pid, 0)
-    row = {**key, "rc": os.waitstatus_to_exitcode(status), "wall_s": time.perf_counter() - t0,
+        if timer is not None:
+            timer.cancel()
+    rc = os.waitstatus_to_exitcode(status)
+    partial = rc == 143 and limit_s is not None
+    row = {**key, "rc": 0 if partial else rc, "partial": partial,
+           "wall_s": time.perf_counter() - t0, "cpu_s": usage.ru_utime + usage.ru_stime,
            "peak_mib": usage.ru_maxrss // 1024, "at": time.time()}  # fmt: skip
     with (root / "segments.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
@@ -96,6 +109,9 @@ def timed(root: Path, key: dict[str, Any], argv: list[str], log: Path) -> dict[s
 def table(root: Path) -> None:
     rows = [json.loads(line) for line in (root / "segments.jsonl").read_text().splitlines()]
     sizes: dict[tuple[str, int], dict[str, tuple[float, int, int]]] = {}
+    finished = {(r["executor"], r["latents"], r["command"]) for r in rows if not r.get("partial")}
+    partial = {(r["executor"], r["latents"], r["command"]) for r in rows if r.get("partial")}
+    partial -= finished
     for r in rows:
         if r.get("rc"):
             continue
@@ -117,7 +133,8 @@ def table(root: Path) -> None:
                 cells.append("")
                 continue
             wall, peak, segs = cmds[c]
-            cells.append(f"{wall:.1f} / {peak}" + (f" ({segs} parts)" if segs > 1 else ""))
+            cells.append(f"{wall:.1f} / {peak}" + (f" ({segs} parts)" if segs > 1 else "")
+                         + (" (unfinished)" if (executor, n, c) in partial else ""))  # fmt: skip
         print(f"| {executor} | {n:,} | " + " | ".join(cells) + " |")
 
 
@@ -132,6 +149,9 @@ def main() -> None:
     p.add_argument("--ngram", type=int, default=8, help="hashed: n-gram length")
     p.add_argument("--source", choices=("hashed", "sae"), default="hashed")
     p.add_argument("--tokens", type=int, default=524_288)
+    p.add_argument("--segment-s", type=float, default=None,
+                   help="stop explain/score after this many seconds (resumable); the readers "
+                   "then run on the partial run")  # fmt: skip
     p.add_argument("--table", action="store_true", help="only print the table of segments")
     args = p.parse_args()
     root = args.workdir.resolve()
@@ -139,14 +159,20 @@ def main() -> None:
     if args.table:
         return table(root)
     fixture(root, args.width if args.source == "sae" else 0)
+    # the same port on every invocation: the LLM endpoint is part of a run's identity, so a
+    # resumed size must find the URL it began with
+    port_file = root / "server-port"
+    port = port_file.read_text().strip() if port_file.exists() else "0"
     server = subprocess.Popen(
-        [sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-c", SERVER, port],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
     assert server.stdin is not None and server.stdout is not None
     url = server.stdout.readline().strip()
+    port_file.write_text(url.rsplit(":", 1)[1].split("/")[0])
     try:
         shared = root / "cache-run"
-        if not (shared / "cache" / "manifest.json").exists() or (shared / ".caching").exists():
+        if not list(shared.glob("cache/*/manifest.json")) or (shared / ".caching").exists():
             (shared).mkdir(exist_ok=True)
             (shared / ".caching").touch()
             config = configure(root, "cache", shared, url, 1, args)
@@ -163,7 +189,9 @@ def main() -> None:
             for command in COMMANDS:
                 key = {"executor": args.executor, "latents": n, "command": command}
                 target = config if command in ("explain", "score") else run_dir
-                timed(root, key, [command, str(target)], log)
+                limit = args.segment_s if command in ("explain", "score") else None
+                # unfinished explain: score scores what was explained, the readers read it
+                timed(root, key, [command, str(target)], log, limit)
     finally:
         server.stdin.close()
         server.wait(timeout=60)

@@ -547,3 +547,23 @@ def test_explanations_are_streamed_a_page_at_a_time(store: Store) -> None:
     got = list(store.iter_explanations(run, "default", page=2))
     assert [e.latent for e in got] == sorted(refs, key=lambda r: (r.source, r.index))
     assert got == store.explanations(run, "default")
+
+
+def test_paged_reads_equal_the_whole_reads(store: Store, run_id: int) -> None:
+    refs = [LatentRef(src, i) for src in ("a/x", "b/y") for i in range(7)]
+    for ref in refs:
+        for explainer in ("default", "contrastive"):
+            store.put_explanation(
+                run_id, Explanation(latent=ref, explainer=explainer, text=f"{ref} {explainer}")
+            )
+            for scorer in ("detection", "fuzzing"):
+                score = replace(make_score(ref, scorer=scorer), explainer=explainer)
+                store.put_score(run_id, score)
+    other = store.start_run("other", {"model": "gpt2"})
+    store.put_explanation(other, Explanation(latent=L0, explainer="default", text="elsewhere"))
+    assert list(store.iter_explanations(run_id, page=3)) == store.explanations(run_id)
+    assert list(store.iter_explanations(run_id, "default", page=2)) == store.explanations(
+        run_id, "default"
+    )
+    assert list(store.iter_scores(run_id, page=5)) == store.scores(run_id)
+    assert len(store.scores(run_id)) == 14 * 4

@@ -649,18 +649,20 @@ SUMMARY_ROWS = 50
 def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
     from autointerp.store import Store
 
-    with Store.open(run_path) as store:
-        explanations = {e.latent: e for e in store.explanations(run_id)}
+    shown = summary.latents[:SUMMARY_ROWS]
+    with Store.open(run_path) as store:  # the shown latents' records only: runs of any size
+        explanations = {ref: es[-1] for ref, es in store.latent_explanations(run_id, shown).items()}
         scores: dict[Any, dict[str, Any]] = {}
-        for latent, scorer, _, value in store.score_values(run_id):
-            scores.setdefault(latent, {})[scorer] = value
+        for latent, found in store.latent_scores(run_id, shown).items():
+            for score in found:
+                scores.setdefault(latent, {})[score.scorer] = score.value
         failures = store.failures(run_id)
         usage = store.usage(run_id)
     scorers = list(summary.scores)
     table = Table(box=box.SIMPLE_HEAD, title=f"{run_path}: {len(summary.latents)} latents")
     for col in ("latent", "explanation", *scorers):
         table.add_column(col, overflow="fold")
-    for ref in summary.latents[:SUMMARY_ROWS]:
+    for ref in shown:
         e = explanations.get(ref)
         text = Text(e.text) if e else Text("failed", style="red")
         cells = [scores.get(ref, {}).get(name) for name in scorers]

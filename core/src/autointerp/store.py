@@ -832,21 +832,41 @@ class Store:
         return [_explanation(r) for r in rows]
 
     def iter_explanations(
-        self, run_id: int, explainer: str, page: int = 512
+        self, run_id: int, explainer: str | None = None, page: int = 512
     ) -> Iterator[Explanation]:
-        """One explainer's explanations of a run, by latent, read ``page`` at a time: memory holds
-        a page, not the run (the score stage's source)."""
-        after: tuple[str, int] = ("", -1)
+        """A run's explanations (of one explainer if given) as :meth:`explanations` orders them,
+        read ``page`` at a time: memory holds a page, not the run (the score stage's and the
+        export's source)."""
+        if explainer is not None:
+            where, keys = "e.explainer = ? AND (e.source, e.idx) > (?, ?)", ("source", "idx")
+        else:
+            where = "(e.source, e.idx, e.explainer) > (?, ?, ?)"
+            keys = ("source", "idx", "explainer")
+        order = ", ".join(f"e.{k}" for k in keys)
+        params: tuple[Any, ...] = (explainer,) if explainer is not None else ()
+        yield from self._pages(
+            _EXPLANATIONS + f" WHERE e.run_id = ? AND {where} ORDER BY {order} LIMIT ?",
+            run_id, params, keys, page, _explanation,
+        )  # fmt: skip
+
+    def _pages(
+        self,
+        sql: str,
+        run_id: int,
+        params: tuple[Any, ...],
+        keys: tuple[str, ...],
+        page: int,
+        make: Any,
+    ) -> Iterator[Any]:
+        """Keyset paging: ``sql`` takes ``run_id``, ``params``, the last row's ``keys`` and a
+        limit; rows are read ``page`` at a time and yielded through ``make``."""
+        after: tuple[Any, ...] = ("", -1) + ("",) * (len(keys) - 2)
         while True:
-            rows = self._query(
-                _EXPLANATIONS + " WHERE e.run_id = ? AND e.explainer = ? AND (e.source, e.idx) > "
-                "(?, ?) ORDER BY e.source, e.idx LIMIT ?",
-                (run_id, explainer, *after, page),
-            )
-            yield from (_explanation(r) for r in rows)
+            rows = self._query(sql, (run_id, *params, *after, page))
+            yield from (make(r) for r in rows)
             if len(rows) < page:
                 return
-            after = (rows[-1]["source"], rows[-1]["idx"])
+            after = tuple(rows[-1][k] for k in keys)
 
     def latent_explanations(
         self, run_id: int, latents: Sequence[LatentRef]
@@ -1003,6 +1023,16 @@ class Store:
             params.append(scorer)
         rows = self._query(sql + " ORDER BY s.source, s.idx, s.explainer, s.scorer", params)
         return [_score(r) for r in rows]
+
+    def iter_scores(self, run_id: int, page: int = 512) -> Iterator[Score]:
+        """A run's scores as :meth:`scores` orders them, read ``page`` at a time (the export's
+        source: memory holds a page, not the run)."""
+        keys = ("source", "idx", "explainer", "scorer")
+        yield from self._pages(
+            _SCORES + " WHERE s.run_id = ? AND (s.source, s.idx, s.explainer, s.scorer) > "
+            "(?, ?, ?, ?) ORDER BY s.source, s.idx, s.explainer, s.scorer LIMIT ?",
+            run_id, (), keys, page, _score,
+        )  # fmt: skip
 
     def latent_scores(
         self, run_id: int, latents: Sequence[LatentRef]

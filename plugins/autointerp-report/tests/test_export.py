@@ -202,3 +202,30 @@ def test_a_run_sampling_train_examples_by_quantile_exports_accuracy_per_quantile
     again = autointerp_cli("run", str(path), "--no-report", *sets)
     assert again.exit_code == 0, again.stderr
     assert len(autointerp_llm_server.requests) == paid
+
+
+def test_parquet_is_written_in_batches_and_equals_one_table(tmp_path, monkeypatch) -> None:
+    import autointerp_report.export as export
+
+    pq = pytest.importorskip("pyarrow.parquet")
+    run_dir = tmp_path / "run"
+    with Store.open(run_dir) as store:
+        run_id = store.start_run("r", {"model": "m"})
+        for i in range(23):  # the first values are None: the column's type shows later
+            store.put_score(
+                run_id,
+                Score(
+                    latent=LatentRef("sae/resid_post.3", i), scorer="detection",
+                    explainer="default", value=None if i < 9 else i / 23, metrics={"i": i},
+                    predictions=(Prediction(example_id=i, predicted=1.0, actual=0.0),),
+                ),
+            )  # fmt: skip
+    whole = export_run(run_dir, "parquet", tmp_path / "whole")
+    monkeypatch.setattr(export, "PARQUET_BATCH", 4)
+    batched = export_run(run_dir, "parquet", tmp_path / "batched")
+    assert [n for n in whole.values()] == [n for n in batched.values()]
+    a = pq.read_table(tmp_path / "whole" / "scores.parquet")
+    b = pq.read_table(tmp_path / "batched" / "scores.parquet")
+    assert a.num_rows == 23 and a.to_pylist() == b.to_pylist()
+    assert b.schema.field("value").type == "double"
+    assert pq.ParquetFile(tmp_path / "batched" / "scores.parquet").metadata.num_row_groups > 1

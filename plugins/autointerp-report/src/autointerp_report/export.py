@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,7 +70,7 @@ def _prediction(p: Prediction) -> dict[str, Any]:
 
 
 def _explanation_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
-    for e in store.explanations(run_id):
+    for e in store.iter_explanations(run_id):
         yield {
             "source": e.latent.source,
             "latent": e.latent.index,
@@ -82,7 +82,7 @@ def _explanation_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
 
 
 def _score_rows(store: Store, run_id: int) -> Iterable[dict[str, Any]]:
-    for s in store.scores(run_id):
+    for s in store.iter_scores(run_id):
         yield {
             "source": s.latent.source,
             "latent": s.latent.index,
@@ -123,18 +123,58 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     return n
 
 
+#: rows per Parquet write: memory holds a batch of rows, not the run
+PARQUET_BATCH = 4096
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise ExportError("Parquet export needs pyarrow: pip install pyarrow") from None
-    flat = [
+    flat = (
         {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
         for row in rows
-    ]
-    pq.write_table(pa.Table.from_pylist(flat), path)
-    return len(flat)
+    )
+    pending: list[Any] = []  # batches read before the columns' types are known
+    writer, schema, n = None, None, 0
+    try:
+        for batch in _chunks(flat, PARQUET_BATCH):
+            n += len(batch)
+            table = pa.Table.from_pylist(batch)
+            if writer is not None:
+                writer.write_table(table.cast(schema))
+                continue
+            pending.append(table)
+            if any(pa.types.is_null(f.type) for f in table.schema) and len(pending) < 16:
+                continue  # a column all null so far: wait for a batch that shows its type
+            schema = pa.unify_schemas([t.schema for t in pending], promote_options="permissive")
+            writer = pq.ParquetWriter(path, schema)
+            for t in pending:
+                writer.write_table(t.cast(schema))
+            pending = []
+        if writer is None:  # every batch held (few rows, or a column null throughout)
+            if pending:
+                table = pa.concat_tables(pending, promote_options="permissive")
+            else:
+                table = pa.Table.from_pylist([])
+            pq.write_table(table, path)
+    finally:
+        if writer is not None:
+            writer.close()
+    return n
 
 
 _SITE = re.compile(r"^(?P<kind>.*?)\.(?P<layer>\d+)$")
