@@ -567,3 +567,22 @@ def test_paged_reads_equal_the_whole_reads(store: Store, run_id: int) -> None:
     )
     assert list(store.iter_scores(run_id, page=5)) == store.scores(run_id)
     assert len(store.scores(run_id)) == 14 * 4
+
+
+def test_progress_counts_agree_with_the_records(store: Store, run_id: int) -> None:
+    refs = [LatentRef(SRC, i) for i in range(5)]
+    rows = [{"index": r.index, "frequency": 0.1, "max_activation": 1.0} for r in refs]
+    store.put_latents(run_id, SRC, rows)
+    for r in refs[:4]:
+        store.put_explanation(run_id, Explanation(latent=r, explainer="default", text="x"))
+    for r in refs[:3]:
+        store.put_score(run_id, make_score(r, scorer="detection"))
+    store.put_score(run_id, make_score(refs[0], scorer="fuzzing"))
+    store.put_failure(run_id, refs[4], "explain", "default", "boom")
+    store.put_failure(run_id, refs[3], "score", "detection/default", "bad")
+    counts = store.progress_counts(run_id)
+    assert counts.latents == 5
+    assert counts.explained == {"default": 4}
+    assert counts.scored == {"detection/default": 3, "fuzzing/default": 1}
+    assert counts.failed == {"explain": {"default": 1}, "score": {"detection/default": 1}}
+    assert store.progress_counts(store.start_run("empty", {})).latents == 0
