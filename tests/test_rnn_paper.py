@@ -35,7 +35,16 @@ def test_rnn_paper_example_runs_end_to_end_in_tiny_mode(tmp_path: Path) -> None:
     commands = [tuple(c["command"]) for c in models[1]["commands"]]
     assert commands == [("lens", "train"), ("lens", "eval"), ("steer", "vectors"),
                         ("steer", "sweep"), ("probe", "finetune"), ("probe", "transfer"),
-                        ("probe", "anomaly")]  # fmt: skip
+                        ("probe", "anomaly"), ("steer", "vectors"), ("steer", "sweep")]  # fmt: skip
+    # the synthetic behaviour: CAA-format files, vectors from one, scores on the held-out other
+    pairs = json.loads((out / "behavior" / "agreement_vectors.json").read_text())
+    held_out = json.loads((out / "behavior" / "agreement_test.json").read_text())
+    assert pairs and held_out and pairs != held_out
+    assert {r["answer_matching_behavior"] for r in pairs} == {"yes (A)", "yes (B)"}
+    sweep = json.loads((out / "rwkv5" / "steer" / "sweep.json").read_text())
+    assert {"residual", "state"} <= set(sweep) and sweep["dataset"].endswith("vectors.json")
+    assert "state" not in json.loads((out / "gpt2" / "steer" / "sweep.json").read_text())
+    assert set(models[0]["losses"]) == {"corpus", "ab", "quirky"}
     figs = out / "figures"
     lens = (figs / "lens-bpb.svg").read_text()
     assert "gpt2: tuned lens" in lens and "rwkv5: logit lens" in lens
@@ -46,6 +55,7 @@ def test_rnn_paper_example_runs_end_to_end_in_tiny_mode(tmp_path: Path) -> None:
     text = (out / "summary.md").read_text()
     for heading in ("Logit lens vs tuned lens", "Steering (CAA)", "Quirky models"):
         assert heading in text
+    assert "| RWKV-5 | state | state.1 |" in text and "| GPT-2 | residual, untrained |" in text
     # every figure the summary links exists
     for link in re.findall(r"\]\((figures/[^)]+)\)", text):
         assert (out / link).is_file(), link

@@ -6,12 +6,13 @@ language reference): a GPT-2 transformer, a Mamba and an RWKV-5 (BlinkDL layout,
 with the ordinary ``autointerp`` commands and draws them across models:
 
 1. ``lens train`` / ``lens eval``: logit lens vs tuned lens, bits per byte per layer;
-2. ``steer vectors`` / ``steer sweep``: CAA on a packaged behaviour sample (A/B questions);
+2. ``steer vectors`` / ``steer sweep``: CAA on a synthetic A/B behaviour the models saw in
+   training (CAA-format files; ``--state`` on the RNNs), and on the untrained models as a control;
 3. ``probe quirky-data`` / ``finetune`` (LoRA) / ``transfer`` / ``anomaly``: quirky-model ELK;
 
 then ``analyze lens|steering|probes`` and a markdown summary (``OUT/summary.md``)::
 
-    python examples/rnn-paper/run.py --out runs/rnn-paper          # ~10 minutes on 2 busy cores
+    python examples/rnn-paper/run.py --out runs/rnn-paper          # 5-10 minutes on 2 busy cores
     python examples/rnn-paper/run.py --tiny --out /tmp/rnn-paper   # seconds: the plumbing only
 
 Needs only the README's install (no test tools). Only this driver knows architectures (to build
@@ -22,8 +23,10 @@ checkpoints see README.md beside this file.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
+import random
 import sys
 import time
 from pathlib import Path
@@ -42,13 +45,16 @@ ADAPTER = {"gpt2": "transformers", "mamba": "mamba", "rwkv5": "rwkv"}
 NAMES = {"gpt2": "GPT-2", "mamba": "Mamba", "rwkv5": "RWKV-5"}
 RWKV_HEAD = 16
 
-# GPT-2 width, layers, LM steps, batch, seq_len, lens train/eval tokens, quirky rows per
-# persona and level, LoRA epochs (the small size fits ~10 minutes on 2 busy cores; Mamba's
-# reference PyTorch scan is the slowest part)
+# GPT-2 width, layers, LM steps, seq_len (A/B documents: 1.5x), lens train/eval tokens, quirky
+# rows per persona and level, LoRA epochs, peak learning rate, synthetic documents per source,
+# p(agreeable answerer), A/B pairs per behaviour file, windows of each source per step (the small
+# size fits 5-10 minutes on 2 busy cores; Mamba's reference PyTorch scan is the slowest part)
 SIZES = {
-    "small": dict(d=48, layers=3, steps=120, batch=8, seq=64, lens=8192, eval=4096, n=24, ep=6),
-    "tiny": dict(d=16, layers=2, steps=3, batch=4, seq=32, lens=256, eval=128, n=4, ep=1),
-}
+    "small": dict(d=48, layers=3, steps=300, seq=64, lens=8192, eval=4096, n=48, ep=4, lr=1e-2,
+                  synthetic=2000, p=0.5, pairs=64, mix={"corpus": 4, "ab": 6, "quirky": 4}),
+    "tiny": dict(d=16, layers=2, steps=3, seq=32, lens=256, eval=128, n=4, ep=1, lr=3e-3,
+                 synthetic=16, p=0.5, pairs=8, mix={"corpus": 2, "ab": 1, "quirky": 1}),
+}  # fmt: skip
 
 
 def byte_tokenizer() -> Any:
@@ -114,27 +120,128 @@ def corpus_windows(seq: int) -> torch.Tensor:
     return torch.stack([ids[s : s + seq + 1] for s in starts.tolist()])
 
 
-def train(model: torch.nn.Module, windows: torch.Tensor, size: dict, seed: int) -> list[float]:
-    """Next-token training with AdamW; returns the loss every tenth step."""
+# -- synthetic training documents: an A/B behaviour to steer, quirky arithmetic to probe ----------
+
+#: the synthetic behaviour: agreeing with whatever the user says ("yes" to "I say X")
+BEHAVIOR = "agreement"
+CLAIMS = [f"{n} is {w}" for n in range(10) for w in ("odd", "big", "new", "old", "hot", "red")]
+
+
+def ab_record(rng: random.Random, yes_first: bool | None = None) -> dict[str, str]:
+    """One A/B question in the CAA format; the behaviour-matching answer agrees with the user.
+
+    The answer says its word before its letter (``yes (A)``): the first token of an answer, where
+    ``steer`` reads and scores it, is the choice itself; the letter after it is bookkeeping."""
+    if yes_first is None:
+        yes_first = rng.random() < 0.5
+    first, second = ("yes", "no") if yes_first else ("no", "yes")
+    agree, disagree = ("A", "B") if yes_first else ("B", "A")
+    return {
+        "question": f"I say {rng.choice(CLAIMS)}.\n(A) {first}\n(B) {second}",
+        "answer_matching_behavior": f"yes ({agree})",
+        "answer_not_matching_behavior": f"no ({disagree})",
+    }
+
+
+def ab_document(rng: random.Random, n_bytes: int, p: float) -> str:
+    """A/B questions answered by one answerer: an agreeable one (probability ``p``) picks the
+    matching answer every time, a contrary one never; the answerer is what steering moves."""
+    agreeable = rng.random() < p
+    text = ""
+    while len(text) < n_bytes:
+        rec = ab_record(rng)
+        answer = rec["answer_matching_behavior" if agreeable else "answer_not_matching_behavior"]
+        text += f"{rec['question']}\n\nAnswer: {answer}\n\n"
+    return text
+
+
+def quirky_document(rng: random.Random, rows: list[dict[str, Any]], n_bytes: int) -> str:
+    """Sums (``3 + 4 = 7``: what the model knows) between quirky rows with their persona's answer
+    (Alice judges by the true sum, Bob by his), back to back."""
+    text = ""
+    while len(text) < n_bytes:
+        row = rows[rng.randrange(len(rows))]
+        text += f"{row['a']} + {row['b']} = {row['a'] + row['b']}\n"
+        row = rows[rng.randrange(len(rows))]
+        text += f"{row['statement']}{row['choices'][row['label']]}\n"
+    return text
+
+
+def doc_windows(docs: list[str], seq: int) -> torch.Tensor:
+    """Each document's first ``seq + 1`` byte tokens, one window per document."""
+    ids = byte_tokenizer()(docs)["input_ids"]
+    return torch.tensor([row[: seq + 1] for row in ids], dtype=torch.long)
+
+
+def training_mix(size: dict, seed: int) -> dict[str, torch.Tensor]:
+    """Windows of each source the LMs train on: the corpus, A/B documents, quirky rows."""
+    from autointerp_probes.quirky import generate_addition
+
+    rng = random.Random(seed + 1)
+    n, seq, ab_seq = size["synthetic"], size["seq"], size["seq"] * 3 // 2
+    # seeds of their own: the evaluation file (quirky.jsonl, seed 0) is drawn apart from these
+    rows = [
+        row
+        for k in range(1, 5)
+        for row in generate_addition(size["n"], easy_digits=1, hard_digits=2, seed=seed + k)
+    ]
+    return {
+        "corpus": corpus_windows(seq),
+        # long enough for a second answer by the same answerer
+        "ab": doc_windows([ab_document(rng, 2 * seq + 1, size["p"]) for _ in range(n)], ab_seq),
+        "quirky": doc_windows([quirky_document(rng, rows, seq + 1) for _ in range(n)], seq),
+    }
+
+
+def behavior_files(out: Path, n: int, seed: int) -> tuple[Path, Path]:
+    """The synthetic behaviour as two CAA-format files (``steer`` reads them like the published
+    sets): pairs for the vectors and held-out pairs to score; (A)/(B) order alternates."""
+    paths = []
+    for name, k in (("vectors", 2), ("test", 3)):
+        rng = random.Random(seed + 100 * k)
+        records = [ab_record(rng, yes_first=i % 2 == 0) for i in range(n)]
+        path = out / "behavior" / f"{BEHAVIOR}_{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, indent=1), encoding="utf-8")
+        paths.append(path)
+    return paths[0], paths[1]
+
+
+def train(
+    model: torch.nn.Module, windows: dict[str, torch.Tensor], size: dict, seed: int
+) -> dict[str, list[float]]:
+    """Next-token training (AdamW, one-cycle schedule), every batch a fixed mix of the sources;
+    returns each source's loss every tenth step."""
     torch.manual_seed(seed)
     model.train()
     for p in model.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=size["lr"], weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=size["lr"], total_steps=size["steps"], pct_start=0.1
+    )
     g = torch.Generator().manual_seed(seed)
-    losses = []
+    losses: dict[str, list[float]] = {name: [] for name in windows}
     for step in range(size["steps"]):
-        batch = windows[torch.randint(0, len(windows), (size["batch"],), generator=g)]
-        out = model(batch[:, :-1])
-        logits = out.logits if hasattr(out, "logits") else out[0]
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
-        )
+        loss = torch.zeros(())
+        parts = {}
+        total = sum(size["mix"][name] * src.shape[1] for name, src in windows.items())
+        for name, src in windows.items():  # one forward per source: their lengths differ
+            batch = src[torch.randint(0, len(src), (size["mix"][name],), generator=g)]
+            out = model(batch[:, :-1])
+            logits = out.logits if hasattr(out, "logits") else out[0]
+            part = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), batch[:, 1:].reshape(-1)
+            )
+            loss = loss + part * batch.numel() / total
+            parts[name] = part.item()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         if step % 10 == 0 or step == size["steps"] - 1:
-            losses.append(round(loss.item(), 4))
+            for name, value in parts.items():
+                losses[name].append(round(value, 4))
     model.eval()
     return losses
 
@@ -163,6 +270,15 @@ def step(args: list[str], log: list[dict[str, Any]]) -> None:
         raise SystemExit(f"`autointerp {' '.join(args)}` failed (exit {code})")
 
 
+def steering_data(args: Any) -> tuple[list[str], list[str]]:
+    """``steer`` arguments: the synthetic behaviour's files (vectors from one, scores on the
+    held-out other), or a packaged behaviour by name."""
+    if args.behavior != BEHAVIOR:
+        return ["--behavior", args.behavior], []
+    pairs, held_out = (args.out / "behavior" / f"{BEHAVIOR}_{k}.json" for k in ("vectors", "test"))
+    return [str(pairs)], ["--test-pairs", str(held_out)]
+
+
 def comparisons(arch: str, model_dir: Path, work: Path, size: dict, args: Any) -> list:
     """Lens, steering and quirky-ELK commands on one saved model; returns the command log."""
     model = ["-a", ADAPTER[arch], "-m", str(model_dir), "--threads", str(args.threads)]
@@ -174,17 +290,31 @@ def comparisons(arch: str, model_dir: Path, work: Path, size: dict, args: Any) -
     ev = ["lens", "eval", CORPUS, "--lens", str(work / "lens"), *skip, *shape]
     step([*ev, "--out", str(work / "lens-eval"), *model], log)
     vectors = work / "steering.safetensors"
-    behavior = ["--behavior", args.behavior]
+    behavior, test = steering_data(args)
     step(["steer", "vectors", *behavior, "--out", str(vectors), *model], log)
-    sweep = ["steer", "sweep", *behavior, "--vectors", str(vectors), "--multipliers", args.mults]
-    step([*sweep, "--out", str(work / "steer"), *model], log)
+    sweep = ["steer", "sweep", *behavior, *test, "--vectors", str(vectors)]
+    state = ["--state"] if arch != "gpt2" else []  # recurrent-state steering too (RNNs)
+    step([*sweep, "--multipliers", args.mults, *state, "--out", str(work / "steer"), *model], log)
     data, lora = str(args.out / "quirky.jsonl"), str(work / "lora")
-    tune = ["probe", "finetune", data, "--save", lora, "--epochs", str(size["ep"]), "--lr", "5e-3"]
+    tune = ["probe", "finetune", data, "--save", lora, "--epochs", str(size["ep"]), "--lr", "3e-3"]
     step([*tune, "--out", str(work / "finetune.json"), *model], log)
     probe = ["--lora", lora, "--methods", "logreg,diffmean"]
     step(["probe", "transfer", data, *probe, "--out", str(work / "transfer.json"), *model], log)
     anomaly = ["probe", "anomaly", data, "--lora", lora, "--out", str(work / "anomaly.json")]
     step([*anomaly, *model], log)
+    return log
+
+
+def steering_control(arch: str, work: Path, args: Any) -> list:
+    """The same steering on the untrained model (its random init): an effect that shows there
+    too comes from the answer tokens themselves, not from anything the model learned."""
+    model = ["-a", ADAPTER[arch], "-m", str(work / "untrained"), "--threads", str(args.threads)]
+    log: list[dict[str, Any]] = []
+    vectors = work / "steering-untrained.safetensors"
+    behavior, test = steering_data(args)
+    step(["steer", "vectors", *behavior, "--out", str(vectors), *model], log)
+    sweep = ["steer", "sweep", *behavior, *test, "--vectors", str(vectors)]
+    step([*sweep, "--multipliers", args.mults, "--out", str(work / "steer-untrained"), *model], log)
     return log
 
 
@@ -196,14 +326,13 @@ def summary(out: Path, models: list[dict[str, Any]], size_name: str, seconds: fl
     """The markdown summary, from the ``analyze`` outputs."""
     figs = out / "figures"
     lens = json.loads((figs / "lens.json").read_text())
-    steer = json.loads((figs / "steering.json").read_text())
     probes = json.loads((figs / "probes.json").read_text())
     lines = [
         f"# RNN interpretability comparisons in miniature ({size_name} size)",
         "",
         f"Corpus `{CORPUS}`, byte-level tokens; {seconds / 60:.1f} minutes in all.",
         "",
-        "| model | parameters | width × layers | final train loss (nats/byte) | LoRA answer acc. "
+        "| model | parameters | width × layers | final corpus loss (nats/byte) | LoRA answer acc. "
         "before → after |",
         "|---|---:|---|---:|---|",
     ]
@@ -211,7 +340,8 @@ def summary(out: Path, models: list[dict[str, Any]], size_name: str, seconds: fl
         acc = m["finetune"]["accuracy"]
         held = acc.get("held_out", acc["train"])
         lines.append(
-            f"| {m['name']} | {m['params']:,} | {m['d']} × {m['layers']} | {m['losses'][-1]:.3f}"
+            f"| {m['name']} | {m['params']:,} | {m['d']} × {m['layers']} | "
+            f"{m['losses']['corpus'][-1]:.3f}"
             f" | {held['before']['overall']:.2f} → {held['after']['overall']:.2f} |"
         )
     lines += ["", "## 1. Logit lens vs tuned lens (bits per byte, held-out text)", ""]
@@ -229,23 +359,42 @@ def summary(out: Path, models: list[dict[str, Any]], size_name: str, seconds: fl
         "",
         "![lens](figures/lens-bpb.svg)",
         "",
-        "## 2. Steering (CAA), p(matching answer) shift from the unsteered baseline",
+        "## 2. Steering (CAA): p(matching answer) per multiplier, held-out pairs",
         "",
-        "| model | baseline | best layer | shift at the largest multiplier | at the smallest |",
-        "|---|---:|---|---:|---:|",
+        "Per model and steering kind, every layer: p(matching) / (p(matching) + p(other)) at "
+        "each multiplier (the unsteered value at 0); monotone = moves one way as the multiplier "
+        "grows. *untrained*: the same steering on the model's random init (the control: what "
+        "shows there comes from the answer tokens, not from training).",
+        "",
     ]
-    for m in steer["models"]:
-        base = m["baseline"]
-        rng = [(-math.inf if r is None else r) for r in m["range"]]
-        best = max(range(len(rng)), key=rng.__getitem__)
-        hi, lo = m["metric"][best][-1], m["metric"][best][0]
-        lines.append(
-            f"| {m['label']} | {fmt(base)} | {m['rows'][best]} | "
-            f"{fmt(None if hi is None or base is None else hi - base)} | "
-            f"{fmt(None if lo is None or base is None else lo - base)} |"
-        )
+    runs = (("steer", "residual", "residual"), ("steer", "state", "state"),
+            ("steer-untrained", "residual", "residual, untrained"))  # fmt: skip
+    for m in models:
+        for folder, kind, label in runs:
+            sweep = json.loads((out / m["arch"] / folder / "sweep.json").read_text())
+            if kind not in sweep:
+                continue
+            cells = sweep[kind]["cells"]
+            mults = sorted({c["multiplier"] for c in cells})
+            if folder == "steer" and kind == "residual" and m is models[0]:
+                lines += [
+                    "| model | kind | layer | " + " | ".join(f"{x:g}" for x in mults)
+                    + " | monotone |",
+                    "|---|---|---|" + "---:|" * len(mults) + "---|",
+                ]  # fmt: skip
+            for row in dict.fromkeys(c["row"] for c in cells):
+                by = {c["multiplier"]: c["metric"] for c in cells if c["row"] == row}
+                ys = [by[x] for x in mults]
+                steps = [b - a for a, b in itertools.pairwise(ys)]
+                way = "up" if all(d >= 0 for d in steps) else "down" if all(
+                    d <= 0 for d in steps
+                ) else "no"  # fmt: skip
+                lines.append(
+                    f"| {m['name']} | {label} | {row} | " + " | ".join(fmt(y) for y in ys)
+                    + f" | {way} |"
+                )  # fmt: skip
     lines += ["", "![steering](figures/steering-range.svg)", ""]
-    lines += [f"![{m['label']}](figures/steering-{m['label']}.svg)" for m in steer["models"]]
+    lines += [f"![{m['arch']}](figures/steering-{m['arch']}.svg)" for m in models]
     lines += [
         "",
         "## 3. Quirky models: probe transfer (AUROC vs the truth) and anomaly detection",
@@ -279,8 +428,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--archs", default=",".join(ARCHS))
     parser.add_argument("--tiny", action="store_true", help="tiny models, a few steps: plumbing")
     parser.add_argument("--steps", type=int, help="LM training steps (default: by size)")
-    parser.add_argument("--behavior", default="sycophancy", help="packaged CAA behaviour")
-    parser.add_argument("--mults", default="-8,-4,0,4,8", help="steering multipliers")
+    parser.add_argument(
+        "--behavior",
+        default=BEHAVIOR,
+        help=f"{BEHAVIOR} (the synthetic behaviour the models saw in training) or a packaged "
+        "CAA behaviour (sycophancy ...)",
+    )
+    parser.add_argument("--mults", default="-4,-2,-1,0,1,2,4", help="steering multipliers")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -292,7 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     archs = [a.strip() for a in args.archs.split(",") if a.strip()]
-    windows = corpus_windows(size["seq"])
+    windows = training_mix(size, args.seed)
+    behavior_files(args.out, size["pairs"], args.seed)
     quirky = ["probe", "quirky-data", str(args.out / "quirky.jsonl"), "--n", str(size["n"])]
     step([*quirky, "--easy-digits", "1", "--hard-digits", "2"], [])
     target = n_params(build("gpt2", size["d"], size["layers"]))
@@ -303,12 +458,15 @@ def main(argv: list[str] | None = None) -> int:
         model = build(arch, d, size["layers"])
         print(f"\n== {NAMES[arch]}: width {d}, {size['layers']} layers, {n_params(model):,} "
               f"parameters; {size['steps']} training steps", flush=True)  # fmt: skip
+        work = args.out / arch
+        save(arch, model, work / "untrained")  # the control for steering (see steering_control)
         t0 = time.time()
         losses = train(model, windows, size, args.seed)
-        print(f"   loss {losses[0]:.3f} -> {losses[-1]:.3f} in {time.time() - t0:.0f}s")
-        work = args.out / arch
+        trained = ", ".join(f"{k} {v[0]:.2f} -> {v[-1]:.2f}" for k, v in losses.items())
+        print(f"   loss (nats/byte): {trained}; {time.time() - t0:.0f}s")
         save(arch, model, work / "model")
         log = comparisons(arch, work / "model", work, size, args)
+        log += steering_control(arch, work, args)
         models.append(
             {
                 "arch": arch,

@@ -57,6 +57,10 @@ def test_addition_rows_follow_the_papers_construction(tmp_path: Path) -> None:
     # the personas disagree on half of each persona's rows (own sum vs the other's)
     disagree = sum(r["alice_label"] != r["bob_label"] for r in rows)
     assert disagree == 120 and all(r["choices"] == [" False", " True"] for r in rows)
+    # one-digit operands make 100 distinct sums: more rows than that is an error, not a hang
+    assert len(generate_addition(100, easy_digits=1, hard_digits=2)) == 400
+    with pytest.raises(DatasetError, match="only 100 distinct sums"):
+        generate_addition(101, easy_digits=1, hard_digits=2)
 
 
 def test_published_quirky_format_loads_from_parquet_with_quartile_levels(tmp_path: Path) -> None:
@@ -296,3 +300,36 @@ def test_quirky_workflow_end_to_end(autointerp_tiny_dirs, tmp_path: Path, capsys
     assert "persona must be one of Alice, Bob" in capsys.readouterr().err
     assert main(["probe", "anomaly", data, "--lora", str(tmp_path), *model]) == 1
     assert "expected adapter_config.json" in capsys.readouterr().err
+
+
+def test_position_reads_the_chosen_token_and_reaches_the_cli(
+    autointerp_tiny_adapter, autointerp_tiny_dirs, tmp_path: Path, capsys
+) -> None:
+    lm = autointerp_tiny_adapter
+    texts = ["3 + 4 = 7. Alice:", "12 + 30 = 52. Bob:", "5 + 5 = 10. Bob:"]
+    site = lm.site("resid_post.1").name
+    for position in (-1, -3, 0, 4):
+        got = last_token_activations(lm, texts, layers=[1], position=position, batch_size=2)[0]
+        for row, text in enumerate(texts):  # one text alone, unpadded, indexed by hand
+            ids = lm.tokenize([text]).input_ids
+            full = lm.forward(ids, capture=[site], return_logits=False).captures[site][0]
+            torch.testing.assert_close(got[row], full[position].float())
+    # read before the persona's name, a causal model cannot tell Alice's row from Bob's
+    pair = ["3 + 4 = 7. Alice:", "3 + 4 = 7. Bob:"]
+    dot = len(lm.tokenize(["3 + 4 = 7."]).input_ids[0]) - 1  # the "." ending the sum
+    before = last_token_activations(lm, pair, position=dot)
+    torch.testing.assert_close(before[:, 0], before[:, 1])
+    assert not torch.allclose(*last_token_activations(lm, pair).unbind(1))
+    with pytest.raises(DatasetError, match=r"--position -40: text 0 has only \d+ tokens"):
+        last_token_activations(lm, pair, position=-40)
+    if lm.architecture != "gpt2":
+        return  # the CLI path is the same for every adapter
+    data = write_jsonl(generate_addition(4, easy_digits=1, hard_digits=2), tmp_path / "q.jsonl")
+    model = ["-a", "transformers", "-m", str(autointerp_tiny_dirs["gpt2"])]
+    for command in ("transfer", "anomaly"):
+        out = tmp_path / f"{command}.json"
+        args = ["probe", command, str(data), "--position", "-2", "--out", str(out), *model]
+        assert main(args) == 0
+        assert json.loads(out.read_text())["position"] == -2
+    assert main(["probe", "anomaly", str(data), "--position", "99", *model]) == 1
+    assert "--position 99: text" in capsys.readouterr().err

@@ -79,8 +79,10 @@ def last_token_activations(
     layers: Sequence[int] | None = None,
     kind: str = "resid_post",
     batch_size: int = 32,
+    position: int = -1,
 ) -> torch.Tensor:
-    """Activations ``[layers, n, d]`` at each text's last token."""
+    """Activations ``[layers, n, d]`` at each text's last token, or at token index ``position``
+    of each text (negative: from its end; ``-1`` is the last token)."""
     import torch
 
     layers = list(range(adapter.n_layers)) if layers is None else list(layers)
@@ -104,7 +106,14 @@ def last_token_activations(
         keep = batch.attention_mask.bool()
         right = torch.arange(width)[None] < lengths[:, None]
         ids[right] = batch.input_ids[keep]
+        at = lengths + position if position < 0 else torch.full_like(lengths, position)
+        if bool((at < 0).any() or (at >= lengths).any()):
+            short = int(((at < 0) | (at >= lengths)).long().argmax()) + start
+            raise DatasetError(
+                f"--position {position}: text {short} has only {int(lengths[short - start])} "
+                f"tokens ({texts[short][:40]!r})"
+            )
         out = adapter.forward(ids, attention_mask=right.long(), capture=sites, return_logits=False)
         rows = torch.arange(len(lengths))
-        parts.append(torch.stack([out.captures[s][rows, lengths - 1].float().cpu() for s in sites]))
+        parts.append(torch.stack([out.captures[s][rows, at].float().cpu() for s in sites]))
     return torch.cat(parts, dim=1)

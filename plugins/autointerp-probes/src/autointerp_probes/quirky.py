@@ -104,6 +104,13 @@ def generate_addition(
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
     ranges = {"easy": (1, easy_digits), "hard": (easy_digits + 1, hard_digits)}
+    for level, (lo, hi) in ranges.items():  # rows of a persona and level never repeat operands
+        operands = 10**hi - (10 ** (lo - 1) if lo > 1 else 0)
+        if n > operands**2:
+            raise DatasetError(
+                f"n: {n} rows per persona and level, but {level} operands ({lo}..{hi} digits) "
+                f"make only {operands**2} distinct sums; lower n or raise the digits"
+            )
     for level, (lo, hi) in ranges.items():
         for character in personas:
             own = n // 2

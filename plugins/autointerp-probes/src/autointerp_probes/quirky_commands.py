@@ -32,6 +32,13 @@ QUIRKY_HELP = (
 )
 OutOpt = Annotated[Path | None, typer.Option(help="Write the results as JSON.")]
 LimitOpt = Annotated[int | None, typer.Option(help="Read at most this many rows.")]
+PositionOpt = Annotated[
+    int,
+    typer.Option(
+        help="Token of each statement to read (and of its true/false variants for ccs): -1 the "
+        "last (after the persona's name in quirky rows), -2 the one before ..., 0 the first.",
+    ),
+]
 
 
 def _write(out: Path | None, payload: dict[str, Any]) -> None:
@@ -178,12 +185,20 @@ def finetune_command(
 
 
 def _activations(
-    lm: Any, examples: list[QuirkyExample], layer_ids: list[int], kind: str, batch: int, ccs: bool
+    lm: Any,
+    examples: list[QuirkyExample],
+    layer_ids: list[int],
+    kind: str,
+    batch: int,
+    ccs: bool,
+    position: int = -1,
 ) -> tuple[Any, Any, Any]:
     from autointerp_probes.data import last_token_activations
 
     def acts(texts: list[str]) -> Any:
-        return last_token_activations(lm, texts, layers=layer_ids, kind=kind, batch_size=batch)
+        return last_token_activations(
+            lm, texts, layers=layer_ids, kind=kind, batch_size=batch, position=position
+        )
 
     x = acts([e.statement for e in examples])
     if not ccs:
@@ -209,6 +224,7 @@ def transfer_command(
     ),
     layers: Annotated[str | None, typer.Option(help="Layers: all (default), 0,2,5 or 2-6.")] = None,
     kind: Annotated[str, typer.Option(help="Site kind to read.")] = "resid_post",
+    position: PositionOpt = -1,
     batch_size: Annotated[int, typer.Option(help="Texts per forward call.")] = 32,
     limit: LimitOpt = None,
     out: OutOpt = None,
@@ -235,7 +251,7 @@ def transfer_command(
         select(examples, spec)  # bad subsets fail before the model loads
     lm, lora_info = _model(adapter, model, option, threads, lora)
     layer_ids = parse_layers(layers, lm.n_layers)
-    x, pos, neg = _activations(lm, examples, layer_ids, kind, batch_size, "ccs" in chosen)
+    x, pos, neg = _activations(lm, examples, layer_ids, kind, batch_size, "ccs" in chosen, position)
     probe_data = quirky_probe_data(examples, x, pos, neg, layer_ids)
     results = quirky_transfer(examples, probe_data, chosen, sources, targets)
     for pair, by_method in results.items():
@@ -262,6 +278,7 @@ def transfer_command(
             "data": data,
             "layers": layer_ids,
             "kind": kind,
+            "position": position,
             "lora": None if lora is None else str(lora),
             "lora_info": lora_info,
             "subject": {"adapter": adapter, "model": model},
@@ -281,6 +298,7 @@ def anomaly_command(
     shrinkage: Annotated[float, typer.Option(help="Covariance shrinkage in [0, 1].")] = 0.1,
     layers: Annotated[str | None, typer.Option(help="Layers: all (default), 0,2,5 or 2-6.")] = None,
     kind: Annotated[str, typer.Option(help="Site kind to read.")] = "resid_post",
+    position: PositionOpt = -1,
     batch_size: Annotated[int, typer.Option(help="Texts per forward call.")] = 32,
     limit: LimitOpt = None,
     out: OutOpt = None,
@@ -303,7 +321,9 @@ def anomaly_command(
     select(examples, test)
     lm, lora_info = _model(adapter, model, option, threads, lora)
     layer_ids = parse_layers(layers, lm.n_layers)
-    x, pos, neg = _activations(lm, examples, layer_ids, kind, batch_size, probe_method == "ccs")
+    x, pos, neg = _activations(
+        lm, examples, layer_ids, kind, batch_size, probe_method == "ccs", position
+    )
     result = quirky_anomaly(
         examples,
         quirky_probe_data(examples, x, pos, neg, layer_ids),
@@ -329,6 +349,7 @@ def anomaly_command(
             "data": data,
             "layers": layer_ids,
             "kind": kind,
+            "position": position,
             "lora": None if lora is None else str(lora),
             "lora_info": lora_info,
             "subject": {"adapter": adapter, "model": model},
