@@ -106,36 +106,49 @@ def timed(
     return row
 
 
+def done(root: Path, key: dict[str, Any]) -> bool:
+    """Whether segments.jsonl holds a finished (not partial, exit 0) segment of ``key``."""
+    path = root / "segments.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return any(
+        all(r.get(k) == v for k, v in key.items()) and not r.get("rc") and not r.get("partial")
+        for r in rows
+    )
+
+
 def table(root: Path) -> None:
+    """Per size, each command's wall seconds, CPU seconds (where recorded) and peak RSS;
+    explain/score segments of one size add up (resumed), readers show their latest run."""
     rows = [json.loads(line) for line in (root / "segments.jsonl").read_text().splitlines()]
-    sizes: dict[tuple[str, int], dict[str, tuple[float, int, int]]] = {}
+    cells: dict[tuple[str, int], dict[str, list[float]]] = {}
     finished = {(r["executor"], r["latents"], r["command"]) for r in rows if not r.get("partial")}
-    partial = {(r["executor"], r["latents"], r["command"]) for r in rows if r.get("partial")}
-    partial -= finished
     for r in rows:
         if r.get("rc"):
             continue
-        wall, peak, n = sizes.setdefault((r["executor"], r["latents"]), {}).get(
-            r["command"], (0.0, 0, 0)
-        )
-        if r["command"] in ("explain", "score"):  # resumed segments add up
-            sizes[(r["executor"], r["latents"])][r["command"]] = (
-                wall + r["wall_s"], max(peak, r["peak_mib"]), n + 1)  # fmt: skip
-        else:  # readers: the latest measurement
-            sizes[(r["executor"], r["latents"])][r["command"]] = (r["wall_s"], r["peak_mib"], 1)
+        size = cells.setdefault((r["executor"], r["latents"]), {})
+        wall, cpu, peak, parts = size.get(r["command"], [0.0, 0.0, 0, 0])
+        if r["command"] not in ("explain", "score"):
+            wall, cpu, peak, parts = 0.0, 0.0, 0, 0
+        size[r["command"]] = [wall + r["wall_s"], cpu + r.get("cpu_s", float("nan")),
+                              max(peak, r["peak_mib"]), parts + 1]  # fmt: skip
     columns = ("cache", *COMMANDS)
-    print("| executor | latents | " + " | ".join(f"{c} s / MiB" for c in columns) + " |")
+    heads = " | ".join(f"{c}: wall s, CPU s, MiB" for c in columns)
+    print(f"| executor | latents | {heads} |")
     print("|---|---:|" + "---:|" * len(columns))
-    for (executor, n), cmds in sorted(sizes.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        cells = []
+    for (executor, n), size in sorted(cells.items()):
+        out = []
         for c in columns:
-            if c not in cmds:
-                cells.append("")
+            if c not in size:
+                out.append("")
                 continue
-            wall, peak, segs = cmds[c]
-            cells.append(f"{wall:.1f} / {peak}" + (f" ({segs} parts)" if segs > 1 else "")
-                         + (" (unfinished)" if (executor, n, c) in partial else ""))  # fmt: skip
-        print(f"| {executor} | {n:,} | " + " | ".join(cells) + " |")
+            wall, cpu, peak, parts = size[c]
+            text = f"{wall:.1f}, {cpu:.1f}, {peak:.0f}"
+            if parts > 1:
+                text += f" ({parts} parts)"
+            if (executor, n, c) not in finished:
+                text += " (unfinished)"
+            out.append(text)
+        print(f"| {executor} | {n:,} | " + " | ".join(out) + " |")
 
 
 def main() -> None:
@@ -188,6 +201,8 @@ def main() -> None:
             log = root / f"{args.executor}-{n}.log"
             for command in COMMANDS:
                 key = {"executor": args.executor, "latents": n, "command": command}
+                if command in ("explain", "score") and done(root, key):
+                    continue  # finished by an earlier invocation
                 target = config if command in ("explain", "score") else run_dir
                 limit = args.segment_s if command in ("explain", "score") else None
                 # unfinished explain: score scores what was explained, the readers read it
