@@ -203,10 +203,11 @@ def main() -> None:
                 key = {"executor": args.executor, "latents": n, "command": command}
                 if command in ("explain", "score") and done(root, key):
                     continue  # finished by an earlier invocation
-                target = config if command in ("explain", "score") else run_dir
-                limit = args.segment_s if command in ("explain", "score") else None
+                staged = command in ("explain", "score")  # the report is its own command
+                argv = [command, str(config), "--no-report"] if staged else [command, str(run_dir)]
+                limit = args.segment_s if staged else None
                 # unfinished explain: score scores what was explained, the readers read it
-                timed(root, key, [command, str(target)], log, limit)
+                timed(root, key, argv, log, limit)
     finally:
         server.stdin.close()
         server.wait(timeout=60)

@@ -77,3 +77,32 @@ def test_marked_runs_are_wrapped_after_the_leading_space() -> None:
     assert render(["a", " b"], [False, True]) == "a <<b>>"
     assert render([" a", " <|endoftext|>"]) == "a \\n"
     assert numbered(["x", "y"], start=3) == "Example 3: x\nExample 4: y"
+
+
+def _render_per_token(tokens: list[str], marks: list[bool]) -> str:
+    """The original per-token rendering, kept as the reference the run-based one must match."""
+    text, inside = "", False
+    for raw, marked in zip(tokens, marks, strict=False):
+        tok = clean(raw)
+        if marked and not inside:
+            body = tok.lstrip()
+            text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
+        elif not marked and inside:
+            text, inside = text + ">>", False
+        text += tok
+    return (text + (">>" if inside else "")).strip()
+
+
+def test_run_based_rendering_matches_the_per_token_one() -> None:
+    import random
+
+    rng = random.Random(0)
+    pieces = ["a", " b", "  c", " ", "", "\n", " <|endoftext|>", "x>>", " <<y", "\t z"]
+    for _ in range(2000):
+        n = rng.randrange(0, 12)
+        tokens = [rng.choice(pieces) for _ in range(n)]
+        marks = [rng.random() < 0.4 for _ in range(n)]
+        assert render(tokens, marks) == _render_per_token(tokens, marks), (tokens, marks)
+    # marks may be numpy booleans or 0/1 ints; a mark past the last token is ignored
+    assert render(["a", " b", " c"], [0, 1, 1, 1]) == "a <<b c>>"
+    assert render([" a", " b"], [True, True]) == "<<a b>>"

@@ -494,6 +494,11 @@ WaitFlag = Annotated[
 ]
 
 
+NoReportFlag = Annotated[
+    bool, typer.Option("--no-report", help="Do not write the HTML report (RUN/report).")
+]
+
+
 def _run_stages(
     target: Path | None,
     set_: list[str] | None,
@@ -588,9 +593,7 @@ def run_command(
     llm: LLMFlag = None,
     scorer: ScorerFlag = None,
     run_dir: RunDirFlag = None,
-    no_report: Annotated[
-        bool, typer.Option("--no-report", help="Do not write the HTML report (RUN/report).")
-    ] = False,
+    no_report: NoReportFlag = False,
     wait: WaitFlag = False,
 ) -> None:
     """Run the pipeline: cache activations, build examples, explain latents, score explanations.
@@ -617,13 +620,15 @@ def explain_command(
     explainer: ExplainerFlag = None,
     llm: LLMFlag = None,
     run_dir: RunDirFlag = None,
+    no_report: NoReportFlag = False,
     wait: WaitFlag = False,
 ) -> None:
     """Cache (or reuse the run's cache), build examples and explain latents; no scoring.
 
     Resumable like run; `autointerp score` then scores the explanations."""
     selections = {"model": model, "feature_source": source, "explainer": explainer, "llm": llm}
-    _run_stages(target, set_, selections, run_dir, ("cache", "explain"), wait=wait)
+    skip = frozenset({"report"}) if no_report else frozenset()
+    _run_stages(target, set_, selections, run_dir, ("cache", "explain"), skip, wait)
 
 
 @app.command("score")
@@ -633,13 +638,15 @@ def score_command(
     scorer: ScorerFlag = None,
     llm: LLMFlag = None,
     run_dir: RunDirFlag = None,
+    no_report: NoReportFlag = False,
     wait: WaitFlag = False,
 ) -> None:
     """Score a run's stored explanations with its scorers (or --scorer ...); resumable.
 
     Scores made with the same scorer options are skipped; other scorers are added to the run."""
     selections = {"llm": llm, "scorers": scorer or None}
-    _run_stages(target, set_, selections, run_dir, ("score",), wait=wait)
+    skip = frozenset({"report"}) if no_report else frozenset()
+    _run_stages(target, set_, selections, run_dir, ("score",), skip, wait)
 
 
 #: latents shown in the table a run ends with (the report and export hold them all)

@@ -39,8 +39,14 @@ class ExamplesError(AutointerpError):
 def scored_examples(stored: Sequence[Example]) -> tuple[list[Example], list[Example]]:
     """(test, negatives) of a latent's stored examples, in the order scorers get them: a score's
     ``Prediction.example_id`` indexes ``[*test, *negatives]``."""
-    test = [x for x in stored if x.role == "test"]
-    negatives = [x for x in stored if x.role == "negative"]
+    test: list[Example] = []
+    negatives: list[Example] = []
+    for x in stored:  # a loop per example (not per token), each role read once
+        role = x.role
+        if role == "test":
+            test.append(x)
+        elif role == "negative":
+            negatives.append(x)
     return test, negatives
 
 

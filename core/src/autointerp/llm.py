@@ -36,7 +36,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Generic, Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Literal, NamedTuple, Protocol, TypeVar, runtime_checkable
 
 from autointerp.endpoint import EndpointConfig
 from autointerp.errors import AutointerpError, redact_keys
@@ -475,8 +475,11 @@ def _field_names(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in fields(cls))
 
 
-@dataclass(frozen=True)
-class TokenLogprob:
+class TokenLogprob(NamedTuple):
+    """A generated token's logprob and its top alternatives ``(token, logprob)``. A named tuple:
+    a response carries one per token (each with several alternatives), and a tuple is built
+    several times faster than a frozen dataclass."""
+
     token: str
     logprob: float
     top: tuple[tuple[str, float], ...] = ()
@@ -502,9 +505,7 @@ class ChatResponse:
         data = {name: getattr(self, name) for name in _field_names(type(self))}
         del data["from_cache"], data["request_hash"]
         if self.logprobs is not None:
-            data["logprobs"] = [
-                [t.token, t.logprob, [list(p) for p in t.top]] for t in self.logprobs
-            ]
+            data["logprobs"] = [[t, lp, list(map(list, top))] for t, lp, top in self.logprobs]
         return data
 
     @classmethod
@@ -512,8 +513,10 @@ class ChatResponse:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         if known.get("logprobs") is not None:
             known["logprobs"] = tuple(
-                TokenLogprob(t, float(lp), tuple((a, float(b)) for a, b in top))
-                for t, lp, top in known["logprobs"]
+                [
+                    TokenLogprob(t, float(lp), tuple([(a, float(b)) for a, b in top]))
+                    for t, lp, top in known["logprobs"]
+                ]
             )
         known.update(overrides)
         return cls(**known)

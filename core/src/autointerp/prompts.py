@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib.resources import files
+from itertools import islice
 from string import Template
 from typing import Any
 
@@ -92,22 +93,23 @@ def clean(token: str) -> str:
     return token.replace("\n", "\\n").replace("<<", "< <").replace(">>", "> >")
 
 
+_MARKED_RUN = re.compile(rb"\x01+")  # a run of marked tokens in a 0/1 byte per token
+
+
 def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
     """Tokens as one line (each :func:`clean`), runs of marked tokens wrapped in ``<<...>>``
     (after a token's leading space)."""
     if marks is None or not any(marks):
         return "".join(map(clean, tokens)).strip()
-    text, inside = "", False
-    for i, raw in enumerate(tokens):
-        tok = clean(raw)
-        marked = bool(marks[i]) if marks is not None else False
-        if marked and not inside:
-            body = tok.lstrip()
-            text, tok, inside = text + tok[: len(tok) - len(body)] + "<<", body, True
-        elif not marked and inside:
-            text, inside = text + ">>", False
-        text += tok
-    return (text + (">>" if inside else "")).strip()
+    # a loop per run of marks, not per token: called for every example of every prompt
+    pieces = list(map(clean, tokens))
+    for run in _MARKED_RUN.finditer(bytes(map(bool, islice(marks, len(pieces))))):
+        start, end = run.span()
+        tok = pieces[start]
+        body = tok.lstrip()
+        pieces[start] = tok[: len(tok) - len(body)] + "<<" + body
+        pieces[end - 1] += ">>"
+    return "".join(pieces).strip()
 
 
 def numbered(texts: Sequence[str], start: int = 1) -> str:

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from autointerp import fastjson
 from autointerp.errors import StoreError
 from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
 
@@ -354,9 +355,11 @@ class LLMBatch:
     ended_at: float | None = None
 
 
-def _dumps(value: Any, what: str) -> str:
+def _dumps(value: Any, what: str, *, fast: bool = False) -> str:
+    """JSON text of a column: sorted keys, or (``fast``: LLM requests and responses, the bulk of
+    what a run writes) :func:`autointerp.fastjson.dumps`'s compact text in the value's own order."""
     try:
-        return json.dumps(value, sort_keys=True)
+        return fastjson.dumps(value) if fast else json.dumps(value, sort_keys=True)
     except (TypeError, ValueError) as exc:
         raise StoreError(f"cannot store {what}: not JSON-serializable ({exc})") from exc
 
@@ -1148,8 +1151,8 @@ class Store:
             request_hash=r["request_hash"],
             client=r["client"],
             model=r["model"],
-            request=json.loads(r["request"]),
-            response=json.loads(r["response"]),
+            request=fastjson.loads(r["request"]),
+            response=fastjson.loads(r["response"]),
             prompt_tokens=r["prompt_tokens"],
             cached_tokens=r["cached_tokens"],
             completion_tokens=r["completion_tokens"],
@@ -1398,8 +1401,8 @@ def _insert_llm_call(
             call.request_hash,
             call.client,
             call.model,
-            _dumps(call.request, "LLM request"),
-            _dumps(call.response, "LLM response"),
+            _dumps(call.request, "LLM request", fast=True),
+            _dumps(call.response, "LLM response", fast=True),
             *usage,
             now,
         ),

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from autointerp import fastjson
 from autointerp.llm import (
     ChatResponse,
     LLMConnectionError,
@@ -154,11 +155,11 @@ class OpenAIClient:
         body = self.request_body(messages, params)
         if self.direct:
             body.update(self.config.extra_body)
-            raw = await self._post(json.dumps(body).encode(), timeout)
+            raw = await self._post(fastjson.dumps(body).encode(), timeout)
         else:
             raw = await self._post_sdk(body, timeout)
         try:
-            data = json.loads(raw)
+            data = fastjson.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise MalformedResponseError(
                 f"{self.name}: malformed response: {type(exc).__name__}: {exc}"
@@ -211,12 +212,16 @@ class OpenAIClient:
         content = (choice.get("logprobs") or {}).get("content")
         if content:
             logprobs = tuple(
-                TokenLogprob(
-                    t["token"],
-                    float(t["logprob"]),
-                    tuple((a["token"], float(a["logprob"])) for a in (t.get("top_logprobs") or ())),
-                )
-                for t in content
+                [
+                    TokenLogprob(
+                        t["token"],
+                        float(t["logprob"]),
+                        tuple(
+                            [(a["token"], float(a["logprob"])) for a in t.get("top_logprobs") or ()]
+                        ),
+                    )
+                    for t in content
+                ]
             )
         return ChatResponse(
             text=message.get("content") or "",

@@ -21,6 +21,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import accumulate
 from typing import Any, TypeVar, cast
 
 from autointerp.components import NotScorable
@@ -110,7 +112,7 @@ def select(
     for i, (example, actual) in enumerate(
         [(e, 1.0) for e in examples] + [(e, 0.0) for e in negatives]
     ):
-        if example.key in shown:
+        if shown and example.key in shown:  # no key to compute when nothing was shown
             skipped += 1
         else:
             items.append(Item(i, example, actual))
@@ -156,6 +158,7 @@ class Answers:
     spans: tuple[Span | None, ...]
 
 
+@lru_cache(maxsize=1 << 14)  # top alternatives repeat: " 1", "0", " yes" ... in every reply
 def _word_value(word: str) -> int | None:
     w = word.strip(_PUNCT).lower()
     return 1 if w in _YES else 0 if w in _NO else None
@@ -219,12 +222,11 @@ def span_probabilities(
     the tokens do not spell the text (so positions cannot be matched)."""
     if not logprobs:
         return None
-    starts, at = [], 0
-    for t in logprobs:
-        starts.append(at)
-        at += len(t.token)
-    if not "".join(t.token for t in logprobs).startswith(text.rstrip()):
+    tokens = [t.token for t in logprobs]
+    if not "".join(tokens).startswith(text.rstrip()):
         return None
+    starts = list(accumulate(map(len, tokens), initial=0))
+    starts.pop()  # where each token starts in the text
     out: list[float | None] = []
     for span in spans:
         if span is None:
@@ -243,6 +245,7 @@ def span_probabilities(
     return out
 
 
+@lru_cache(maxsize=256)  # one per prompt size; shared, so never mutate it
 def keyed_schema(n: int) -> dict[str, Any]:
     """JSON schema of ``{"1": 0|1, ..., "n": 0|1}`` for clients with structured output."""
     return {
