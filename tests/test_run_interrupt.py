@@ -62,7 +62,11 @@ def write_config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
     )  # fmt: skip
 
 
-def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+def start(
+    config: Path, tmp_path: Path, name: str, background: bool = False
+) -> subprocess.Popen[bytes]:
+    """``autointerp run config``; ``background``: started with SIGINT ignored, as a shell's
+    ``cmd &`` or nohup starts it."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "NO_COLOR": "1"}
     out = (tmp_path / f"{name}.out").open("wb")
     err = (tmp_path / f"{name}.err").open("wb")
@@ -72,6 +76,7 @@ def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
         stderr=err,
         env=env,
         cwd=tmp_path,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if background else None,
     )
 
 
@@ -178,9 +183,13 @@ def run_status(run_dir: Path) -> str | None:
 
 
 @pytest.mark.parametrize(
-    ("signum", "exit_code", "said"),
-    [(signal.SIGINT, 130, "interrupted:"), (signal.SIGTERM, 143, "interrupted by SIGTERM:")],
-    ids=["ctrl-c", "sigterm"],
+    ("signum", "exit_code", "said", "background"),
+    [
+        (signal.SIGINT, 130, "interrupted:", False),
+        (signal.SIGTERM, 143, "interrupted by SIGTERM:", False),
+        (signal.SIGTERM, 143, "interrupted by SIGTERM:", True),  # SIGINT ignored (nohup, &)
+    ],
+    ids=["ctrl-c", "sigterm", "sigterm-background-job"],
 )
 def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_a_rerun_resumes(
     autointerp_llm_server: ScriptedLLMServer,
@@ -188,13 +197,14 @@ def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_a_rerun_resumes(
     signum: signal.Signals,
     exit_code: int,
     said: str,
+    background: bool,
 ) -> None:
     server = autointerp_llm_server
     config = write_config(tmp_path, server)
     run_dir = tmp_path / "run"
     first = Gate(N_LATENTS // 2)
     server.responder = first
-    process = start(config, tmp_path, "first")
+    process = start(config, tmp_path, "first", background)
     wait_mid_stage(process, first, run_dir, tmp_path)
     process.send_signal(signum)
     assert process.wait(60) == exit_code

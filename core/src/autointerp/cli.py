@@ -96,6 +96,8 @@ def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
         return
 
     def on_sigterm(signum: int, frame: Any) -> None:
+        if seen.signal_name == "SIGTERM":  # a second SIGTERM: the first is being handled, or
+            os._exit(143)  # was lost; committed work is safe in the store, stop now
         seen.signal_name = "SIGTERM"
         if _importing(frame):  # raised inside an import, an exception can abort the process
             again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
@@ -108,11 +110,20 @@ def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
         else:  # SIGINT ignored (a background job) or default: interrupt all the same
             raise KeyboardInterrupt
 
+    # a background job (`cmd &`, nohup) starts with SIGINT ignored: then asyncio installs no
+    # handler of its own, and a KeyboardInterrupt raised at an arbitrary point (a weakref
+    # callback, a finaliser) can be swallowed, leaving a run that ignores SIGTERM. For the block,
+    # SIGINT gets Python's default handler, so SIGTERM stops a background run as Ctrl-C would.
+    ignored = signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+    if ignored:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield seen
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if ignored:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _importing(frame: Any) -> bool:
