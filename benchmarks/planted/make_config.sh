@@ -1,12 +1,15 @@
 #!/bin/sh
 # usage: make_config.sh MODE RUN_DIR "INDICES" N_TRAIN N_TEST N_NEG [MODEL]
+# environment (optional): NAME (run name, default planted-MODE), CONCURRENCY (latents in flight,
+# default 2), PARALLEL (llama.cpp slots, default 2), SCORERS (default "detection fuzzing")
 mode=$1; dir=$2; idx=$3; ntr=$4; nte=$5; nneg=$6; model=${7:-qwen2.5-coder-0.5b-instruct}
 cat <<TOML
-name = "planted-$mode"
+name = "${NAME:-planted-$mode}"
 run_dir = "$dir"
 mode = "$mode"
 seed = 0
 threads = 1
+concurrency = ${CONCURRENCY:-2}
 
 [model]
 name = "transformers"
@@ -35,11 +38,8 @@ name = "default"
 name = "local"
 model = "$model"
 threads = 1
-parallel = 2
-
-[[scorers]]
-name = "detection"
-
-[[scorers]]
-name = "fuzzing"
+parallel = ${PARALLEL:-2}
 TOML
+for scorer in ${SCORERS:-detection fuzzing}; do
+  printf '\n[[scorers]]\nname = "%s"\n' "$scorer"
+done

@@ -21,8 +21,8 @@ def test_each_token_fires_k_latents_chosen_by_its_ngram() -> None:
     acts = source.encode_tokens(ids)
     rows, latents, values = (t.numpy() for t in acts)
     assert latents.dtype == np.int64 and rows.dtype == np.int64
-    assert (0 <= latents).all() and (latents < 1 << 20).all()
-    assert ((0 < values) & (values <= 1)).all()
+    assert (latents >= 0).all() and (latents < 1 << 20).all()
+    assert ((values > 0) & (values <= 1)).all()
     per_row = {r: set(latents[rows == r]) for r in range(16)}
     assert all(len(v) == 8 for v in per_row.values())  # no collision at this width
     # row 2 (5 6 7) and row 11 (5 6 7 in the second context) share their 3-gram: same latents
@@ -52,7 +52,7 @@ def test_site_is_checked_and_encode_refused() -> None:
     source = build()
     source.check_site(Site("resid_post.0", (1, 8, 48), "x"))
     assert source.d_in == 48
-    with pytest.raises(FeatureSourceError, match="reads site 'resid_post.0'"):
+    with pytest.raises(FeatureSourceError, match=r"reads site 'resid_post\.0'"):
         source.check_site(Site("resid_post.1", (1, 8, 48), "x"))
     with pytest.raises(FeatureSourceError, match="encode_tokens"):
         source.encode(torch.zeros(2, 48))

@@ -16,9 +16,13 @@ Several runs (one per mode: parity, economy, small-llm) are compared side by sid
 set against the parity run of the same planted set: the Spearman correlation of their scores over
 the latents both scored, and the differences in Spearman-vs-purity and AUROC.
 
-Purity: 1 for pure and graded latents, 0.5 for polysemantic ones (a mixture of two rules), and
-for noisy ones the expected share of firings that follow the rule, ``1 - noise / frequency``
-(``noise`` is the chance per token of a random firing, ``frequency`` the latent's measured one).
+Purity is measured on the run's cache (:mod:`autointerp_planted.purity`): the share of the
+latent's firings its dominant rule accounts for (against the second rule of a polysemantic
+latent, and against the random firings of a noisy one); the Spearman correlations and tables use
+it. The nominal purity stays in the output (``purity_nominal``, and ``spearman_purity_nominal``):
+1 for pure and graded latents, 0.5 for polysemantic ones, and for noisy ones the expected share,
+``1 - noise / frequency`` (``noise`` the chance per token of a random firing, ``frequency`` the
+latent's measured one). Without the run's cache (a moved store) the nominal purity is used.
 """
 
 from __future__ import annotations
@@ -99,6 +103,36 @@ def purity(truth: dict[str, Any], frequency: float) -> float:
     return min(1.0, max(0.0, 1.0 - truth["noise"] / frequency))
 
 
+def bind_run_tokenizer(source: Any, config: dict[str, Any]) -> None:
+    """Bind ``source`` to the tokenizer of a run's model adapter (its stored ``[model]``)."""
+    from autointerp.plugins import get_plugin_manager
+
+    table = dict(config.get("model") or {})
+    name = table.pop("name", None)
+    if not name:
+        raise ConfigError("the run's stored config has no [model] name: cannot measure purity")
+    source.bind_model(get_plugin_manager().build("model_adapter", name, table))
+
+
+def _measured(
+    run_dir: Path, source: Any, config: dict[str, Any], indices: list[int]
+) -> dict[int, dict[str, Any]] | None:
+    """Measured purity of ``indices`` on the run's cache; None (with a warning) without one."""
+    from autointerp_planted.purity import measure_purity
+
+    cache_dir = run_dir / "cache" / source.site
+    if not indices:
+        return {}
+    if not (cache_dir / "manifest.json").is_file():
+        console.print(
+            f"[yellow]{cache_dir}: no cache; using the nominal purity (rerun the run's cache "
+            "stage to measure it)[/yellow]"
+        )
+        return None
+    bind_run_tokenizer(source, config)
+    return measure_purity(source, cache_dir, indices)
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return sum(present) / len(present) if present else None
@@ -112,10 +146,11 @@ def bench_planted(
     model: str | None = None,
     judge: bool = False,
     judge_llm: dict[str, Any] | None = None,
+    measure: bool = True,
 ) -> dict[str, Any]:
     """The benchmark of one run of a planted source, as JSON-able data. ``judge`` asks an LLM
     (``judge_llm``, an ``[llm]`` table; default: the run's own) whether each explanation names
-    the truth."""
+    the truth. ``measure``: purity measured on the run's cache (else the nominal one)."""
     from autointerp.store import Store
     from autointerp_planted.plugin import PlantedConfig
     from autointerp_planted.source import PlantedSource
@@ -138,10 +173,15 @@ def bench_planted(
         scores = store.scores(rid)
         usage = store.usage(rid)
 
+    indices = sorted({e.latent.index for e in explanations})
+    measured = _measured(run_dir, source, dict(record.config), indices) if measure else None
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for e in explanations:
         truth = source.truth(e.latent.index)
         freq = stats[e.latent.index].frequency if e.latent.index in stats else 0.0
+        nominal = purity(truth, freq)
+        counts = (measured or {}).get(e.latent.index)
+        real = None if counts is None else counts["purity"]
         rows[(e.explainer, e.latent.index)] = {
             "latent": e.latent.index,
             "explainer": e.explainer,
@@ -150,7 +190,10 @@ def bench_planted(
             "mode": truth["mode"],
             "kinds": truth["kinds"],
             "keys": truth["keys"],
-            "purity": purity(truth, freq),
+            "purity": nominal if real is None else real,
+            "purity_nominal": nominal,
+            "purity_measured": real,
+            "firings": counts,
             "frequency": freq,
             "key_match": key_match(e.text, truth["keys"]),
             "similarity": None,
@@ -201,6 +244,9 @@ def bench_planted(
                     "spearman_purity": spearman(
                         [r["scores"][scorer] for r in have], [r["purity"] for r in have]
                     ),
+                    "spearman_purity_nominal": spearman(
+                        [r["scores"][scorer] for r in have], [r["purity_nominal"] for r in have]
+                    ),
                     "auroc_pure_vs_polysemantic": auroc(pure, poly),
                 }
             )
@@ -209,6 +255,8 @@ def bench_planted(
         of = [r for r in items if r["mode"] == mode]
         per_mode[mode] = {
             "n": len(of),
+            "purity": _mean([r["purity"] for r in of]),
+            "purity_nominal": _mean([r["purity_nominal"] for r in of]),
             "key_match": _mean([r["key_match"] for r in of]),
             "similarity": _mean([r["similarity"] for r in of]),
             "judge": _mean([r["judge"] for r in of]),
@@ -223,6 +271,7 @@ def bench_planted(
         "seed": source.config.seed,
         "n_planted": source.n_latents,
         "n_explained": n_latents,
+        "purity": "nominal" if measured is None else "measured",
         "correctness": {
             "key_match": _mean([r["key_match"] for r in items]),
             "similarity": _mean([r["similarity"] for r in items]),
@@ -373,6 +422,13 @@ def planted_command(
             help="An option of the judge's client (repeat), e.g. -j base_url=... -j model=...",
         ),
     ] = None,
+    measured_purity: Annotated[
+        bool,
+        typer.Option(
+            help="Measure each latent's purity on the run's cache (loads the run's tokenizer); "
+            "--no-measured-purity: the nominal purity."
+        ),
+    ] = True,
 ) -> None:
     """Explanation correctness and scorer quality against a planted set's ground truth."""
     table: dict[str, Any] | None = None
@@ -395,6 +451,7 @@ def planted_command(
             model=model,
             judge=judge,
             judge_llm=table,
+            measure=measured_purity,
         )
         results.append(result)
         _print_result(result)
@@ -436,16 +493,22 @@ def _print_result(result: dict[str, Any]) -> None:
         f"{_fmt(c['key_match'])}, embedding similarity {_fmt(c['similarity'])}, LLM judge "
         f"{_fmt(c['llm_judge'])} (pure token sets {_fmt(c['llm_judge_pure_token'])})"
     )
-    table = Table("explainer", "scorer", "n", "Spearman vs purity", "AUROC pure/poly")
+    table = Table(
+        "explainer", "scorer", "n", f"Spearman vs purity ({result['purity']})",
+        "Spearman vs nominal purity", "AUROC pure/poly",
+    )  # fmt: skip
     for s in result["scorers"]:
         table.add_row(s["explainer"], s["scorer"], str(s["n"]), _fmt(s["spearman_purity"]),
+                      _fmt(s["spearman_purity_nominal"]),
                       _fmt(s["auroc_pure_vs_polysemantic"]))  # fmt: skip
     console.print(table)
     modes = Table(
-        "latent mode", "n", "key match", "similarity", "judge", *(s for s in _scorers(result))
-    )
+        "latent mode", "n", "purity", "nominal", "key match", "similarity", "judge",
+        *(s for s in _scorers(result)),
+    )  # fmt: skip
     for mode, m in result["modes"].items():
-        cells = [_fmt(m[k]) for k in ("key_match", "similarity", "judge")]
+        keys = ("purity", "purity_nominal", "key_match", "similarity", "judge")
+        cells = [_fmt(m[k]) for k in keys]
         cells += [_fmt(m["scores"].get(s)) for s in _scorers(result)]
         modes.add_row(mode, str(m["n"]), *cells)
     console.print(modes)

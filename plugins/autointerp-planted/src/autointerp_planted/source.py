@@ -168,7 +168,7 @@ class PlantedSource(FeatureSource):
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _context_keys(self, ids: np.ndarray) -> np.ndarray:
+    def context_keys(self, ids: np.ndarray) -> np.ndarray:
         """``[contexts, ctx_len]`` uint64: a hash of each context's ids and of the position."""
         t = ids.shape[1]
         if t not in self._weights:
@@ -177,32 +177,41 @@ class PlantedSource(FeatureSource):
         h = (ids.astype(np.uint64) * self._weights[t]).sum(axis=1, dtype=np.uint64)
         return _mix(h[:, None] + np.arange(t, dtype=np.uint64)[None, :] * _GOLDEN)
 
+    def firings(
+        self, index: int, ids: np.ndarray, keys: np.ndarray | None = None
+    ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Latent ``index`` on ``[contexts, ctx_len]`` ids, by cause: each rule's firings, the
+        extra random firings (where no rule fires), and the values where it fires (all
+        ``[contexts, ctx_len]``). ``keys``: :meth:`context_keys` of ``ids`` (made when needed)."""
+        assert self.vocab is not None
+        latent = self.latents[index]
+        rules = [fires(rule, ids, self.vocab) for rule in latent["rules"]]
+        fired = np.logical_or.reduce(rules)
+        strength = float(latent.get("strength", 1.0))
+        values = np.full(ids.shape, strength, dtype=np.float32)
+        salted = (self.config.seed * 1_000_003 + index + 1) % 2**63
+        salt, noise_salt = np.uint64(salted), np.uint64(salted * int(_M1) % 2**64)
+        if latent.get("graded"):  # by token id: the same token always fires as strongly
+            grade = _uniform(ids.astype(np.uint64) * _GOLDEN + salt)
+            values *= (0.25 + 0.75 * grade).astype(np.float32)
+        noise = float(latent.get("noise", 0.0))
+        extra = np.zeros(ids.shape, dtype=bool)
+        if noise > 0:
+            draw = _uniform((self.context_keys(ids) if keys is None else keys) ^ noise_salt)
+            extra = (draw < noise) & ~fired
+            # the draw below the rate, rescaled, gives the extra firing's value
+            values[extra] = strength * (0.5 + 0.5 * (draw[extra] / noise)).astype(np.float32)
+        return rules, extra, values
+
     def _fire(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         assert self.vocab is not None
-        b, t = ids.shape
         keys = None
         out_rows, out_latents, out_values = [], [], []
         for index, latent in enumerate(self.latents):
-            fired = np.zeros((b, t), dtype=bool)
-            for rule in latent["rules"]:
-                fired |= fires(rule, ids, self.vocab)
-            strength = float(latent.get("strength", 1.0))
-            values = np.full((b, t), strength, dtype=np.float32)
-            salted = (self.config.seed * 1_000_003 + index + 1) % 2**63
-            salt, noise_salt = np.uint64(salted), np.uint64(salted * int(_M1) % 2**64)
-            if latent.get("graded"):  # by token id: the same token always fires as strongly
-                grade = _uniform(ids.astype(np.uint64) * _GOLDEN + salt)
-                values *= (0.25 + 0.75 * grade).astype(np.float32)
-            noise = float(latent.get("noise", 0.0))
-            if noise > 0:
-                if keys is None:
-                    keys = self._context_keys(ids)
-                draw = _uniform(keys ^ noise_salt)
-                extra = (draw < noise) & ~fired
-                # the draw below the rate, rescaled, gives the extra firing's value
-                values[extra] = strength * (0.5 + 0.5 * (draw[extra] / noise)).astype(np.float32)
-                fired |= extra
-            rows = np.flatnonzero(fired)
+            if keys is None and float(latent.get("noise", 0.0)) > 0:
+                keys = self.context_keys(ids)
+            rules, extra, values = self.firings(index, ids, keys)
+            rows = np.flatnonzero(np.logical_or.reduce(rules) | extra)
             out_rows.append(rows)
             out_latents.append(np.full(len(rows), index, dtype=np.int64))
             out_values.append(values.reshape(-1)[rows])
