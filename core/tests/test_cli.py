@@ -446,6 +446,31 @@ def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: P
     assert done.stdout.split() == ["interrupted", "True", "SIGTERM"]
 
 
+def test_a_second_sigterm_stops_a_process_that_lost_the_first() -> None:
+    """The first SIGTERM's interrupt can be swallowed (raised inside a finaliser); the second
+    then ends the process at once, with the SIGTERM exit code."""
+    import subprocess
+    import sys
+
+    script = (
+        "import os, signal, time\n"
+        "from autointerp.cli import _sigterm_as_ctrl_c\n"
+        "with _sigterm_as_ctrl_c():\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(2)\n"
+        "    except KeyboardInterrupt:\n"
+        "        print('first lost', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(5)\n"
+        "    print('still running')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 143, done.stderr
+    assert done.stdout.split("\n")[0] == "first lost" and "still running" not in done.stdout
+
+
 @pytest.mark.parametrize(
     "command", [["run"], ["status"], ["export"], ["plugins"], ["sae", "train"]]
 )

@@ -95,11 +95,16 @@ def _sigterm_as_ctrl_c() -> Iterator[_Interruption]:
         yield seen
         return
 
+    deferred = threading.Event()  # our own re-sent SIGTERM, not the sender's second one
+
     def on_sigterm(signum: int, frame: Any) -> None:
-        if seen.signal_name == "SIGTERM":  # a second SIGTERM: the first is being handled, or
-            os._exit(143)  # was lost; committed work is safe in the store, stop now
+        if deferred.is_set():
+            deferred.clear()
+        elif seen.signal_name == "SIGTERM":  # a second SIGTERM: the first is being handled,
+            os._exit(143)  # or was lost; committed work is safe in the store: stop now
         seen.signal_name = "SIGTERM"
         if _importing(frame):  # raised inside an import, an exception can abort the process
+            deferred.set()
             again = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGTERM))
             again.daemon = True  # (torch's C++ import hooks terminate on it): once it is done
             again.start()
