@@ -931,30 +931,29 @@ class Store:
         its latents, explanations per explainer, scores per ``scorer/explainer`` and failures
         per stage and component."""
 
-        def grouped(sql: str) -> Counter[Any]:
-            return Counter({tuple(r)[:-1]: r[-1] for r in self._query(sql, (run_id,))})
+        def rows(sql: str) -> list[sqlite3.Row]:
+            return self._query(sql, (run_id,))
 
-        latents = self._query("SELECT COUNT(*) FROM latents WHERE run_id = ?", (run_id,))[0][0]
-        explained = grouped(
-            "SELECT explainer, COUNT(*) FROM explanations WHERE run_id = ? GROUP BY explainer"
-        )
-        scored = grouped(
-            "SELECT scorer, explainer, COUNT(*) FROM scores WHERE run_id = ? "
-            "GROUP BY scorer, explainer"
-        )
-        failed = grouped(
+        latents = rows("SELECT COUNT(*) FROM latents WHERE run_id = ?")[0][0]
+        explained = Counter(
+            {e: n for e, n in rows(
+                "SELECT explainer, COUNT(*) FROM explanations WHERE run_id = ? GROUP BY explainer"
+            )}
+        )  # fmt: skip
+        scored = Counter(
+            {f"{s}/{e}": n for s, e, n in rows(
+                "SELECT scorer, explainer, COUNT(*) FROM scores WHERE run_id = ? "
+                "GROUP BY scorer, explainer"
+            )}
+        )  # fmt: skip
+        failed: dict[str, Counter[str]] = {"explain": Counter(), "score": Counter()}
+        for stage, component, n in rows(
             "SELECT stage, component, COUNT(*) FROM failures WHERE run_id = ? "
             "GROUP BY stage, component"
-        )
-        return ProgressCounts(
-            latents=int(latents),
-            explained=Counter({k[0]: n for k, n in explained.items()}),
-            scored=Counter({f"{k[0]}/{k[1]}": n for k, n in scored.items()}),
-            failed={
-                stage: Counter({k[1]: n for k, n in failed.items() if k[0] == stage})
-                for stage in ("explain", "score")
-            },
-        )
+        ):
+            if stage in failed:
+                failed[stage][component] = n
+        return ProgressCounts(int(latents), explained, scored, failed)
 
     def failures(self, run_id: int, stage: str | None = None) -> dict[tuple[LatentRef, str], str]:
         """``{(latent, component): reason}`` for a run's failures (of one stage if given)."""

@@ -9,15 +9,13 @@ scale: a million-latent source whose caching costs no forward pass and no matrix
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
 from autointerp.features import FeatureSource, FeatureSourceError, SparseActivations
 from autointerp.types import Site
 from autointerp_planted.plugin import HashedConfig
-from autointerp_planted.source import _mix
+from autointerp_planted.source import PlantedSource, _mix
 
 _PAD = np.uint64(0x9E3779B97F4A7C15)  # stands for "before the context's first token"
 
@@ -34,13 +32,8 @@ class HashedSource(FeatureSource):
         self._salts = _mix(salts + np.uint64(1))
 
     def check_site(self, site: Site, *, source: str = "hashed") -> None:
-        """Any width: the site only names where the cache lives."""
-        if site.name != self.site:
-            raise FeatureSourceError(f"{source} reads site '{self.site}', not '{site.name}'")
-        self.d_in = site.shape[-1]
-
-    def bind_model(self, adapter: Any) -> None:
-        return None
+        """Any width: the site only names where the cache lives (as for planted latents)."""
+        PlantedSource.check_site(self, site, source=source)  # type: ignore[arg-type]
 
     def encode(self, x: torch.Tensor) -> SparseActivations:
         raise FeatureSourceError("hashed: latents are hashes of token ids; use encode_tokens")

@@ -149,13 +149,13 @@ def _write_parquet(path: Path, rows: Iterable[dict[str, Any]]) -> int:
         for row in rows
     )
     pending: list[Any] = []  # batches read before the columns' types are known
-    writer, schema, n = None, None, 0
+    writer, n = None, 0
     try:
         for batch in _chunks(flat, PARQUET_BATCH):
             n += len(batch)
             table = pa.Table.from_pylist(batch)
             if writer is not None:
-                writer.write_table(table.cast(schema))
+                writer.write_table(table.cast(writer.schema))
                 continue
             pending.append(table)
             if any(pa.types.is_null(f.type) for f in table.schema) and len(pending) < 16:
