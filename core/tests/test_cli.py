@@ -417,12 +417,16 @@ def test_report_open_without_a_display_says_where_the_report_is(tmp_path, monkey
     assert "(no browser found)" in capsys.readouterr().err
 
 
+def _python(script: str) -> subprocess.CompletedProcess[str]:
+    """``script`` run by this interpreter in a child process (output captured, 60 s at most)."""
+    return subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+
+
 def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: Path) -> None:
     """An exception raised inside an import can abort the process (torch's C++ import hooks
     terminate on it): SIGTERM waits for the import to finish, then stops the command."""
-    import subprocess
-    import sys
-
     (tmp_path / "slowmod.py").write_text(
         "import os, signal, time\nos.kill(os.getpid(), signal.SIGTERM)\ntime.sleep(0.5)\n"
         "DONE = True\n"
@@ -440,8 +444,7 @@ def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: P
         "        print('interrupted', getattr(sys.modules.get('slowmod'), 'DONE', None),\n"
         "              seen.signal_name)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = _python(script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["interrupted", "True", "SIGTERM"]
 
@@ -449,9 +452,6 @@ def test_sigterm_during_an_import_interrupts_once_the_import_is_done(tmp_path: P
 def test_a_second_sigterm_stops_a_process_that_lost_the_first() -> None:
     """The first SIGTERM's interrupt can be swallowed (raised inside a finaliser); the second
     then ends the process at once, with the SIGTERM exit code."""
-    import subprocess
-    import sys
-
     script = (
         "import os, signal, time\n"
         "from autointerp.cli import _sigterm_as_ctrl_c\n"
@@ -465,8 +465,7 @@ def test_a_second_sigterm_stops_a_process_that_lost_the_first() -> None:
         "    time.sleep(5)\n"
         "    print('still running')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = _python(script)
     assert done.returncode == 143, done.stderr
     assert done.stdout.split("\n")[0] == "first lost" and "still running" not in done.stdout
 
