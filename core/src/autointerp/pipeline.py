@@ -25,6 +25,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -633,10 +634,12 @@ async def score_explanations(
     progress: bool = True,
     provenance: Mapping[str, Any] | None = None,
     bar: Any = None,
+    done: Mapping[str, AbstractSet[LatentRef]] | None = None,
 ) -> StageSummary:
     """Score every explanation of ``work``; each score (or failure) is committed as it completes
     and explanations this scorer already scored in this run (with the same options, when the
-    provenance has an ``options_hash``) are skipped."""
+    provenance has an ``options_hash``) are skipped: ``done`` (per explainer) when the caller
+    has read them, else read from the store."""
     prov = dict(provenance or {})
     same = {"options_hash": prov["options_hash"]} if "options_hash" in prov else None
     needs = needs_of(scorer, "scorer", scorer_name)
@@ -663,7 +666,7 @@ async def score_explanations(
         return True
 
     summary = StageSummary()
-    scored: dict[str, set[LatentRef]] = {}  # per explainer, read from the store once
+    scored = dict(done or {})  # per explainer, read from the store once
 
     def is_done(item: ScoreWork) -> bool:
         explainer = item.explanation.explainer
@@ -1249,7 +1252,7 @@ def _score_job(
     return partial(
         score_explanations, work, scorer, name, store, llm=llm, adapter=adapter,
         concurrency=ctx.latents_in_flight, seed=seed, total=total, progress=ctx.progress,
-        provenance=prov,
+        provenance=prov, done={explainer_name: done},
     )  # fmt: skip
 
 
@@ -1374,7 +1377,7 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
     if "cache" in stages:
         cache_dir, latents = stage_cache(ctx, store)
     else:
-        latents = [s.latent for s in store.latents()]
+        latents = store.latent_refs()
         if not latents:
             raise ConfigError(
                 f"{run_dir}: this run has no latents yet; run `autointerp explain` on it first"
@@ -1406,7 +1409,7 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
             finally:
                 await llm.aclose()
 
-        if "explain" not in stages and not store.explanations():
+        if "explain" not in stages and not sum(store.progress_counts().explained.values()):
             raise ConfigError(
                 f"{run_dir}: no explanations to score; run `autointerp explain` on it first"
             )
@@ -1440,18 +1443,15 @@ def stage_failures(
     scorers = [s.component.name for s in plan.steps if s.component.kind == "scorer"]
     out: list[StageFailures] = []
     with _opened(run_dir, store) as store:
-        n_latents = len(store.latents(run_id))
+        counts = store.progress_counts(run_id)  # counted in SQL: cheap at any number of latents
         if "explain" in stages:
-            failed = store.failures(run_id, "explain")
-            n = sum(1 for (_, component) in failed if component == explainer)
-            out.append(StageFailures("explain", explainer, n, n_latents))
+            n = counts.failed["explain"][explainer]
+            out.append(StageFailures("explain", explainer, n, counts.latents))
         if "score" in stages:
-            n_explained = len(store.explained(run_id, explainer))
-            failed = store.failures(run_id, "score")
             for scorer in scorers:
                 name = f"{scorer}/{explainer}"
-                n = sum(1 for (_, component) in failed if component == name)
-                out.append(StageFailures("score", name, n, n_explained))
+                n = counts.failed["score"][name]
+                out.append(StageFailures("score", name, n, counts.explained[explainer]))
     return out
 
 

@@ -610,6 +610,13 @@ class Store:
             for r in self._query(sql + " ORDER BY source, idx", params)
         ]
 
+    def latent_refs(self, run_id: int) -> list[LatentRef]:
+        """A run's latents, ordered by source and index, without their stats (cheap at any
+        size: no JSON decoded)."""
+        sql = "SELECT source, idx FROM latents WHERE run_id = ? ORDER BY source, idx"
+        with self._lock:  # from the cursor: no list of rows beside the list of refs
+            return [LatentRef(source, idx) for source, idx in self._conn.execute(sql, (run_id,))]
+
     # examples
 
     def put_examples(self, run_id: int, latent: LatentRef, examples: Sequence[Example]) -> None:
@@ -1039,23 +1046,19 @@ class Store:
         """The latents whose ``explainer`` explanation ``scorer`` has already scored in this run;
         with ``where``, only scores whose provenance has these values (e.g. the scorer's options
         hash: a score made with other options does not count as done)."""
+        # provenance ids, not their JSON: a run has a handful of provenances and many scores
         rows = self._query(
-            "SELECT s.source, s.idx, p.data FROM scores s "
-            "LEFT JOIN provenance p ON p.id = s.provenance_id "
-            "WHERE s.run_id = ? AND s.explainer = ? AND s.scorer = ?",
+            "SELECT source, idx, provenance_id FROM scores "
+            "WHERE run_id = ? AND explainer = ? AND scorer = ?",
             (run_id, explainer, scorer),
         )
         wanted = dict(where or {})
-        out: set[LatentRef] = set()
-        parsed: dict[str | None, bool] = {}
-        for r in rows:
-            data = r["data"]
-            if data not in parsed:
-                prov = json.loads(data) if data else {}
-                parsed[data] = all(prov.get(k) == v for k, v in wanted.items())
-            if parsed[data]:
-                out.add(LatentRef(r["source"], r["idx"]))
-        return out
+        matches: dict[int | None, bool] = {}
+        for pid in {r[2] for r in rows}:
+            found = self._query("SELECT data FROM provenance WHERE id = ?", (pid,))
+            prov = json.loads(found[0][0]) if found and found[0][0] else {}
+            matches[pid] = all(prov.get(k) == v for k, v in wanted.items())
+        return {LatentRef(source, idx) for source, idx, pid in rows if matches[pid]}
 
     def scores(self, run_id: int, scorer: str | None = None) -> list[Score]:
         """A run's scores (of one scorer if given), ordered by latent, explainer and scorer."""
@@ -1616,6 +1619,12 @@ class RunStore:
 
     def latents(self, source: str | None = None) -> list[LatentStats]:
         return self.store.latents(self.run_id, source)
+
+    def latent_refs(self) -> list[LatentRef]:
+        return self.store.latent_refs(self.run_id)
+
+    def progress_counts(self) -> ProgressCounts:
+        return self.store.progress_counts(self.run_id)
 
     def put_examples(self, latent: LatentRef, examples: Sequence[Example]) -> None:
         self.store.put_examples(self.run_id, latent, examples)

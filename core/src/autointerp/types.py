@@ -53,7 +53,7 @@ class Site:
         return int(self.name.rsplit(".", 1)[1])
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class LatentRef:
     """One latent: its feature source key (e.g. ``"sae/resid_post.6"``) and its index there."""
 
