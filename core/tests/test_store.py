@@ -77,7 +77,7 @@ def test_open_creates_file_in_wal_mode(tmp_path: Path) -> None:
     run_dir = tmp_path / "a" / "b"
     with Store.open(run_dir) as s:
         assert s.path == run_dir / STORE_FILENAME
-        assert s.schema_version == SCHEMA_VERSION == 7
+        assert s.schema_version == SCHEMA_VERSION == 8
     assert (run_dir / STORE_FILENAME).is_file()
     conn = sqlite3.connect(run_dir / STORE_FILENAME)
     try:
@@ -296,7 +296,8 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
     conn.close()
 
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 7
+        assert s.schema_version == len(MIGRATIONS) == 8
+        assert s.progress_counts(1).explained == {"default": 1}  # counted by the migration
         e = s.get_explanation(1, LatentRef("src", 4), "default")
         assert e is not None and e.text == "from v1"
         ex = Example((1,), ("a",), (2.0,))
@@ -304,7 +305,8 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
         assert s.examples(1, LatentRef("src", 4)) == [ex]
         s.put_failure(1, LatentRef("src", 5), "explain", "default", "no answer")
     with Store(path) as s:  # reopening an up-to-date store changes nothing
-        assert s.schema_version == 7
+        assert s.schema_version == 8
+        assert s.progress_counts(1).failed["explain"] == {"default": 1}
 
 
 def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -586,3 +588,47 @@ def test_progress_counts_agree_with_the_records(store: Store, run_id: int) -> No
     assert counts.scored == {"detection/default": 3, "fuzzing/default": 1}
     assert counts.failed == {"explain": {"default": 1}, "score": {"detection/default": 1}}
     assert store.progress_counts(store.start_run("empty", {})).latents == 0
+
+
+def test_kept_counts_equal_a_recount(store: Store, run_id: int) -> None:
+    """The counts and ledger totals the triggers keep (what ``status`` reads at a million
+    latents) equal counting the records, through replacements, cleared failures, cache hits,
+    calls of no run and a second run."""
+    refs = [LatentRef(SRC, i) for i in range(6)]
+    rows = [{"index": r.index, "frequency": 0.1, "max_activation": 1.0} for r in refs]
+    store.put_latents(run_id, SRC, rows)
+    store.put_latents(run_id, SRC, rows[:2])  # the same latents again: replaced, not added
+    for r in refs[:5]:
+        for _ in range(2):  # a resumed run writes an explanation again
+            store.put_explanation(run_id, Explanation(latent=r, explainer="default", text="x"))
+        store.put_score(run_id, make_score(r, scorer="detection"))
+    store.put_score(run_id, make_score(refs[0], scorer="detection"))
+    store.put_failure(run_id, refs[5], "explain", "default", "boom")
+    store.put_failure(run_id, refs[4], "score", "fuzzing/default", "bad")
+    store.put_failure(run_id, refs[4], "score", "fuzzing/default", "bad again")
+    store.clear_failure(run_id, refs[4], "score", "fuzzing/default")
+    for i, cached in enumerate((False, False, True)):
+        call = LLMCall(
+            f"h{i % 2}", "c", "m", {}, {}, prompt_tokens=10 + i, completion_tokens=2,
+            cost_usd=0.25, latency_s=0.5, stage="score", component="detection/default",
+        )  # fmt: skip
+        store.put_llm_call(call, run_id, cached=cached)
+    store.put_llm_call(LLMCall("h9", "c", "m", {}, {}, prompt_tokens=3), None)  # no run
+    other = store.start_run("other", {})
+    store.put_latents(other, SRC, rows[:3])
+    store.put_llm_call(LLMCall("h8", "c", "m", {}, {}, prompt_tokens=7), other)
+
+    def both() -> tuple[object, ...]:
+        return (
+            store.progress_counts(run_id), store.progress_counts(other),
+            store.usage_by_component(run_id), store.usage_by_component(),
+        )  # fmt: skip
+
+    kept = both()
+    store._counted = False  # the same questions answered by counting the records
+    assert both() == kept
+    store._counted = True
+    assert kept[0].latents == 6 and kept[0].explained == {"default": 5}
+    assert kept[0].scored == {"detection/default": 5}
+    assert kept[0].failed == {"explain": {"default": 1}, "score": {}}
+    assert kept[2][("score", "detection/default")].calls == 2

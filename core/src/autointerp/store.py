@@ -54,6 +54,96 @@ _PAYERS = (
 )
 
 #: ``MIGRATIONS[i]`` holds the statements taking the schema from version ``i`` to ``i + 1``.
+#: what ``progress`` counts: (table, kind, component), the last two as expressions over a row
+_COUNTED = (
+    ("latents", "'latents'", "''"),
+    ("explanations", "'explained'", "{r}.explainer"),
+    ("scores", "'scored'", "{r}.scorer || '/' || {r}.explainer"),
+    ("failures", "'failed:' || {r}.stage", "{r}.component"),
+)
+#: the ledger's summed columns (``ledger_totals`` column = expression over a ledger row)
+_LEDGER_SUMS = (
+    ("calls", "1 - {r}.cached"),
+    ("cache_hits", "{r}.cached"),
+    ("prompt_tokens", "{r}.prompt_tokens"),
+    ("cached_tokens", "{r}.cached_tokens"),
+    ("completion_tokens", "{r}.completion_tokens"),
+    ("cost_usd", "{r}.cost_usd"),
+    ("latency_s", "{r}.latency_s"),
+)
+
+
+def _counter_migration() -> tuple[str, ...]:
+    """Migration 8: ``progress`` and ``ledger_totals``, their triggers, and their backfill.
+
+    Rows replaced by ``INSERT OR REPLACE`` are counted out by the delete triggers because the
+    store's connections set ``recursive_triggers``."""
+    out = [
+        """CREATE TABLE progress (
+            run_id INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            component TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (run_id, kind, component)
+        )""",
+        """CREATE TABLE ledger_totals (
+            run_id INTEGER NOT NULL,
+            stage TEXT NOT NULL,
+            component TEXT NOT NULL,
+            calls INTEGER NOT NULL,
+            cache_hits INTEGER NOT NULL,
+            prompt_tokens INTEGER NOT NULL,
+            cached_tokens INTEGER NOT NULL,
+            completion_tokens INTEGER NOT NULL,
+            cost_usd REAL NOT NULL,
+            latency_s REAL NOT NULL,
+            PRIMARY KEY (run_id, stage, component)
+        )""",
+    ]
+    for table, kind, component in _COUNTED:
+
+        def key(r: str, kind: str = kind, component: str = component) -> str:
+            return f"{r}.run_id, {kind.format(r=r)}, {component.format(r=r)}"
+
+        out += [
+            f"CREATE TRIGGER {table}_counted AFTER INSERT ON {table} BEGIN "
+            f"INSERT INTO progress (run_id, kind, component, n) VALUES ({key('NEW')}, 1) "
+            "ON CONFLICT (run_id, kind, component) DO UPDATE SET n = n + 1; END",
+            f"CREATE TRIGGER {table}_uncounted AFTER DELETE ON {table} BEGIN "
+            f"UPDATE progress SET n = n - 1 WHERE (run_id, kind, component) = ({key('OLD')}); "
+            "END",
+            f"INSERT INTO progress (run_id, kind, component, n) "
+            f"SELECT {key('t')}, COUNT(*) FROM {table} t GROUP BY 1, 2, 3",
+        ]
+    cols = ", ".join(c for c, _ in _LEDGER_SUMS)
+
+    def values(r: str) -> str:
+        return ", ".join(e.format(r=r) for _, e in _LEDGER_SUMS)
+
+    def ledger_key(r: str) -> str:
+        return f"COALESCE({r}.run_id, 0), {r}.stage, {r}.component"
+
+    add = ", ".join(f"{c} = {c} + excluded.{c}" for c, _ in _LEDGER_SUMS)
+    sub = ", ".join(f"{c} = {c} - ({e.format(r='OLD')})" for c, e in _LEDGER_SUMS)
+    insert = (
+        f"INSERT INTO ledger_totals (run_id, stage, component, {cols}) "
+        f"VALUES ({ledger_key('NEW')}, {values('NEW')}) "
+        f"ON CONFLICT (run_id, stage, component) DO UPDATE SET {add}"
+    )
+    delete = (
+        f"UPDATE ledger_totals SET {sub} WHERE (run_id, stage, component) = ({ledger_key('OLD')})"
+    )
+    sums = ", ".join(f"SUM({e.format(r='t')})" for _, e in _LEDGER_SUMS)
+    out += [
+        f"CREATE TRIGGER ledger_counted AFTER INSERT ON llm_ledger BEGIN {insert}; END",
+        f"CREATE TRIGGER ledger_uncounted AFTER DELETE ON llm_ledger BEGIN {delete}; END",
+        f"CREATE TRIGGER ledger_recounted AFTER UPDATE ON llm_ledger BEGIN {delete}; {insert}; END",
+        f"INSERT INTO ledger_totals (run_id, stage, component, {cols}) "
+        f"SELECT {ledger_key('t')}, {sums} FROM llm_ledger t GROUP BY 1, 2, 3",
+    ]
+    return tuple(out)
+
+
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, latents, explanations, scores, LLM cache and ledger
     (
@@ -227,10 +317,16 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         f"UPDATE llm_ledger SET stage = p.stage, component = p.component FROM ({_PAYERS}) AS p "
         "WHERE p.run_id = llm_ledger.run_id AND p.request_hash = llm_ledger.request_hash",
     ),
+    # 8: running counts per run (latents, explained/scored/failed per component) and ledger
+    # totals per run, stage and component, kept by triggers, so that ``status`` reads a few rows
+    # instead of counting millions (see ``_counted``)
+    _counter_migration(),
 )
 
 #: The schema version this code writes.
 SCHEMA_VERSION = len(MIGRATIONS)
+#: the version from which a store keeps running counts (a read-only older one is counted)
+_COUNTED_SINCE = 8
 
 
 class RunNotFoundError(StoreError):
@@ -419,7 +515,11 @@ class Store:
                 self._conn.execute("PRAGMA journal_mode = WAL")
                 self._conn.execute("PRAGMA synchronous = NORMAL")
                 self._conn.execute("PRAGMA foreign_keys = ON")
+                # a row that INSERT OR REPLACE replaces is counted out by the delete triggers
+                self._conn.execute("PRAGMA recursive_triggers = ON")
                 _migrate(self._conn, self.path)
+            #: ``progress`` and ``ledger_totals`` are kept (migration 8): counts are reads
+            self._counted = self._user_version() >= _COUNTED_SINCE
         except StoreError:
             self._conn.close()
             raise
@@ -941,6 +1041,18 @@ class Store:
         def rows(sql: str) -> list[sqlite3.Row]:
             return self._query(sql, (run_id,))
 
+        if self._counted:
+            kept: dict[str, Counter[str]] = {}
+            for kind, component, n in rows(
+                "SELECT kind, component, n FROM progress WHERE run_id = ? AND n != 0"
+            ):
+                kept.setdefault(kind, Counter())[component] = n
+            return ProgressCounts(
+                kept.get("latents", Counter())[""],
+                kept.get("explained", Counter()),
+                kept.get("scored", Counter()),
+                {s: kept.get(f"failed:{s}", Counter()) for s in ("explain", "score")},
+            )
         latents = rows("SELECT COUNT(*) FROM latents WHERE run_id = ?")[0][0]
         explained = Counter(
             {e: n for e, n in rows(
@@ -1191,14 +1303,23 @@ class Store:
         """:meth:`usage` per ``(stage, component)`` that asked (``("", "")``: calls whose
         asker is not known), sorted by stage and component."""
         self._ledger_ready()
-        sql = (
-            "SELECT stage, component, SUM(1 - cached), SUM(cached), SUM(prompt_tokens), "
-            "SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(latency_s) "
-            "FROM llm_ledger"
-        )
+        if self._counted:  # kept by triggers: a few rows, whatever the size of the ledger
+            sql = (
+                "SELECT stage, component, SUM(calls), SUM(cache_hits), SUM(prompt_tokens), "
+                "SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(latency_s) "
+                "FROM ledger_totals WHERE calls + cache_hits > 0"
+            )
+            where = " AND run_id = ?"
+        else:
+            sql = (
+                "SELECT stage, component, SUM(1 - cached), SUM(cached), SUM(prompt_tokens), "
+                "SUM(cached_tokens), SUM(completion_tokens), SUM(cost_usd), SUM(latency_s) "
+                "FROM llm_ledger"
+            )
+            where = " WHERE run_id = ?"
         params: tuple[Any, ...] = ()
         if run_id is not None:
-            sql += " WHERE run_id = ?"
+            sql += where
             params = (run_id,)
         rows = self._query(sql + " GROUP BY stage, component ORDER BY stage, component", params)
         return {
