@@ -70,6 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from autointerp.store import unpack_llm_json
 from autointerp.testing.llm_server import (
     Action,
     RecordedRequest,
@@ -322,7 +323,7 @@ def query(run_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 
 def saved_keys(run_dir: Path) -> set[str]:
     return {
-        messages_key(json.loads(r)["messages"])
+        messages_key(unpack_llm_json(r)["messages"])
         for (r,) in query(run_dir, "SELECT request FROM llm_calls")
     }
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from autointerp_planted.bench import auroc, spearman
 
+from autointerp.store import unpack_llm_json
+
 
 def fmt(x, nd=2):
     return "–" if x is None else f"{x:.{nd}f}"
@@ -123,7 +125,7 @@ def main() -> None:
                 ).fetchone()
                 if r is None:
                     continue
-                text = json.loads(r[0])["text"]
+                text = unpack_llm_json(r[0])["text"]
                 digits = (
                     [c for c in text.split("Answer")[-1] if c in "01"]
                     if "Answer" in text

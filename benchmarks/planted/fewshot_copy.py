@@ -4,16 +4,17 @@
 usage: python fewshot_copy.py RUN_DIR...  (chance for a 4-answer prefix: 1/16 if answers were
 independent fair coins; reported beside the observed share of 1s, which sets the real chance)."""
 
-import json
 import re
 import sqlite3
 import sys
+
+from autointerp.store import unpack_llm_json
 
 for run in sys.argv[1:]:
     con = sqlite3.connect(f"file:{run}/results.sqlite?mode=ro", uri=True)
     rows = {}
     for req, resp in con.execute("select request, response from llm_calls"):
-        req, resp = json.loads(req), json.loads(resp)
+        req, resp = unpack_llm_json(req), unpack_llm_json(resp)
         msgs = req["messages"]
         if "explain what a neuron" in msgs[0]["content"] or "true meaning" in msgs[0]["content"]:
             continue

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import zlib
 
 import pytest
 
@@ -64,4 +65,6 @@ def test_a_stored_llm_call_reads_back_with_plain_json(tmp_path) -> None:
         )
         assert store.get_llm_call("h").response == response
         raw = store._conn.execute("SELECT request, response FROM llm_calls").fetchone()
-    assert json.loads(raw[0]) == request and json.loads(raw[1]) == response
+    # stored zlib-compressed (schema 9): plain json reads it once decompressed
+    assert json.loads(zlib.decompress(raw[0])) == request
+    assert json.loads(zlib.decompress(raw[1])) == response
