@@ -106,3 +106,22 @@ def test_run_based_rendering_matches_the_per_token_one() -> None:
     # marks may be numpy booleans or 0/1 ints; a mark past the last token is ignored
     assert render(["a", " b", " c"], [0, 1, 1, 1]) == "a <<b c>>"
     assert render([" a", " b"], [True, True]) == "<<a b>>"
+
+
+def test_tokens_without_angle_brackets_or_newlines_render_as_cleaning_each_would() -> None:
+    import random
+
+    rng = random.Random(1)
+    plain = ["a", " b", "  c", " ", "", "\t z", "é", " 12", "|", "s"]
+    special = ["\n", " <|endoftext|>", "x>>", " <<y", "<", ">", "<|end", "oftext|>", "</s>"]
+    for _ in range(2000):
+        pool = plain if rng.random() < 0.5 else plain + special
+        tokens = tuple(rng.choice(pool) for _ in range(rng.randrange(0, 16)))
+        marks = [rng.random() < 0.3 for _ in tokens]
+        reference = "".join(map(clean, tokens)).strip()
+        assert render(tokens) == reference, tokens
+        assert render(tokens, [False] * len(tokens)) == reference, tokens
+        assert render(tokens, marks) == _render_per_token(list(tokens), marks), (tokens, marks)
+    # a special token or a "<<" split over two tokens is not one: each token is cleaned alone
+    assert render(["<|end", "oftext|>"]) == "<|endoftext|>"
+    assert render(["<", "<", " x"], [False, False, True]) == "<< <<x>>"

@@ -632,3 +632,47 @@ def test_kept_counts_equal_a_recount(store: Store, run_id: int) -> None:
     assert kept[0].scored == {"detection/default": 5}
     assert kept[0].failed == {"explain": {"default": 1}, "score": {}}
     assert kept[2][("score", "detection/default")].calls == 2
+
+
+def test_a_score_clears_its_components_failure_in_the_same_write(store: Store, run_id: int) -> None:
+    store.put_failure(run_id, L0, "score", "detection/default", "no answer")
+    store.put_failure(run_id, L0, "score", "fuzzing/default", "no answer")
+    store.put_failure(run_id, L0, "explain", "detection/default", "an explain failure stays")
+    store.put_failure(run_id, L1, "score", "detection/default", "another latent's stays")
+    store.put_score(run_id, make_score(L0), clears="detection/default")
+    assert set(store.failures(run_id)) == {
+        (L0, "fuzzing/default"),
+        (L0, "detection/default"),
+        (L1, "detection/default"),
+    }
+    assert set(store.failures(run_id, "score")) == {
+        (L0, "fuzzing/default"),
+        (L1, "detection/default"),
+    }
+    store.bind(run_id).put_score(make_score(L1), clears="detection/default")
+    store.put_score(run_id, make_score(L0, scorer="fuzzing"))  # without clears: kept
+    assert set(store.failures(run_id, "score")) == {(L0, "fuzzing/default")}
+    assert store.get_score(run_id, L1, "default", "detection") is not None
+
+
+def test_examples_of_some_roles_are_read_without_decoding_the_others(store: Store) -> None:
+    run = store.start_run("r", {})
+    kinds = ["top", "train-quantile:1", "quantile:0", "random", "quantile:7", "similar", "top"]
+    ids = [[i, i + 1] for i in range(len(kinds))]
+    acts = [[float(i), 0.5] for i in range(len(kinds))]
+    strings = {i: f" t{i}" for i in range(len(kinds) + 1)}
+    ref, legacy = LatentRef("s", 1), LatentRef("s", 2)
+    store.put_example_sets(run, [_example_set(ref, ids, acts, kinds)], strings)
+    store.put_examples(run, legacy, store.examples(run, ref))  # the table of earlier versions
+    for latent in (ref, legacy):
+        every = store.examples(run, latent)
+        assert [x.kind for x in every] == kinds
+        for roles in [("test", "negative"), ("train",), ("test",), ()]:
+            got = store.examples(run, latent, roles=roles)
+            assert got == [x for x in every if x.role in roles], roles
+        assert [x.kind for x in store.bind(run).examples(latent, roles=("test",))] == [
+            "quantile:0",
+            "quantile:7",
+        ]
+        assert store.examples(run, latent, "random", roles=("negative",)) == [every[3]]
+        assert store.examples(run, latent, "random", roles=("test",)) == []

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import json
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -661,8 +663,7 @@ async def score_explanations(
             return False
         if prov:
             score = replace(score, provenance={**score.provenance, **prov})
-        rs.put_score(score)
-        rs.clear_failure(e.latent, "score", component)
+        rs.put_score(score, clears=component)  # one transaction: score in, failure out
         return True
 
     summary = StageSummary()
@@ -1067,23 +1068,73 @@ async def stage_explain(
             arrivals.close()
 
 
+ScoredExamples = tuple[Sequence[Example], Sequence[Example]]
+
+
+#: the examples a scorer gets (those shown to the explainer are not even decoded)
+SCORED_ROLES = ("test", "negative")
+
+
+class SharedExamples:
+    """Each latent's stored test examples and negatives, read and decoded once for the scorers of
+    a stage that run side by side (:meth:`reader`): they walk the same explanations in the same
+    order, at most a few hundred latents apart, so a latent's examples are kept until every
+    scorer that has yet to score it has taken them. At most ``keep`` latents' examples are kept
+    (the oldest dropped first; a scorer that far behind reads them again). Scorers share the
+    same frozen :class:`Example` objects and never change them."""
+
+    def __init__(self, store: RunStore, keep: int) -> None:
+        self._store = store
+        self._keep = max(1, keep)
+        self._done: list[AbstractSet[LatentRef]] = []  # per reader: latents it will not ask for
+        self._kept: OrderedDict[LatentRef, list[Any]] = OrderedDict()  # [examples, takers left]
+        self.reads = 0
+
+    def reader(self, done: AbstractSet[LatentRef]) -> Callable[[LatentRef], ScoredExamples]:
+        """A scorer's way to its latents' examples; ``done``: the latents it skips."""
+        self._done.append(done)
+        return self._take
+
+    def _take(self, latent: LatentRef) -> ScoredExamples:
+        kept = self._kept.get(latent)
+        if kept is not None:
+            kept[1] -= 1
+            if not kept[1]:
+                del self._kept[latent]
+            return cast("ScoredExamples", kept[0])
+        self.reads += 1
+        examples = scored_examples(self._store.examples(latent, roles=SCORED_ROLES))
+        others = sum(latent not in done for done in self._done) - 1
+        if others > 0:
+            self._kept[latent] = [examples, others]
+            if len(self._kept) > self._keep:
+                self._kept.popitem(last=False)
+        return examples
+
+
+def _read_examples(store: RunStore) -> Callable[[LatentRef], ScoredExamples]:
+    """A latent's stored test examples and negatives, read for one scorer."""
+    return lambda latent: scored_examples(store.examples(latent, roles=SCORED_ROLES))
+
+
 def _score_work(
     ctx: RunContext,
-    store: RunStore,
+    read: Callable[[LatentRef], ScoredExamples],
     explanations: Iterable[Explanation],
     needs: frozenset[str],
     skip: set[LatentRef],
 ) -> Iterator[ScoreWork]:
-    """Each explanation with its latent's stored test examples and negatives (read per latent,
-    when a worker asks) and, for scorers that need it, the latent's decoder direction (with
-    ``site=`` where the directions live elsewhere than the site the source reads: neurons)."""
+    """Each explanation with its latent's stored test examples and negatives (``read`` per
+    latent, when a worker asks) and, for scorers that need it, the latent's decoder direction
+    (with ``site=`` where the directions live elsewhere than the site the source reads:
+    neurons)."""
     for e in explanations:
-        yield _score_item(ctx, store, e, needs, skip)
+        yield _score_item(ctx, read, e, needs, skip)
 
 
 async def _score_arrivals(
     ctx: RunContext,
-    store: RunStore,
+    read: Callable[[LatentRef], ScoredExamples],
     explanations: Iterable[Explanation],
     arriving: AsyncIterator[Made],
     needs: frozenset[str],
@@ -1092,22 +1143,22 @@ async def _score_arrivals(
     """:func:`_score_work` of the stored ``explanations``, then of each explanation as it
     arrives from the explain stage running alongside, with the examples it was made from."""
     for e in explanations:
-        yield _score_item(ctx, store, e, needs, skip)
+        yield _score_item(ctx, read, e, needs, skip)
     async for e, request in arriving:
-        yield _score_item(ctx, store, e, needs, skip, (request.test, request.negatives))
+        yield _score_item(ctx, read, e, needs, skip, (request.test, request.negatives))
 
 
 def _score_item(
     ctx: RunContext,
-    store: RunStore,
+    read: Callable[[LatentRef], ScoredExamples],
     e: Explanation,
     needs: frozenset[str],
     skip: set[LatentRef],
-    examples: tuple[Sequence[Example], Sequence[Example]] | None = None,
+    examples: ScoredExamples | None = None,
 ) -> ScoreWork:
     if e.latent in skip:
         return ScoreWork(e, ())  # counted as skipped downstream; nothing read
-    test, negatives = examples or scored_examples(store.examples(e.latent))
+    test, negatives = examples or read(e.latent)
     extras: dict[str, Any] = {}
     error = None
     if "direction" in needs:
@@ -1157,6 +1208,42 @@ class SerialAdapter:
         return getattr(self._adapter, name)
 
 
+#: during the score stage, a full (oldest-generation) collection at most once per this many
+#: collections of the middle generation (CPython's default: 10)
+SCORE_FULL_COLLECTION_EVERY = 1000
+
+_collections_held = 0
+
+
+@contextlib.contextmanager
+def fewer_full_collections() -> Iterator[None]:
+    """Collect the oldest generation less often while scoring.
+
+    Hundreds of latents in flight (their examples, prompts and LLM responses: ~0.5M objects) live
+    long enough to reach the oldest generation, so with CPython's default thresholds a full
+    collection traversed them all every second or so, a third of the score stage's CPU. Inside
+    this block what was alive before it is frozen out of the collector's reach (:func:`gc.freeze`:
+    modules, the model, the config never become garbage here) and a full collection waits for
+    100x more collections of the middle generation; young cycles are collected as before.
+    Nested blocks share the outermost one's settings; the thresholds and frozen objects are
+    restored on exit."""
+    global _collections_held
+    outermost = _collections_held == 0
+    thresholds = gc.get_threshold()
+    if outermost:
+        gc.freeze()
+        young, middle, old = thresholds
+        gc.set_threshold(young, middle, max(old, SCORE_FULL_COLLECTION_EVERY))
+    _collections_held += 1
+    try:
+        yield
+    finally:
+        _collections_held -= 1
+        if outermost:
+            gc.set_threshold(*thresholds)
+            gc.unfreeze()
+
+
 async def stage_score(
     ctx: RunContext,
     store: RunStore,
@@ -1170,6 +1257,19 @@ async def stage_score(
     With ``arrivals`` (the explain stage running alongside) an explanation is scored as soon as it
     is made; scorers that run on an executor's workers start when the explain stage ends.
     """
+    with fewer_full_collections():
+        return await _stage_score(ctx, store, llm, latents, arrivals, bar)
+
+
+async def _stage_score(
+    ctx: RunContext,
+    store: RunStore,
+    llm: LLMClient,
+    latents: Sequence[LatentRef],
+    arrivals: Arrivals[Made] | None = None,
+    bar: Any = None,
+) -> dict[str, StageSummary]:
+    """:func:`stage_score`, with full collections held back."""
     explainer_name = ctx.plan.step("explainer").component.name
     wanted = set(latents)
     explained = store.explained(explainer_name) & wanted
@@ -1180,12 +1280,12 @@ async def stage_score(
         return (e for e in store.iter_explanations(explainer_name) if e.latent in among)
 
     jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
+    scorers = [step for step in ctx.plan.steps if step.component.kind == "scorer"]
+    shared = SharedExamples(store, keep=2 * ctx.latents_in_flight)
     try:
-        for step in ctx.plan.steps:
-            if step.component.kind != "scorer":
-                continue
+        for step in scorers:
             jobs[step.component.name] = _score_job(
-                ctx, store, llm, step, wanted, explained, explanations, arrivals
+                ctx, store, llm, step, wanted, explained, explanations, arrivals, shared
             )
     finally:
         if arrivals is not None:
@@ -1209,8 +1309,10 @@ def _score_job(
     explained: set[LatentRef],
     explanations: Callable[..., Iterator[Explanation]],
     arrivals: Arrivals[Made] | None,
+    shared: SharedExamples,
 ) -> Callable[..., Awaitable[StageSummary]]:
-    """One scorer's part of the score stage, to be called with ``bar=``."""
+    """One scorer's part of the score stage, to be called with ``bar=``; in this process it
+    reads its latents' stored examples through ``shared`` (once for the stage's scorers)."""
     scorer = ctx.build(step.field)
     name = step.component.name
     needs = needs_of(scorer, "scorer", name)
@@ -1236,18 +1338,20 @@ def _score_job(
             if feed is not None:  # after the explain stage, with what it added to the store
                 async for _ in feed:
                     pass
-            work = _score_work(ctx, store, explanations(wanted), need_set, done)
+            read = _read_examples(store)  # not in step with the scorers in this process
+            work = _score_work(ctx, read, explanations(wanted), need_set, done)
             return await score_on_executor(
                 work, step, store, executor, done=done, seed=seed, provenance=prov, bar=bar
             )
 
         return on_executor
+    read = shared.reader(done)
     if arrivals is not None:
         feed = arrivals.subscribe()
-        work: Any = _score_arrivals(ctx, store, explanations(), feed, need_set, done)
+        work: Any = _score_arrivals(ctx, read, explanations(), feed, need_set, done)
         total = sum(1 for ref in wanted if ref not in done)
     else:
-        work = _score_work(ctx, store, explanations(), need_set, done)
+        work = _score_work(ctx, read, explanations(), need_set, done)
         total = sum(1 for ref in explained if ref not in done)
     return partial(
         score_explanations, work, scorer, name, store, llm=llm, adapter=adapter,
@@ -1331,8 +1435,10 @@ async def score_on_executor(
         for latent, outcome in batch:
             component = f"{name}/{explainer[latent]}"
             if isinstance(outcome, Score):
-                store.put_score(replace(outcome, provenance={**outcome.provenance, **provenance}))
-                store.clear_failure(latent, "score", component)
+                store.put_score(
+                    replace(outcome, provenance={**outcome.provenance, **provenance}),
+                    clears=component,
+                )
                 summary.done += 1
             else:
                 store.put_failure(latent, "score", component, str(outcome))

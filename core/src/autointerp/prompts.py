@@ -99,10 +99,14 @@ _MARKED_RUN = re.compile(rb"\x01+")  # a run of marked tokens in a 0/1 byte per 
 def render(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> str:
     """Tokens as one line (each :func:`clean`), runs of marked tokens wrapped in ``<<...>>``
     (after a token's leading space)."""
+    plain = "".join(tokens)
+    # what clean() changes holds "<", ">" or a newline: without them every token is its own clean
+    # form, and the text is made without a call per token (twice per example of every prompt)
+    as_is = not ("<" in plain or ">" in plain or "\n" in plain)
     if marks is None or not any(marks):
-        return "".join(map(clean, tokens)).strip()
+        return plain.strip() if as_is else "".join(map(clean, tokens)).strip()
     # a loop per run of marks, not per token: called for every example of every prompt
-    pieces = list(map(clean, tokens))
+    pieces = list(tokens) if as_is else list(map(clean, tokens))
     for run in _MARKED_RUN.finditer(bytes(map(bool, islice(marks, len(pieces))))):
         start, end = run.span()
         tok = pieces[start]

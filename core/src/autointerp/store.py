@@ -824,13 +824,26 @@ class Store:
             self._strings[run_id] = table
         return table
 
-    def _set_examples(self, run_id: int, row: sqlite3.Row, tokens: bool = True) -> list[Example]:
-        """The :class:`Example` objects of one ``example_sets`` row."""
+    def _set_examples(
+        self,
+        run_id: int,
+        row: sqlite3.Row,
+        tokens: bool = True,
+        roles: Sequence[str] | None = None,
+    ) -> list[Example]:
+        """The :class:`Example` objects of one ``example_sets`` row (only those whose
+        :attr:`~autointerp.types.Example.role` is in ``roles`` if given: the others are not
+        decoded)."""
         import numpy as np
 
         n, width = row["n"], row["width"]
         ids = np.frombuffer(row["tokens"], dtype=row["token_dtype"]).reshape(n, width)
         acts = np.frombuffer(row["activations"], dtype=row["activation_dtype"]).reshape(n, width)
+        kinds = _loads(row["kinds"])
+        if roles is not None:
+            keep = [i for i, kind in enumerate(kinds) if _role(kind) in roles]
+            if len(keep) < n:
+                ids, acts, kinds, n = ids[keep], acts[keep], [kinds[i] for i in keep], len(keep)
         table = self._token_strings(run_id)
         if len(ids) and int(ids.max()) >= len(table):
             raise StoreError(f"{self.path}: run {run_id} lacks token strings of its examples")
@@ -839,20 +852,31 @@ class Store:
         return [
             Example(tuple(t), tuple(st), tuple(a), k)
             for t, st, a, k in zip(
-                id_lists, strings, acts.astype(np.float32).tolist(), _loads(row["kinds"]),
-                strict=True,
+                id_lists, strings, acts.astype(np.float32).tolist(), kinds, strict=True,
             )
         ]  # fmt: skip
 
-    def examples(self, run_id: int, latent: LatentRef, kind: str | None = None) -> list[Example]:
-        """The stored examples of one latent (of one kind if given), in the order they were put."""
+    def examples(
+        self,
+        run_id: int,
+        latent: LatentRef,
+        kind: str | None = None,
+        *,
+        roles: Sequence[str] | None = None,
+    ) -> list[Example]:
+        """The stored examples of one latent (of one kind if given; with ``roles``, only those
+        whose :attr:`~autointerp.types.Example.role` is one of them, e.g. ``("test",
+        "negative")``, what scorers use, without decoding the others), in the order they were
+        put."""
         rows = self._query(
             "SELECT * FROM example_sets WHERE run_id = ? AND source = ? AND idx = ?",
             (run_id, latent.source, latent.index),
         )
         if rows:
-            found = self._set_examples(run_id, rows[0])
+            found = self._set_examples(run_id, rows[0], roles=roles)
             return [x for x in found if kind is None or x.kind == kind]
+        if roles is not None:
+            return [x for x in self.examples(run_id, latent, kind) if x.role in roles]
         sql = "SELECT * FROM examples WHERE run_id = ? AND source = ? AND idx = ?"
         params: list[Any] = [run_id, latent.source, latent.index]
         if kind is not None:
@@ -1124,8 +1148,10 @@ class Store:
 
     # scores
 
-    def put_score(self, run_id: int, score: Score) -> None:
-        """Insert or replace the score of (run, latent, explainer, scorer).
+    def put_score(self, run_id: int, score: Score, *, clears: str | None = None) -> None:
+        """Insert or replace the score of (run, latent, explainer, scorer); ``clears``: a
+        component (``scorer/explainer``) whose score-stage failure of the latent is forgotten in
+        the same transaction (:meth:`clear_failure`: a retry succeeded).
 
         A NaN ``value`` cannot be told from None in SQLite, so it reads back as None.
         """
@@ -1162,6 +1188,12 @@ class Store:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (*row, prov),
             )
+            if clears is not None:
+                conn.execute(
+                    "DELETE FROM failures WHERE run_id = ? AND source = ? AND idx = ? "
+                    "AND stage = 'score' AND component = ?",
+                    (run_id, s.latent.source, s.latent.index, clears),
+                )
 
     def get_score(
         self, run_id: int, latent: LatentRef, explainer: str, scorer: str
@@ -1626,6 +1658,19 @@ def _example_set_row(run_id: int, x: ExampleSet) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+_ROLES: dict[str, str] = {}  # a few kinds ("quantile:3", "random" ...) in every example set
+
+
+def _role(kind: str) -> str:
+    """The role of an example of this kind (:attr:`Example.role`'s own rule)."""
+    role = _ROLES.get(kind)
+    if role is None:
+        if len(_ROLES) > 4096:  # kinds are few; never let odd ones grow it
+            _ROLES.clear()
+        role = _ROLES[kind] = Example((), (), (), kind).role
+    return role
+
+
 def _loads(text: str) -> Any:
     """``json.loads`` of a column this store wrote with ``json.dumps`` (no surrounding
     whitespace): the C scanner alone, without the per-call wrapper and whitespace regexes,
@@ -1810,8 +1855,10 @@ class RunStore:
     def put_example_sets(self, sets: Sequence[ExampleSet], strings: Mapping[int, str]) -> None:
         self.store.put_example_sets(self.run_id, sets, strings)
 
-    def examples(self, latent: LatentRef, kind: str | None = None) -> list[Example]:
-        return self.store.examples(self.run_id, latent, kind)
+    def examples(
+        self, latent: LatentRef, kind: str | None = None, *, roles: Sequence[str] | None = None
+    ) -> list[Example]:
+        return self.store.examples(self.run_id, latent, kind, roles=roles)
 
     def put_explanation(self, explanation: Explanation) -> None:
         self.store.put_explanation(self.run_id, explanation)
@@ -1825,8 +1872,8 @@ class RunStore:
     def iter_explanations(self, explainer: str, page: int = 512) -> Iterator[Explanation]:
         return self.store.iter_explanations(self.run_id, explainer, page)
 
-    def put_score(self, score: Score) -> None:
-        self.store.put_score(self.run_id, score)
+    def put_score(self, score: Score, *, clears: str | None = None) -> None:
+        self.store.put_score(self.run_id, score, clears=clears)
 
     def scored(
         self, explainer: str, scorer: str, where: Mapping[str, Any] | None = None

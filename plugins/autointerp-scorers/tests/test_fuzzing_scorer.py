@@ -128,3 +128,22 @@ def test_the_prompt_version_names_the_template(build_scorer) -> None:
     assert build_scorer("fuzzing", structured=True).prompt_version == "fuzzing-json.v1"
     assert build_scorer("fuzzing", prompt="fuzzing-json.v1").prompt_version == "fuzzing-json.v1"
     assert build_scorer("detection").prompt_version == "detection.v1"
+
+
+def test_random_marks_draw_as_the_set_based_version_did() -> None:
+    """The same marks from the same seeded draws as the earlier set-and-scan implementation (so
+    runs scored before keep their prompts and request hashes)."""
+
+    def before(n: int, count: int, avoid: list[bool], rng: random.Random) -> list[bool]:
+        free = [i for i in range(n) if not avoid[i]]
+        chosen = set(rng.sample(free, min(count, len(free))))
+        return [i in chosen for i in range(n)]
+
+    pick = random.Random(3)
+    for _ in range(500):
+        n = pick.randrange(0, 40)
+        avoid = [pick.random() < 0.3 for _ in range(n)] if pick.random() < 0.5 else [False] * n
+        count, seed = pick.randrange(0, 45), pick.randrange(1000)
+        a, b = random.Random(seed), random.Random(seed)
+        assert random_marks(n, count, avoid, a) == before(n, count, avoid, b)
+        assert a.random() == b.random()  # the generator moved on identically

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate
-from typing import Any, TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from autointerp.components import NotScorable
 from autointerp.llm import (
@@ -87,9 +87,9 @@ def load_prompt(prompt_id: str) -> PromptTemplate:
 # -- examples --------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Item:
-    """One example as a scorer uses it: its id in ``[*examples, *negatives]`` and the truth."""
+class Item(NamedTuple):
+    """One example as a scorer uses it: its id in ``[*examples, *negatives]`` and the truth (a
+    named tuple: built for every example of every score, faster than a frozen dataclass)."""
 
     example_id: int
     example: Example
@@ -307,9 +307,9 @@ def make_score(
     )
 
 
-@dataclass(frozen=True)
-class Shown:
-    """One example as shown in a classification prompt, and the right answer."""
+class Shown(NamedTuple):
+    """One example as shown in a classification prompt, and the right answer (a named tuple, as
+    :class:`Item`)."""
 
     item: Item
     text: str

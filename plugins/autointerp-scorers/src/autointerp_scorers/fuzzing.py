@@ -18,17 +18,19 @@ from autointerp_scorers.plugin import FuzzingConfig
 
 def firing(activations: Sequence[float], threshold: float) -> list[bool]:
     """Tokens at or above ``threshold`` times the example's peak (and above zero)."""
-    peak = max(activations, default=0.0)
-    return [a > 0 and a >= threshold * peak for a in activations]
+    cut = threshold * max(activations, default=0.0)
+    return [a > 0 and a >= cut for a in activations]
 
 
 def random_marks(
     n_tokens: int, count: int, avoid: Sequence[bool], rng: random.Random
 ) -> list[bool]:
     """``count`` marks on tokens not in ``avoid`` (fewer if there are not enough)."""
-    free = [i for i in range(n_tokens) if not avoid[i]]
-    chosen = set(rng.sample(free, min(count, len(free))))
-    return [i in chosen for i in range(n_tokens)]
+    free = [i for i in range(n_tokens) if not avoid[i]] if any(avoid) else range(n_tokens)
+    marks = [False] * n_tokens
+    for i in rng.sample(free, min(count, len(free))):
+        marks[i] = True
+    return marks
 
 
 class FuzzingScorer(BinaryLLMScorer):
