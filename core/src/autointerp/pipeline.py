@@ -52,7 +52,7 @@ from autointerp.llm import EndpointUnavailableError, paying
 from autointerp.plugins import Component, PluginManager
 from autointerp.runlock import hold_run_dir
 from autointerp.store import RunStore, Store, request_hash
-from autointerp.types import Example, Explanation, LatentRef, Score
+from autointerp.types import Example, Explanation, LatentIds, LatentRef, Score
 
 if TYPE_CHECKING:
     from autointerp.adapter import ModelAdapter
@@ -925,7 +925,7 @@ def _latent_work(
     ctx: RunContext,
     latents: Iterable[LatentRef],
     store: RunStore,
-    skip: set[LatentRef],
+    skip: AbstractSet[LatentRef],
     needs: frozenset[Need] = frozenset(),
 ) -> Iterator[LatentRequest]:
     """Build each pending latent's examples when a worker asks for them (in latent ranges, on the
@@ -1122,7 +1122,7 @@ def _score_work(
     read: Callable[[LatentRef], ScoredExamples],
     explanations: Iterable[Explanation],
     needs: frozenset[str],
-    skip: set[LatentRef],
+    skip: AbstractSet[LatentRef],
 ) -> Iterator[ScoreWork]:
     """Each explanation with its latent's stored test examples and negatives (``read`` per
     latent, when a worker asks) and, for scorers that need it, the latent's decoder direction
@@ -1138,7 +1138,7 @@ async def _score_arrivals(
     explanations: Iterable[Explanation],
     arriving: AsyncIterator[Made],
     needs: frozenset[str],
-    skip: set[LatentRef],
+    skip: AbstractSet[LatentRef],
 ) -> AsyncIterator[ScoreWork]:
     """:func:`_score_work` of the stored ``explanations``, then of each explanation as it
     arrives from the explain stage running alongside, with the examples it was made from."""
@@ -1153,7 +1153,7 @@ def _score_item(
     read: Callable[[LatentRef], ScoredExamples],
     e: Explanation,
     needs: frozenset[str],
-    skip: set[LatentRef],
+    skip: AbstractSet[LatentRef],
     examples: ScoredExamples | None = None,
 ) -> ScoreWork:
     if e.latent in skip:
@@ -1271,10 +1271,10 @@ async def _stage_score(
 ) -> dict[str, StageSummary]:
     """:func:`stage_score`, with full collections held back."""
     explainer_name = ctx.plan.step("explainer").component.name
-    wanted = set(latents)
+    wanted = LatentIds(latents)  # compact: a million latents are 8 MB here, not ~100
     explained = store.explained(explainer_name) & wanted
 
-    def explanations(among: set[LatentRef] = explained) -> Iterator[Explanation]:
+    def explanations(among: AbstractSet[LatentRef] = explained) -> Iterator[Explanation]:
         """Streamed from the store, for each scorer: those made before this stage began (the
         explain stage running alongside hands on the others), or ``among`` other latents."""
         return (e for e in store.iter_explanations(explainer_name) if e.latent in among)
@@ -1305,8 +1305,8 @@ def _score_job(
     store: RunStore,
     llm: LLMClient,
     step: Step,
-    wanted: set[LatentRef],
-    explained: set[LatentRef],
+    wanted: AbstractSet[LatentRef],
+    explained: AbstractSet[LatentRef],
     explanations: Callable[..., Iterator[Explanation]],
     arrivals: Arrivals[Made] | None,
     shared: SharedExamples,
@@ -1407,7 +1407,7 @@ async def score_on_executor(
     store: RunStore,
     executor: Any,
     *,
-    done: set[LatentRef],
+    done: AbstractSet[LatentRef],
     seed: int,
     provenance: Mapping[str, Any],
     bar: Any,

@@ -27,7 +27,7 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,15 @@ from typing import TYPE_CHECKING, Any, Self
 
 from autointerp import fastjson
 from autointerp.errors import StoreError
-from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
+from autointerp.types import (
+    Example,
+    Explanation,
+    LatentIds,
+    LatentRef,
+    LLMCall,
+    Prediction,
+    Score,
+)
 
 if TYPE_CHECKING:
     from autointerp.examples import ExampleSet
@@ -994,13 +1002,22 @@ class Store:
             )
         )
 
-    def explained(self, run_id: int, explainer: str) -> set[LatentRef]:
+    def explained(self, run_id: int, explainer: str) -> LatentIds:
         """The latents this explainer has already explained in this run (for resuming in bulk)."""
-        rows = self._query(
-            "SELECT source, idx FROM explanations WHERE run_id = ? AND explainer = ?",
-            (run_id, explainer),
-        )
-        return {LatentRef(r["source"], r["idx"]) for r in rows}
+        sql = "SELECT source, idx FROM explanations WHERE run_id = ? AND explainer = ?"
+        return self._latent_ids(sql, (run_id, explainer))
+
+    def _latent_ids(
+        self, sql: str, params: Sequence[Any], keep: Callable[[Any], bool] | None = None
+    ) -> LatentIds:
+        """The (source, idx) rows of ``sql`` (whose third column, if any, ``keep`` accepts) as a
+        compact set, from the cursor: no Python object per latent is kept."""
+        groups: dict[str, list[int]] = {}
+        with self._lock:
+            for row in self._conn.execute(sql, params):
+                if keep is None or keep(row[2]):
+                    groups.setdefault(row[0], []).append(row[1])
+        return LatentIds.from_indices(groups)
 
     def explanations(self, run_id: int, explainer: str | None = None) -> list[Explanation]:
         """A run's explanations (of one explainer if given), ordered by latent and explainer."""
@@ -1222,23 +1239,27 @@ class Store:
         explainer: str,
         scorer: str,
         where: Mapping[str, Any] | None = None,
-    ) -> set[LatentRef]:
+    ) -> LatentIds:
         """The latents whose ``explainer`` explanation ``scorer`` has already scored in this run;
         with ``where``, only scores whose provenance has these values (e.g. the scorer's options
         hash: a score made with other options does not count as done)."""
         # provenance ids, not their JSON: a run has a handful of provenances and many scores
-        rows = self._query(
-            "SELECT source, idx, provenance_id FROM scores "
-            "WHERE run_id = ? AND explainer = ? AND scorer = ?",
-            (run_id, explainer, scorer),
-        )
+        params = (run_id, explainer, scorer)
         wanted = dict(where or {})
         matches: dict[int | None, bool] = {}
-        for pid in {r[2] for r in rows}:
+        for (pid,) in self._query(
+            "SELECT DISTINCT provenance_id FROM scores "
+            "WHERE run_id = ? AND explainer = ? AND scorer = ?",
+            params,
+        ):
             found = self._query("SELECT data FROM provenance WHERE id = ?", (pid,))
             prov = json.loads(found[0][0]) if found and found[0][0] else {}
             matches[pid] = all(prov.get(k) == v for k, v in wanted.items())
-        return {LatentRef(source, idx) for source, idx, pid in rows if matches[pid]}
+        sql = (
+            "SELECT source, idx, provenance_id FROM scores "
+            "WHERE run_id = ? AND explainer = ? AND scorer = ?"
+        )
+        return self._latent_ids(sql, params, matches.__getitem__)
 
     def scores(self, run_id: int, scorer: str | None = None) -> list[Score]:
         """A run's scores (of one scorer if given), ordered by latent, explainer and scorer."""
@@ -1863,7 +1884,7 @@ class RunStore:
     def put_explanation(self, explanation: Explanation) -> None:
         self.store.put_explanation(self.run_id, explanation)
 
-    def explained(self, explainer: str) -> set[LatentRef]:
+    def explained(self, explainer: str) -> LatentIds:
         return self.store.explained(self.run_id, explainer)
 
     def explanations(self, explainer: str | None = None) -> list[Explanation]:
@@ -1877,7 +1898,7 @@ class RunStore:
 
     def scored(
         self, explainer: str, scorer: str, where: Mapping[str, Any] | None = None
-    ) -> set[LatentRef]:
+    ) -> LatentIds:
         return self.store.scored(self.run_id, explainer, scorer, where)
 
     def scores(self, scorer: str | None = None) -> list[Score]:

@@ -7,9 +7,14 @@ Nothing in this module imports torch, so listing plugins stays cheap.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 #: The kinds of component a plugin can register, in pipeline order.
 ComponentKind = Literal[
@@ -62,6 +67,71 @@ class LatentRef:
 
     def __str__(self) -> str:
         return f"{self.source}:{self.index}"
+
+
+class LatentIds(AbstractSet[LatentRef]):
+    """An immutable set of latents held as a sorted array of indices per source: 8 bytes a
+    latent instead of a Python object each, which is what a stage can afford to keep of a
+    million latents (the latents explained, scored, wanted). Equal to a ``set`` of the same
+    :class:`LatentRef` objects; iterates in (source, index) order."""
+
+    __slots__ = ("_by_source", "_len")
+
+    def __init__(self, latents: Iterable[LatentRef] = ()) -> None:
+        groups: dict[str, list[int]] = {}
+        for ref in latents:
+            groups.setdefault(ref.source, []).append(ref.index)
+        self._set(groups)
+
+    @classmethod
+    def from_indices(cls, by_source: Mapping[str, Iterable[int]]) -> LatentIds:
+        """The latents ``source -> indices`` (any order, repeats allowed)."""
+        ids = cls.__new__(cls)
+        ids._set(by_source)
+        return ids
+
+    def _set(self, by_source: Mapping[str, Any]) -> None:
+        import numpy as np
+
+        kept = {s: np.unique(np.fromiter(v, dtype=np.int64)) for s, v in by_source.items()}
+        self._by_source: dict[str, np.ndarray] = {s: a for s, a in kept.items() if len(a)}
+        self._len = sum(len(a) for a in self._by_source.values())
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[LatentRef]) -> LatentIds:
+        return cls(it)
+
+    def __contains__(self, ref: object) -> bool:
+        if not isinstance(ref, LatentRef):
+            return False
+        found = self._by_source.get(ref.source)
+        if found is None:
+            return False
+        i = int(found.searchsorted(ref.index))
+        return i < len(found) and int(found[i]) == ref.index
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[LatentRef]:
+        for source in sorted(self._by_source):
+            for index in self._by_source[source].tolist():
+                yield LatentRef(source, index)
+
+    def __and__(self, other: Any) -> LatentIds:
+        if not isinstance(other, LatentIds):
+            return LatentIds(ref for ref in other if ref in self)
+        import numpy as np
+
+        return LatentIds.from_indices(
+            {s: np.intersect1d(a, other._by_source[s], assume_unique=True)
+             for s, a in self._by_source.items() if s in other._by_source}
+        )  # fmt: skip
+
+    __rand__ = __and__
+
+    def __repr__(self) -> str:
+        return f"LatentIds({self._len} latents in {len(self._by_source)} sources)"
 
 
 @dataclass(frozen=True)

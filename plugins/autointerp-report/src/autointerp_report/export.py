@@ -259,7 +259,7 @@ def _neuronpedia_features(
             )
     known = set(stats) | set(failures)
     for explainer in explainers:
-        known |= store.explained(run_id, explainer)
+        known.update(store.explained(run_id, explainer))
     latents = sorted(known, key=lambda r: (r.source, r.index))
     run = store.get_run(run_id)
     model = model_id or _model_id(
