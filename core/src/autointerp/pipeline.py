@@ -1258,46 +1258,34 @@ async def stage_score(
     is made; scorers that run on an executor's workers start when the explain stage ends.
     """
     with fewer_full_collections():
-        return await _stage_score(ctx, store, llm, latents, arrivals, bar)
+        explainer_name = ctx.plan.step("explainer").component.name
+        wanted = LatentIds(latents)  # compact: a million latents are 8 MB here, not ~100
+        explained = store.explained(explainer_name) & wanted
 
+        def explanations(among: AbstractSet[LatentRef] = explained) -> Iterator[Explanation]:
+            """Streamed from the store, for each scorer: those made before this stage began (the
+            explain stage running alongside hands on the others), or ``among`` other latents."""
+            return (e for e in store.iter_explanations(explainer_name) if e.latent in among)
 
-async def _stage_score(
-    ctx: RunContext,
-    store: RunStore,
-    llm: LLMClient,
-    latents: Sequence[LatentRef],
-    arrivals: Arrivals[Made] | None = None,
-    bar: Any = None,
-) -> dict[str, StageSummary]:
-    """:func:`stage_score`, with full collections held back."""
-    explainer_name = ctx.plan.step("explainer").component.name
-    wanted = LatentIds(latents)  # compact: a million latents are 8 MB here, not ~100
-    explained = store.explained(explainer_name) & wanted
-
-    def explanations(among: AbstractSet[LatentRef] = explained) -> Iterator[Explanation]:
-        """Streamed from the store, for each scorer: those made before this stage began (the
-        explain stage running alongside hands on the others), or ``among`` other latents."""
-        return (e for e in store.iter_explanations(explainer_name) if e.latent in among)
-
-    jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
-    scorers = [step for step in ctx.plan.steps if step.component.kind == "scorer"]
-    shared = SharedExamples(store, keep=2 * ctx.latents_in_flight)
-    try:
-        for step in scorers:
-            jobs[step.component.name] = _score_job(
-                ctx, store, llm, step, wanted, explained, explanations, arrivals, shared
-            )
-    finally:
-        if arrivals is not None:
-            arrivals.ready.set()
-    if not jobs:
-        return {}
-    if bar is not None:
-        results = await asyncio.gather(*(job(bar=bar) for job in jobs.values()))
-    else:
-        with stage_progress(llm, progress=ctx.progress) as display:
-            results = await asyncio.gather(*(job(bar=display) for job in jobs.values()))
-    return dict(zip(jobs, results, strict=True))
+        jobs: dict[str, Callable[..., Awaitable[StageSummary]]] = {}
+        scorers = [step for step in ctx.plan.steps if step.component.kind == "scorer"]
+        shared = SharedExamples(store, keep=2 * ctx.latents_in_flight)
+        try:
+            for step in scorers:
+                jobs[step.component.name] = _score_job(
+                    ctx, store, llm, step, wanted, explained, explanations, arrivals, shared
+                )
+        finally:
+            if arrivals is not None:
+                arrivals.ready.set()
+        if not jobs:
+            return {}
+        if bar is not None:
+            results = await asyncio.gather(*(job(bar=bar) for job in jobs.values()))
+        else:
+            with stage_progress(llm, progress=ctx.progress) as display:
+                results = await asyncio.gather(*(job(bar=display) for job in jobs.values()))
+        return dict(zip(jobs, results, strict=True))
 
 
 def _score_job(
