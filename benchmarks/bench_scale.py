@@ -165,6 +165,9 @@ def main() -> None:
     p.add_argument("--segment-s", type=float, default=None,
                    help="stop explain/score after this many seconds (resumable); the readers "
                    "then run on the partial run")  # fmt: skip
+    p.add_argument("--commands", nargs="+", choices=COMMANDS, default=list(COMMANDS),
+                   help="run only these commands (in their usual order), e.g. one explain "
+                   "segment of a 1M-latent run in a session")  # fmt: skip
     p.add_argument("--table", action="store_true", help="only print the table of segments")
     args = p.parse_args()
     root = args.workdir.resolve()
@@ -199,7 +202,7 @@ def main() -> None:
                 (run_dir / "cache").symlink_to(shared / "cache", target_is_directory=True)
             config = configure(root, f"{args.executor}-{n}", run_dir, url, n, args)
             log = root / f"{args.executor}-{n}.log"
-            for command in COMMANDS:
+            for command in (c for c in COMMANDS if c in args.commands):
                 key = {"executor": args.executor, "latents": n, "command": command}
                 if command in ("explain", "score") and done(root, key):
                     continue  # finished by an earlier invocation
