@@ -874,9 +874,9 @@ def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, l
     with _opened(ctx.run_dir, store and store.store) as opened:
         opened.bind(ctx.run_id).put_latents(
             key,
-            [{"index": i, "frequency": float(stats["frequency"][i]),
+            ({"index": i, "frequency": float(stats["frequency"][i]),
               "max_activation": float(stats["max"][i]), "mean": float(stats["mean"][i])}
-             for i in chosen],
+             for i in chosen),  # streamed into the insert: no list of a million rows
         )  # fmt: skip
     ctx._built["cache"] = cache
     return cache_dir, [LatentRef(key, i) for i in chosen]

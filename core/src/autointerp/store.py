@@ -714,14 +714,16 @@ class Store:
         """Upsert per-latent stats in one transaction.
 
         Each row needs ``index``, ``frequency`` and ``max_activation``; other keys go to ``extra``.
+        ``rows`` are consumed as they are inserted (a generator keeps a million latents' rows out
+        of memory); a bad row rolls the whole transaction back.
         """
-        params = []
-        for row in rows:
-            extra = {
-                k: v for k, v in row.items() if k not in ("index", "frequency", "max_activation")
-            }
-            params.append(
-                (
+
+        named = ("index", "frequency", "max_activation")
+
+        def params() -> Iterator[tuple[Any, ...]]:
+            for row in rows:
+                extra = {k: v for k, v in row.items() if k not in named}
+                yield (
                     run_id,
                     source,
                     int(row["index"]),
@@ -729,12 +731,12 @@ class Store:
                     float(row["max_activation"]),
                     _dumps(extra, f"extra stats of {source}:{row['index']}"),
                 )
-            )
+
         with self._write() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO latents "
                 "(run_id, source, idx, frequency, max_activation, extra) VALUES (?, ?, ?, ?, ?, ?)",
-                params,
+                params(),
             )
 
     def latents(self, run_id: int, source: str | None = None) -> list[LatentStats]:
