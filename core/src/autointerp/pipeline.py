@@ -546,6 +546,7 @@ async def explain_latents(
     provenance: Mapping[str, Any] | None = None,
     on_explained: Callable[[Made], Awaitable[None]] | None = None,
     bar: Any = None,
+    done: AbstractSet[LatentRef] | None = None,
 ) -> StageSummary:
     """Explain every latent of ``work`` with at most ``concurrency`` latents in flight.
 
@@ -580,7 +581,8 @@ async def explain_latents(
         return True
 
     summary = StageSummary()
-    done = rs.explained(explainer_name)
+    if done is None:  # the caller has not read them: latents already explained in this run
+        done = rs.explained(explainer_name)
     pending = _pending(work, lambda w: w.latent in done, summary)
     result = await run_pool(
         pending,
@@ -1061,7 +1063,7 @@ async def stage_explain(
             _latent_work(ctx, latents, store, done, needs), explainer, step.component.name, llm,
             store, concurrency=ctx.latents_in_flight, seed=ctx.config.seed, total=pending,
             progress=ctx.progress, provenance=ctx.provenance("explainer", explainer),
-            on_explained=arrivals.put if arrivals is not None else None, bar=bar,
+            on_explained=arrivals.put if arrivals is not None else None, bar=bar, done=done,
         )  # fmt: skip
     finally:
         if arrivals is not None:

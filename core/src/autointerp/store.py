@@ -18,6 +18,7 @@ Only the standard library is used; one connection is shared by threads behind a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -65,7 +66,6 @@ _PAYERS = (
     ") GROUP BY run_id, request_hash"
 )
 
-#: ``MIGRATIONS[i]`` holds the statements taking the schema from version ``i`` to ``i + 1``.
 #: what ``progress`` counts: (table, kind, component), the last two as expressions over a row
 _COUNTED = (
     ("latents", "'latents'", "''"),
@@ -156,6 +156,7 @@ def _counter_migration() -> tuple[str, ...]:
     return tuple(out)
 
 
+#: ``MIGRATIONS[i]`` holds the statements taking the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # 1: runs, latents, explanations, scores, LLM cache and ledger
     (
@@ -338,6 +339,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # about 5x smaller; rows written before keep their JSON text and are read as they are. No
     # statement: the version alone makes an older autointerp refuse a store it would misread
     (),
+)
+
+#: forgets one failure (``clear_failure``, and ``put_score`` in the score's transaction)
+_CLEAR_FAILURE = (
+    "DELETE FROM failures WHERE run_id = ? AND source = ? AND idx = ? AND stage = ? "
+    "AND component = ?"
 )
 
 #: The schema version this code writes.
@@ -1106,11 +1113,7 @@ class Store:
     def clear_failure(self, run_id: int, latent: LatentRef, stage: str, component: str) -> None:
         """Forget a failure (a retry succeeded)."""
         with self._write() as conn:
-            conn.execute(
-                "DELETE FROM failures WHERE run_id = ? AND source = ? AND idx = ? AND stage = ? "
-                "AND component = ?",
-                (run_id, latent.source, latent.index, stage, component),
-            )
+            conn.execute(_CLEAR_FAILURE, (run_id, latent.source, latent.index, stage, component))
 
     def progress_counts(self, run_id: int) -> ProgressCounts:
         """How far a run is, counted in SQL (no record is read or decoded: fast at any size):
@@ -1209,9 +1212,7 @@ class Store:
             )
             if clears is not None:
                 conn.execute(
-                    "DELETE FROM failures WHERE run_id = ? AND source = ? AND idx = ? "
-                    "AND stage = 'score' AND component = ?",
-                    (run_id, s.latent.source, s.latent.index, clears),
+                    _CLEAR_FAILURE, (run_id, s.latent.source, s.latent.index, "score", clears)
                 )
 
     def get_score(
@@ -1681,17 +1682,10 @@ def _example_set_row(run_id: int, x: ExampleSet) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-_ROLES: dict[str, str] = {}  # a few kinds ("quantile:3", "random" ...) in every example set
-
-
+@functools.lru_cache(maxsize=4096)  # a few kinds ("quantile:3", "random" ...) in every set
 def _role(kind: str) -> str:
     """The role of an example of this kind (:attr:`Example.role`'s own rule)."""
-    role = _ROLES.get(kind)
-    if role is None:
-        if len(_ROLES) > 4096:  # kinds are few; never let odd ones grow it
-            _ROLES.clear()
-        role = _ROLES[kind] = Example((), (), (), kind).role
-    return role
+    return Example((), (), (), kind).role
 
 
 def _loads(text: str) -> Any:
