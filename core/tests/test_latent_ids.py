@@ -36,3 +36,15 @@ def test_empty_and_from_indices() -> None:
     ids = LatentIds.from_indices({"s": [5, 1, 5, 3], "t": [], "u": range(2)})
     assert list(ids) == refs([("s", 1), ("s", 3), ("s", 5), ("u", 0), ("u", 1)])
     assert LatentRef("t", 0) not in ids and repr(ids) == "LatentIds(5 latents in 2 sources)"
+
+
+def test_sources_union_and_long_iteration() -> None:
+    big = LatentIds.from_indices({"b": range(0, 300_000, 2), "a": [7]})
+    assert big.sources == ["a", "b"] and len(big) == 150_001
+    seen = list(big)  # iterated a block at a time, still in (source, index) order
+    assert seen[0] == LatentRef("a", 7) and seen[-1] == LatentRef("b", 299_998)
+    assert [r.index for r in seen[1:]] == list(range(0, 300_000, 2))
+    more = big | LatentIds(refs([("b", 1), ("c", 0), ("b", 2)]))  # numpy union per source
+    assert len(more) == 150_003 and isinstance(more, LatentIds)
+    assert LatentRef("b", 1) in more and LatentRef("c", 0) in more
+    assert (big | {LatentRef("a", 8)}) == set(big) | {LatentRef("a", 8)}

@@ -142,6 +142,15 @@ def test_latents_upsert_and_extra(store: Store, run_id: int) -> None:
     store.put_latents(run_id, SRC, [{"index": 0, "frequency": 0.2, "max_activation": 1, "k": [1]}])
     assert store.latents(run_id, SRC)[0].extra == {"k": [1]}
     assert len(store.latents(run_id)) == 3
+    # a part of the latents at a time (the report's reader), and the compact id set
+    every = {s.latent: s for s in store.latents(run_id)}
+    other = LatentRef("transcoder/mlp.0", 5)
+    asked = [L1, other, LatentRef(SRC, 7)]  # latent 7 has no stats: absent
+    assert store.latent_stats(run_id, asked) == {L1: every[L1], other: every[other]}
+    assert store.latent_ids(run_id) == set(every) and store.latent_ids(run_id).sources == [
+        SRC,
+        "transcoder/mlp.0",
+    ]
 
 
 def test_examples_round_trip_in_order(store: Store, run_id: int) -> None:

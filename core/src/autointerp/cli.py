@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator, Mapping
+from itertools import islice
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -672,7 +673,7 @@ SUMMARY_ROWS = 50
 def _print_summary(run_path: Path, run_id: int, summary: Any) -> None:
     from autointerp.store import Store
 
-    shown = summary.latents[:SUMMARY_ROWS]
+    shown = list(islice(summary.latents, SUMMARY_ROWS))
     with Store.open(run_path) as store:  # the shown latents' records only: runs of any size
         explanations = {ref: es[-1] for ref, es in store.latent_explanations(run_id, shown).items()}
         scores: dict[Any, dict[str, Any]] = {}

@@ -22,6 +22,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Iterable,
     Iterator,
     Mapping,
@@ -701,7 +702,7 @@ STAGES = ("cache", "explain", "score")
 @dataclass
 class RunSummary:
     cache_dir: Path | None
-    latents: list[LatentRef]
+    latents: LatentIds
     explain: StageSummary | None
     scores: dict[str, StageSummary]
     llm_stats: Any = None  #: the LLM client's counters (calls, tokens, cost) of this process
@@ -851,9 +852,9 @@ def cache_corpus(
     return ActivationCache(cache_dir)
 
 
-def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, list[LatentRef]]:
+def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, LatentIds]:
     """Cache the feature source's activations (resuming a partial cache), choose the latents and
-    record their statistics in the store."""
+    record their statistics in the store; returns the cache folder and the chosen latents."""
     plan, config = ctx.plan, ctx.config
     adapter, source = ctx.build("model"), ctx.build("feature_source")
     source_step = plan.step("feature_source")
@@ -881,7 +882,7 @@ def stage_cache(ctx: RunContext, store: RunStore | None = None) -> tuple[Path, l
              for i in chosen),  # streamed into the insert: no list of a million rows
         )  # fmt: skip
     ctx._built["cache"] = cache
-    return cache_dir, [LatentRef(key, i) for i in chosen]
+    return cache_dir, LatentIds.from_indices({key: chosen})  # 8 bytes a latent, not an object
 
 
 def _choose_latents(lat: Any, width: int, count: Any) -> list[int]:
@@ -1045,7 +1046,7 @@ async def stage_explain(
     ctx: RunContext,
     store: RunStore,
     llm: LLMClient,
-    latents: Sequence[LatentRef],
+    latents: Collection[LatentRef],
     arrivals: Arrivals[Made] | None = None,
     bar: Any = None,
 ) -> StageSummary:
@@ -1250,7 +1251,7 @@ async def stage_score(
     ctx: RunContext,
     store: RunStore,
     llm: LLMClient,
-    latents: Sequence[LatentRef],
+    latents: Collection[LatentRef],
     arrivals: Arrivals[Made] | None = None,
     bar: Any = None,
 ) -> dict[str, StageSummary]:
@@ -1261,7 +1262,8 @@ async def stage_score(
     """
     with fewer_full_collections():
         explainer_name = ctx.plan.step("explainer").component.name
-        wanted = LatentIds(latents)  # compact: a million latents are 8 MB here, not ~100
+        # compact: a million latents are 8 MB here, not ~100
+        wanted = latents if isinstance(latents, LatentIds) else LatentIds(latents)
         explained = store.explained(explainer_name) & wanted
 
         def explanations(among: AbstractSet[LatentRef] = explained) -> Iterator[Explanation]:
@@ -1473,7 +1475,7 @@ def _execute(ctx: RunContext, store: RunStore, stages: Sequence[str]) -> RunSumm
     if "cache" in stages:
         cache_dir, latents = stage_cache(ctx, store)
     else:
-        latents = store.latent_refs()
+        latents = store.latent_ids()
         if not latents:
             raise ConfigError(
                 f"{run_dir}: this run has no latents yet; run `autointerp explain` on it first"

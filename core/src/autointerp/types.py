@@ -93,7 +93,10 @@ class LatentIds(AbstractSet[LatentRef]):
     def _set(self, by_source: Mapping[str, Any]) -> None:
         import numpy as np
 
-        kept = {s: np.unique(np.fromiter(v, dtype=np.int64)) for s, v in by_source.items()}
+        kept = {
+            s: np.unique(v if isinstance(v, np.ndarray) else np.fromiter(v, dtype=np.int64))
+            for s, v in by_source.items()
+        }
         self._by_source: dict[str, np.ndarray] = {s: a for s, a in kept.items() if len(a)}
         self._len = sum(len(a) for a in self._by_source.values())
 
@@ -113,10 +116,29 @@ class LatentIds(AbstractSet[LatentRef]):
     def __len__(self) -> int:
         return self._len
 
+    @property
+    def sources(self) -> list[str]:
+        """The sources with a latent here, sorted."""
+        return sorted(self._by_source)
+
     def __iter__(self) -> Iterator[LatentRef]:
         for source in sorted(self._by_source):
-            for index in self._by_source[source].tolist():
-                yield LatentRef(source, index)
+            found = self._by_source[source]
+            for start in range(0, len(found), 65536):  # a block of ints at a time, not a list
+                for index in found[start : start + 65536].tolist():
+                    yield LatentRef(source, index)
+
+    def __or__(self, other: Any) -> LatentIds:
+        if not isinstance(other, LatentIds):
+            other = LatentIds(other)
+        import numpy as np
+
+        merged = dict(self._by_source)
+        for s, a in other._by_source.items():
+            merged[s] = np.union1d(merged[s], a) if s in merged else a
+        return LatentIds.from_indices(merged)
+
+    __ror__ = __or__
 
     def __and__(self, other: Any) -> LatentIds:
         if not isinstance(other, LatentIds):

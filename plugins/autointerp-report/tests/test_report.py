@@ -636,3 +636,19 @@ def test_hostile_names_and_explanations_cannot_break_the_page(tmp_path: Path) ->
     fill_run(tmp_path / "plain", 1).close()
     plain = write_report(tmp_path / "plain").read_text().count("<script")
     assert page_scripts == plain  # the hostile data added no script element
+
+
+def test_report_reads_stats_by_part_and_keeps_latents_known_only_by_failure(tmp_path: Path) -> None:
+    store = fill_run(tmp_path / "run", 5)
+    run = store.runs()[-1].id
+    stray = LatentRef(SOURCE, 40)  # failed before its stats were stored: no latents row
+    store.put_failure(run, stray, "explain", "default", "timed out")
+    store.close()
+    settings = ReportSettings(rows_per_file=2, cards_per_file=2, read_chunk=2, workers=1)
+    out = write_report(tmp_path / "run", settings=settings).parent
+    rows = [r for p in sorted((out / "data").glob("rows-*.js")) for r in _jsonp(p)[2]]
+    assert [r[2] for r in rows] == [0, 1, 2, 3, 4, 40] and rows[-1][6] == 1
+    assert rows[3][4] == 10**-4 and rows[-1][4] is None  # stats read per chunk; none for 40
+    cards = [c for p in sorted((out / "data").glob("latents-*.js")) for c in _jsonp(p)[2]]
+    assert cards[3]["f"] == 10**-4 and cards[3]["m"] == 5.0 and cards[3]["x"] == {"mean": 0.5}
+    assert "f" not in cards[-1] and cards[-1]["fl"] == [["default", "timed out"]]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from autointerp_report.stats import (
     agreement,
+    agreement_arrays,
     bootstrap_ci,
     bootstrap_medians,
     mann_whitney,
@@ -56,6 +57,24 @@ def test_agreement_finds_planted_correlated_and_anti_correlated_scorers() -> Non
     assert abs(rho[r["a"], r["noise"]]) < 0.2
     assert np.allclose(np.diag(rho), 1.0)
     assert n[r["a"], r["b"]] == 199 and n[r["b"], r["noise"]] == 198 and n[r["a"], r["a"]] == 200
+
+
+def test_agreement_of_arrays_equals_agreement_of_dicts() -> None:
+    rng = np.random.default_rng(2)
+    keys = rng.choice(10_000, size=(3, 400), replace=False)
+    dicts = {
+        name: {int(k): float(v) for k, v in zip(ks, rng.normal(size=400), strict=True)}
+        for name, ks in zip("xyz", keys, strict=True)
+    }
+    dicts["y"].update({int(k): dicts["x"][int(k)] + 0.1 for k in keys[0][:200]})
+    arrays = {}
+    for name, d in dicts.items():
+        order = sorted(d)
+        arrays[name] = (np.array(order, dtype=np.int64), np.array([d[k] for k in order]))
+    names, rho, n = agreement(dicts)
+    names_a, rho_a, n_a = agreement_arrays(arrays)
+    assert names == names_a and (n == n_a).all() and n[0, 1] >= 200
+    assert np.allclose(rho, rho_a, equal_nan=True) and rho[0, 1] > 0.5
 
 
 def test_bootstrap_ci_covers_the_true_median_at_about_the_nominal_rate() -> None:

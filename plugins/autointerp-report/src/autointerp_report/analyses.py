@@ -23,6 +23,7 @@ import html
 import json
 import math
 import re
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from autointerp_report import figures
 from autointerp_report.plots import write
 from autointerp_report.readonly import OpenRun, open_readonly, open_runs
 from autointerp_report.runs import RunInputError
-from autointerp_report.stats import agreement
+from autointerp_report.stats import agreement_arrays
 
 #: scores read per query (predictions decoded per page)
 PAGE = 2000
@@ -268,11 +269,17 @@ def _pct(cell: dict[str, Any]) -> str:
 # -- score distributions -----------------------------------------------------------------------
 
 
+#: one scorer key's values: latent codes (sorted, see :func:`score_values`) and the values
+Column = tuple[np.ndarray, np.ndarray]
+
+
 def score_values(
     run: OpenRun, explainer: str | None = None, metric: str | None = None
-) -> tuple[dict[str, dict[LatentRef, float]], dict[str, int]]:
-    """``{scorer key: {latent: value}}`` (the headline value, or ``metric`` from each score's
-    metrics) and the number of scores without one per key."""
+) -> tuple[dict[str, Column], dict[str, int]]:
+    """``{scorer key: (latent codes, values)}`` (the headline value, or ``metric`` from each
+    score's metrics) and the number of scores without one per key. A latent's code is
+    ``source number << 40 | index`` (sources numbered in sorted order), the same for every key
+    of the run; rows are read from the cursor into arrays, 16 bytes a score at any run size."""
     _, several = _keys(run, explainer)
     column = "value" if metric is None else "json_extract(metrics, ?)"
     params: list[Any] = [] if metric is None else [f'$."{metric}"']
@@ -281,14 +288,19 @@ def score_values(
     if explainer is not None:
         sql += " AND explainer = ?"
         params.append(explainer)
-    values: dict[str, dict[LatentRef, float]] = {}
+    codes: dict[str, array[int]] = {}
+    values: dict[str, array[float]] = {}
     missing: dict[str, int] = {}
-    for source, idx, scorer, expl, v in run.store.rows(sql + " ORDER BY source, idx", params):
-        key = _key(scorer, expl, several)
-        values.setdefault(key, {})
-        missing.setdefault(key, 0)
+    sources: dict[str, int] = {}  # rows come in source order: numbered as met
+    names: dict[tuple[str, str], str] = {}
+    for source, idx, scorer, expl, v in run.store.iter_rows(sql + " ORDER BY source, idx", params):
+        key = names.get((scorer, expl))
+        if key is None:
+            key = names[(scorer, expl)] = _key(scorer, expl, several)
+            codes[key], values[key], missing[key] = array("q"), array("d"), 0
         if isinstance(v, int | float) and math.isfinite(v):
-            values[key][LatentRef(source, idx)] = float(v)
+            codes[key].append(sources.setdefault(source, len(sources)) << 40 | idx)
+            values[key].append(float(v))
         else:
             missing[key] += 1
     if metric is not None and not any(values.values()):
@@ -296,7 +308,8 @@ def score_values(
             f"--metric {metric}: no score of {run.ref.path} has it (look at the metrics of a "
             f"score with `autointerp export {run.ref.path}`)"
         )
-    return values, missing
+    return {k: (np.asarray(codes[k], dtype=np.int64), np.asarray(values[k], dtype=float))
+            for k in codes}, missing  # fmt: skip
 
 
 def analyze_distributions(
@@ -315,7 +328,7 @@ def analyze_distributions(
     for key in keys:
         rows, series = [], []
         for run, (values, missing) in zip(runs, loaded, strict=True):
-            v = np.fromiter(values.get(key, {}).values(), dtype=float)
+            v = values[key][1] if key in values else np.zeros(0)
             series.append((run.ref.name if len(runs) > 1 else run.label, v))
             q25, q50, q75 = np.quantile(v, [0.25, 0.5, 0.75]).tolist() if len(v) else [None] * 3
             rows.append({
@@ -353,9 +366,9 @@ def analyze_correlations(
     (a latent of each run is one observation); a heatmap each."""
     loaded = [score_values(r, explainer)[0] for r in runs]
     per_run, out, notes = [], [], []
-    pooled: dict[str, dict[tuple[int, LatentRef], float]] = {}
+    pooled: dict[str, list[Column]] = {}
     for i, (run, values) in enumerate(zip(runs, loaded, strict=True)):
-        names, rho, n = agreement(values)
+        names, rho, n = agreement_arrays(values)
         per_run.append({"run": run.label, "scorers": names, "spearman": _matrix(rho),
                         "n": n.tolist()})  # fmt: skip
         if len(names) < 2:
@@ -365,11 +378,13 @@ def analyze_correlations(
             part = _slug(run.ref.name) if len(runs) > 1 else ""
             svg = figures.heatmap(names, names, rho, title=title, counts=n)
             out.append(Figure(part, title, svg))
-        for key, vals in values.items():
-            pooled.setdefault(key, {}).update(((i, ref), v) for ref, v in vals.items())
+        for key, (codes, vals) in values.items():  # a latent of run i: the run in the top bits
+            pooled.setdefault(key, []).append((codes | (i << 52), vals))
     pooled_block = None
     if len(runs) > 1:
-        names, rho, n = agreement(pooled)
+        joined = {k: tuple(map(np.concatenate, zip(*cols, strict=True)))
+                  for k, cols in pooled.items()}  # fmt: skip
+        names, rho, n = agreement_arrays(joined)
         pooled_block = {"scorers": names, "spearman": _matrix(rho), "n": n.tolist()}
         if len(names) >= 2:
             title = f"scorer correlation (Spearman), pooled over {len(runs)} runs"

@@ -77,6 +77,13 @@ class ReadOnlyStore(Store):
         """Rows of a read query."""
         return self._query(sql, params)
 
+    def iter_rows(self, sql: str, params: Sequence[Any] = (), page: int = 4096) -> Iterator[Any]:
+        """Rows of a read query from its cursor, ``page`` at a time: memory holds a page."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+        while rows := cursor.fetchmany(page):
+            yield from rows
+
 
 @dataclass
 class OpenRun:

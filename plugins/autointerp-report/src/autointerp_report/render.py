@@ -32,7 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,11 @@ import numpy as np
 from autointerp.examples import scored_examples
 from autointerp.status import component_costs
 from autointerp.store import Store
-from autointerp.types import Example, LatentRef, Score
+from autointerp.types import Example, LatentIds, LatentRef, Score
 from autointerp_report import plots
 from autointerp_report.analyses import report_figures
 from autointerp_report.runs import open_run_input
-from autointerp_report.stats import agreement, spearman
+from autointerp_report.stats import agreement_arrays, spearman
 
 
 @dataclass(frozen=True)
@@ -257,18 +257,19 @@ def write_report(
     with open_run_input(run_dir, run_id) as (store, picked):
         run = store.get_run(picked)
         assert run is not None
-        stats = store.latents(run.id)
         keys = store.score_keys(run.id)
         failures: dict[LatentRef, list[tuple[str, str]]] = {}
         for (ref, component), reason in store.failures(run.id).items():
             failures.setdefault(ref, []).append((component, reason))
-        refs = sorted({s.latent for s in stats} | set(failures))
-        by_ref = {s.latent: s for s in stats}
+        # the latents as compact ids; their stats are read a part at a time where rendered
+        refs = store.latent_ids(run.id)
+        if any(ref not in refs for ref in failures):
+            refs = refs | LatentIds(failures)
         explainers = store.explainer_names(run.id)
         scoring = sorted({e for e, _ in keys})
         names = [s if len(scoring) <= 1 else f"{s} ({e})" for e, s in keys]
         labels = {k: i for i, k in enumerate(keys)}
-        sources = sorted({r.source for r in refs})
+        sources = refs.sources
         source_ids = {s: i for i, s in enumerate(sources)}
         usage = store.usage(run.id)
         costs = component_costs(store, run.id)  # LLM calls, tokens, dollars per component
@@ -278,13 +279,11 @@ def write_report(
         values = np.full((len(keys), len(refs)), np.nan)
         job = _Job(store.path, run.id, settings, labels, explainers, source_ids)
 
-        def part(i: int, size: int) -> _Part:
-            these = refs[i : i + size]
-            return (
-                these,
-                {r: by_ref[r] for r in these if r in by_ref},
-                {r: failures[r] for r in these if r in failures},
-            )
+        ordered = iter(refs)
+
+        def part(size: int) -> _Part:
+            these = list(islice(ordered, size))
+            return these, {r: failures[r] for r in these if r in failures}
 
         n = n_files = 0
         workers = _workers(settings, len(refs))
@@ -306,11 +305,13 @@ def write_report(
     # the run's own analyses (accuracy per quantile, scorer correlations, cost per component)
     # and any figure `autointerp analyze` wrote into the same folder before
     plot_list += report_figures(run_dir, run.id, out / "analyses")
-    by_scorer = {
-        name: {i: float(v) for i, v in enumerate(values[k]) if math.isfinite(v)}
-        for k, name in enumerate(names)
-    }
-    agree_names, rho, shared = agreement(by_scorer) if names else ([], np.zeros((0, 0)), None)
+    by_scorer = {}
+    for k, name in enumerate(names):
+        known = np.flatnonzero(np.isfinite(values[k]))
+        by_scorer[name] = (known, values[k][known])
+    agree_names, rho, shared = (
+        agreement_arrays(by_scorer) if names else ([], np.zeros((0, 0)), None)
+    )
     meta = {
         "run": {
             "id": run.id,
@@ -376,7 +377,8 @@ class _Job:
 
 
 #: a part: its latents (consecutive in the table), their stats and their failures
-_Part = tuple[list[LatentRef], dict[LatentRef, Any], dict[LatentRef, list[tuple[str, str]]]]
+#: the latents of one part, in order, and their failures
+_Part = tuple[list[LatentRef], dict[LatentRef, list[tuple[str, str]]]]
 #: card file bodies, then per latent (table row, [*raw score values, frequency]); a row's
 #: position and card file are numbered by the caller (row[7]: index among this part's bodies)
 _PartResult = tuple[list[str], list[tuple[list[Any], list[float]]]]
@@ -385,7 +387,7 @@ _PartResult = tuple[list[str], list[tuple[list[Any], list[float]]]]
 def _render_part(store: Store, job: _Job, part: _Part) -> _PartResult:
     """Cards and table rows of one part, read from the store one chunk of latents at a time.
     Cards go to files of at most ``cards_per_file`` / ``bytes_per_file``, each with its strings."""
-    refs, stats, failures = part
+    refs, failures = part
     settings, labels = job.settings, job.labels
     bodies: list[str] = []
     items: list[str] = []
@@ -405,6 +407,7 @@ def _render_part(store: Store, job: _Job, part: _Part) -> _PartResult:
         examples = store.latent_examples(job.run_id, chunk, tokens=False)
         chunk_exps = store.latent_explanations(job.run_id, chunk)
         chunk_scores = store.latent_scores(job.run_id, chunk)
+        stats = store.latent_stats(job.run_id, chunk)
         for ref in chunk:
             st = stats.get(ref)
             exps = chunk_exps.get(ref, [])
@@ -464,9 +467,10 @@ def _run_part(part: _Part) -> _PartResult:
 
 @contextmanager
 def _part_results(
-    store: Store, job: _Job, part: Callable[[int, int], _Part], n: int, workers: int
+    store: Store, job: _Job, part: Callable[[int], _Part], n: int, workers: int
 ) -> Iterator[Iterator[_PartResult]]:
-    """Rendered parts of latents ``0..n`` in order: in this process, or in ``workers`` processes
+    """Rendered parts of the ``n`` latents in order (``part(size)``: the next ``size``
+    latents): in this process, or in ``workers`` processes
     (spawned, not forked: the caller may hold threads and a loaded model), each with its own
     connection, at most two parts per worker in flight. A part is one card file's worth: after
     the first parts, as many cards as the mean card size so far fits in ``bytes_per_file``, so
@@ -481,7 +485,7 @@ def _part_results(
             if seen[1]:
                 fit = int(0.9 * settings.bytes_per_file * seen[1] / max(seen[0], 1))
                 size = max(1, min(size, fit))
-            yield part(start, size)
+            yield part(size)
             start += size
 
     def count(result: _PartResult) -> _PartResult:

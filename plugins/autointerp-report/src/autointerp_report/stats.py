@@ -45,21 +45,33 @@ def agreement(
     ``scores`` maps scorer name -> {latent: value}; returns (names, correlation matrix, matrix of
     the number of shared latents). Missing or None values are left out pair by pair.
     """
+    position: dict[Hashable, int] = {}
+    arrays = {}
+    for name, values in scores.items():
+        kept = [(position.setdefault(key, len(position)), v)
+                for key, v in values.items() if v is not None]  # fmt: skip
+        keys = np.fromiter((k for k, _ in kept), dtype=np.int64, count=len(kept))
+        vals = np.fromiter((v for _, v in kept), dtype=float, count=len(kept))
+        order = np.argsort(keys)
+        arrays[name] = (keys[order], vals[order])
+    return agreement_arrays(arrays)
+
+
+def agreement_arrays(
+    scores: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """:func:`agreement` of scores held as arrays: scorer name -> (latent keys, sorted unique
+    integers; their values). A million latents' scores take 16 bytes each, not a dict entry."""
     names = sorted(scores)
     k = len(names)
     rho = np.full((k, k), math.nan)
     n = np.zeros((k, k), dtype=int)
     for i, a in enumerate(names):
         for j, b in enumerate(names):
-            common = [
-                key
-                for key, v in scores[a].items()
-                if v is not None and scores[b].get(key) is not None
-            ]
-            n[i, j] = len(common)
-            rho[i, j] = spearman(
-                [scores[a][key] for key in common], [scores[b][key] for key in common]
-            )
+            (ka, va), (kb, vb) = scores[a], scores[b]
+            _, ia, ib = np.intersect1d(ka, kb, assume_unique=True, return_indices=True)
+            n[i, j] = len(ia)
+            rho[i, j] = spearman(va[ia], vb[ib])
     return names, rho, n
 
 
