@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 from autointerp.errors import AutointerpError
 from autointerp.store import RunNotFoundError, Store, open_run
-from autointerp.types import LatentRef, Prediction
+from autointerp.types import LatentIds, LatentRef, Prediction
 
 Format = Literal["jsonl", "parquet", "neuronpedia"]
 FORMATS = ("jsonl", "parquet", "neuronpedia")
@@ -248,7 +248,6 @@ def _neuronpedia_features(
 ) -> tuple[str, Iterable[dict[str, Any]], int]:
     """modelId, the feature records and their count. Records are built one latent at a time from
     per-latent lookups, so memory holds one latent's examples, explanations and scores."""
-    stats = {s.latent: s for s in store.latents(run_id)}
     explainers = store.explainer_names(run_id)
     score_keys = store.score_keys(run_id)
     failures: dict[LatentRef, list[dict[str, str]]] = {}
@@ -257,14 +256,11 @@ def _neuronpedia_features(
             failures.setdefault(latent, []).append(
                 {"stage": stage, "component": component, "reason": reason}
             )
-    known = set(stats) | set(failures)
+    latents = store.latent_ids(run_id) | LatentIds(failures)  # compact, in latent order
     for explainer in explainers:
-        known.update(store.explained(run_id, explainer))
-    latents = sorted(known, key=lambda r: (r.source, r.index))
+        latents = latents | store.explained(run_id, explainer)
     run = store.get_run(run_id)
-    model = model_id or _model_id(
-        run_dir, run.config if run else {}, sorted({r.source for r in latents})
-    )
+    model = model_id or _model_id(run_dir, run.config if run else {}, latents.sources)
 
     def explanations(ref: LatentRef) -> list[dict[str, Any]]:
         out = []
@@ -292,7 +288,7 @@ def _neuronpedia_features(
 
     def features() -> Iterable[dict[str, Any]]:
         for ref in latents:
-            st = stats.get(ref)
+            st = store.latent_stats(run_id, [ref]).get(ref)
             yield {
                 "modelId": model,
                 "layer": neuronpedia_layer(ref.source),
