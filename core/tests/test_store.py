@@ -147,6 +147,7 @@ def test_latents_upsert_and_extra(store: Store, run_id: int) -> None:
     other = LatentRef("transcoder/mlp.0", 5)
     asked = [L1, other, LatentRef(SRC, 7)]  # latent 7 has no stats: absent
     assert store.latent_stats(run_id, asked) == {L1: every[L1], other: every[other]}
+    assert store.latent_sources(run_id) == [SRC, "transcoder/mlp.0"]
     assert store.latent_ids(run_id) == set(every) and store.latent_ids(run_id).sources == [
         SRC,
         "transcoder/mlp.0",

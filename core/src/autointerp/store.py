@@ -768,6 +768,11 @@ class Store:
             for s in map(_latent_stats, rows)
         }
 
+    def latent_sources(self, run_id: int) -> list[str]:
+        """The sources of a run's latents, sorted (read from the key's index, not the rows)."""
+        sql = "SELECT DISTINCT source FROM latents WHERE run_id = ? ORDER BY source"
+        return [r[0] for r in self._query(sql, (run_id,))]
+
     def latent_ids(self, run_id: int) -> LatentIds:
         """A run's latents as a compact :class:`LatentIds` (8 bytes a latent, from the cursor)."""
         return self._latent_ids("SELECT source, idx FROM latents WHERE run_id = ?", (run_id,))

@@ -72,8 +72,8 @@ HINT = "give a run directory written by `autointerp run`"
 
 def run_sources(store: Store, run_id: int, latents: set[LatentRef]) -> tuple[str, ...]:
     """The feature-source keys of a run: from its latent table, else from its results."""
-    sources = {s.latent.source for s in store.latents(run_id)} or {r.source for r in latents}
-    return tuple(sorted(sources))
+    sources = store.latent_sources(run_id) or sorted({r.source for r in latents})
+    return tuple(sources)
 
 
 def unique_names(args: list[str], paths: list[Path]) -> list[str]:
