@@ -5,7 +5,7 @@
 Per table: ``SUM(pgsize)`` of SQLite's ``dbstat`` over the run's ``results.sqlite`` (read-only),
 per latent of the store. Then, on up to ``--calls`` of its stored calls (either form), per call:
 the JSON text a store of schema < 9 wrote (:func:`autointerp.fastjson.dumps`), and
-:func:`autointerp.store.pack_llm_json` at each zlib ``--levels``, with the bytes they take and
+:func:`autointerp.store.pack_json` at each zlib ``--levels``, with the bytes they take and
 the CPU (``time.process_time``, best of 7) to write and to read them back.
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from autointerp import fastjson
 from autointerp import store as store_mod
-from autointerp.store import STORE_FILENAME, unpack_llm_json
+from autointerp.store import STORE_FILENAME, unpack_json
 
 
 def best_us(f: Callable[[], Any], n: int, repeats: int = 7) -> float:
@@ -59,23 +59,23 @@ def main() -> None:
         "SELECT request, response FROM llm_calls ORDER BY request_hash LIMIT ?", (args.calls,)
     ).fetchall()
     conn.close()
-    calls = [(unpack_llm_json(q), unpack_llm_json(a)) for q, a in rows]
+    calls = [(unpack_json(q), unpack_json(a)) for q, a in rows]
     n = len(calls)
     if not n:
         return
     texts = [(fastjson.dumps(q), fastjson.dumps(a)) for q, a in calls]
     size = sum(len(q.encode()) + len(a.encode()) for q, a in texts) / n
     write = best_us(lambda: [(fastjson.dumps(q), fastjson.dumps(a)) for q, a in calls], n)
-    read = best_us(lambda: [(unpack_llm_json(q), unpack_llm_json(a)) for q, a in texts], n)
+    read = best_us(lambda: [(unpack_json(q), unpack_json(a)) for q, a in texts], n)
     print(f"{n:,} calls | B/call | write CPU us/call | read CPU us/call")
     print(f"JSON text (schema < 9) | {size:,.0f} | {write:.0f} | {read:.0f}")
-    pack = store_mod.pack_llm_json
+    pack = store_mod.pack_json
     for level in args.levels:
-        store_mod.LLM_JSON_LEVEL = level
+        store_mod.JSON_LEVEL = level
         packed = [(pack(q), pack(a)) for q, a in calls]
         size = sum(len(q) + len(a) for q, a in packed) / n
         write = best_us(lambda: [(pack(q), pack(a)) for q, a in calls], n)
-        read = best_us(lambda p=packed: [(unpack_llm_json(q), unpack_llm_json(a)) for q, a in p], n)
+        read = best_us(lambda p=packed: [(unpack_json(q), unpack_json(a)) for q, a in p], n)
         print(f"zlib level {level} | {size:,.0f} | {write:.0f} | {read:.0f}")
 
 

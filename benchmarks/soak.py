@@ -70,7 +70,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from autointerp.store import unpack_llm_json
+from autointerp.store import unpack_json
 from autointerp.testing.llm_server import (
     Action,
     RecordedRequest,
@@ -323,7 +323,7 @@ def query(run_dir: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[A
 
 def saved_keys(run_dir: Path) -> set[str]:
     return {
-        messages_key(unpack_llm_json(r)["messages"])
+        messages_key(unpack_json(r)["messages"])
         for (r,) in query(run_dir, "SELECT request FROM llm_calls")
     }
 
@@ -394,7 +394,7 @@ def store_invariants(gen: Generation, final: bool) -> Tally:
     ):
         if explained.get((run, src, idx)) != EXPLANATION:
             t.add("junk_scored", 1, f"g{gen.number} {scorer} of latent {idx} without explanation")
-        wrong = [p for p in json.loads(preds) if p.get("predicted") not in (1, 1.0, None)]
+        wrong = [p for p in unpack_json(preds) if p.get("predicted") not in (1, 1.0, None)]
         if wrong:
             t.add("junk_scored", 1, f"g{gen.number} {scorer} of latent {idx}: predicted {wrong}")
     for h, n in query(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from autointerp_planted.bench import auroc, spearman
 
-from autointerp.store import unpack_llm_json
+from autointerp.store import unpack_json
 
 
 def fmt(x, nd=2):
@@ -100,7 +100,7 @@ def main() -> None:
             aurocs = {}
             bas = []
             for idx, _value, metrics, preds, meta in rows:
-                preds, meta, metrics = json.loads(preds), json.loads(meta), json.loads(metrics)
+                preds, meta, metrics = unpack_json(preds), json.loads(meta), json.loads(metrics)
                 answered = [p["predicted"] for p in preds if p["predicted"] is not None]
                 ones += sum(1 for a in answered if a == 1)
                 total += len(answered)
@@ -125,7 +125,7 @@ def main() -> None:
                 ).fetchone()
                 if r is None:
                     continue
-                text = unpack_llm_json(r[0])["text"]
+                text = unpack_json(r[0])["text"]
                 digits = (
                     [c for c in text.split("Answer")[-1] if c in "01"]
                     if "Answer" in text

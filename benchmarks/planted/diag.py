@@ -15,7 +15,7 @@ from collections import Counter
 from autointerp_scorers.common import parse_keyed, parse_list
 
 from autointerp.llm import ParseError
-from autointerp.store import unpack_llm_json
+from autointerp.store import unpack_json
 
 print(
     "| run | scorer prompt | attempt | answers | parsed | wrong count | not 0/1 | truncated (max_tokens) | "
@@ -26,7 +26,7 @@ for run in sys.argv[1:]:
     con = sqlite3.connect(f"file:{run}/results.sqlite?mode=ro", uri=True)
     stats: dict[tuple[str, str], Counter] = {}
     for req, resp in con.execute("select request, response from llm_calls"):
-        req, resp = unpack_llm_json(req), unpack_llm_json(resp)
+        req, resp = unpack_json(req), unpack_json(resp)
         msgs = req["messages"]
         system = msgs[0]["content"]
         if "explain what a neuron" in system or "true meaning" in system:

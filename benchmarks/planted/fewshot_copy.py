@@ -8,13 +8,13 @@ import re
 import sqlite3
 import sys
 
-from autointerp.store import unpack_llm_json
+from autointerp.store import unpack_json
 
 for run in sys.argv[1:]:
     con = sqlite3.connect(f"file:{run}/results.sqlite?mode=ro", uri=True)
     rows = {}
     for req, resp in con.execute("select request, response from llm_calls"):
-        req, resp = unpack_llm_json(req), unpack_llm_json(resp)
+        req, resp = unpack_json(req), unpack_json(resp)
         msgs = req["messages"]
         if "explain what a neuron" in msgs[0]["content"] or "true meaning" in msgs[0]["content"]:
             continue

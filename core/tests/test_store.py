@@ -77,7 +77,7 @@ def test_open_creates_file_in_wal_mode(tmp_path: Path) -> None:
     run_dir = tmp_path / "a" / "b"
     with Store.open(run_dir) as s:
         assert s.path == run_dir / STORE_FILENAME
-        assert s.schema_version == SCHEMA_VERSION == 9
+        assert s.schema_version == SCHEMA_VERSION == 10
     assert (run_dir / STORE_FILENAME).is_file()
     conn = sqlite3.connect(run_dir / STORE_FILENAME)
     try:
@@ -306,7 +306,7 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
     conn.close()
 
     with Store(path) as s:
-        assert s.schema_version == len(MIGRATIONS) == 9
+        assert s.schema_version == len(MIGRATIONS) == 10
         assert s.progress_counts(1).explained == {"default": 1}  # counted by the migration
         e = s.get_explanation(1, LatentRef("src", 4), "default")
         assert e is not None and e.text == "from v1"
@@ -315,7 +315,7 @@ def test_migrates_version_1_forward(tmp_path: Path) -> None:
         assert s.examples(1, LatentRef("src", 4)) == [ex]
         s.put_failure(1, LatentRef("src", 5), "explain", "default", "no answer")
     with Store(path) as s:  # reopening an up-to-date store changes nothing
-        assert s.schema_version == 9
+        assert s.schema_version == 10
         assert s.progress_counts(1).failed["explain"] == {"default": 1}
 
 

@@ -25,8 +25,8 @@ from autointerp.store import (
     LLMBatch,
     Store,
     _migrate,
-    pack_llm_json,
-    unpack_llm_json,
+    pack_json,
+    unpack_json,
 )
 from autointerp.testing.llm_server import ScriptedLLMServer
 from autointerp.types import LLMCall
@@ -138,15 +138,15 @@ def test_calls_are_stored_compressed_and_read_back_exactly(tmp_path: Path) -> No
     # the documented one-liner for a plain sqlite3 connection
     assert json.loads(zlib.decompress(blob_q)) == request
     assert json.loads(zlib.decompress(blob_a)) == response
-    assert unpack_llm_json(blob_q) == request and unpack_llm_json(blob_a) == response
+    assert unpack_json(blob_q) == request and unpack_json(blob_a) == response
 
 
 def test_a_realistic_call_is_several_times_smaller_than_its_json() -> None:
     request, response = explainer_request(seed=3), scorer_response()
     q, a = json.dumps(request).encode(), json.dumps(response).encode()
     assert len(q) > 2000  # a prompt of a run's size, not a toy
-    assert 2 * len(pack_llm_json(request)) <= len(q)
-    assert 5 * len(pack_llm_json(response)) <= len(a)  # logprobs repeat: far smaller
+    assert 2 * len(pack_json(request)) <= len(q)
+    assert 5 * len(pack_json(response)) <= len(a)  # logprobs repeat: far smaller
 
 
 def test_the_sqlite3_shell_reads_a_call_with_sqlar_uncompress(tmp_path: Path) -> None:
@@ -218,7 +218,7 @@ def test_an_old_store_with_json_text_answers_from_its_cache_with_no_call_paid(
         assert old.schema_version == PREVIOUS
         assert all(old.get_llm_call(h) is not None for h, *_ in rows)
     with Store.open(run_dir) as store:  # a resumed run migrates it and asks nothing again
-        assert store.schema_version == store_mod.SCHEMA_VERSION == 9
+        assert store.schema_version == store_mod.SCHEMA_VERSION == 10
         again = ask(store)
         assert store.usage(1).cache_hits == len(prompts)
     assert autointerp_llm_server.requests == []
@@ -263,12 +263,13 @@ def test_an_older_autointerp_refuses_a_compact_store(
     BLOB at its first cache hit."""
     with Store.open(tmp_path) as store:
         store.put_llm_call(call("h1", {"q": 1}, {"a": 2}), store.start_run("r", {}))
+    current = store_mod.SCHEMA_VERSION
     monkeypatch.setattr(store_mod, "SCHEMA_VERSION", PREVIOUS)
     monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:PREVIOUS])
     for readonly in (False, True):
         with pytest.raises(
             StoreError,
-            match=f"schema version {PREVIOUS + 1} but this autointerp "
+            match=f"schema version {current} but this autointerp "
             f"knows only up to {PREVIOUS}; upgrade autointerp",
         ) as info:
             Store(tmp_path / STORE_FILENAME, readonly=readonly)
@@ -302,3 +303,44 @@ def test_a_damaged_compressed_call_fails_in_one_line(tmp_path: Path) -> None:
     with Store.open(tmp_path) as store, pytest.raises(StoreError, match="LLM call abc123") as info:
         store.get_llm_call("abc123")
     assert "not zlib-compressed JSON" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_score_predictions_are_stored_compressed_and_old_text_still_reads(tmp_path: Path) -> None:
+    """Schema 10: a score's predictions are a zlib-compressed BLOB (the bulk of a score row);
+    rows written before as JSON text read the same, and the report's analyses read both."""
+    from autointerp.types import LatentRef, Prediction, Score
+
+    ref = LatentRef("sae/resid_post.0", 3)
+    preds = tuple(
+        Prediction(i, float(i % 2) if i != 4 else None, float(i < 10), 0.25 * (i % 4), i % 10)
+        for i in range(40)
+    )
+    score = Score(ref, "detection", "default", 0.5, {"accuracy": 0.5}, preds, 1)
+    with Store.open(tmp_path) as store:
+        run = store.start_run("r", {})
+        store.put_score(run, score)
+        old = Score(LatentRef(ref.source, 4), "detection", "default", 0.7, {}, preds[:3], 0)
+        store.put_score(run, old)
+    path = tmp_path / STORE_FILENAME
+    [(kind, size)] = raw(path, "SELECT typeof(predictions), length(predictions) FROM scores "
+                               "WHERE idx = 3")  # fmt: skip
+    text = json.dumps([{k: v for k, v in vars(p).items() if v is not None or k != "quantile"}
+                       for p in preds])  # fmt: skip
+    assert kind == "blob" and 5 * size < len(text)
+    conn = sqlite3.connect(path, isolation_level=None)  # latent 4 as the version before wrote it
+    conn.execute(
+        "UPDATE scores SET predictions = ? WHERE idx = 4",
+        (json.dumps([{"example_id": p.example_id, "predicted": p.predicted, "actual": p.actual,
+                      "probability": p.probability, "quantile": p.quantile}
+                     for p in preds[:3]]),),
+    )  # fmt: skip
+    conn.close()
+    assert {r[0] for r in raw(path, "SELECT typeof(predictions) FROM scores")} == {"blob", "text"}
+    with Store.open(tmp_path) as store:
+        got = {s.latent.index: s for s in store.iter_scores(run)}
+        assert got[3].predictions == preds and got[4].predictions == preds[:3]
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("UPDATE scores SET predictions = x'00ff' WHERE idx = 4")
+    conn.close()
+    with Store.open(tmp_path) as store, pytest.raises(StoreError, match="corrupt score's pred"):
+        list(store.iter_scores(run))

@@ -5,9 +5,9 @@ commits on its own, so a killed process loses at most the result it was writing,
 asks ``has_explanation`` / ``explained`` / ``scored`` what is already done. LLM responses are cached
 by request hash and every call, paid or cache hit, gets a ledger row (with the stage and component
 that asked), so ``usage`` tells them apart and ``usage_by_component`` says who paid. A call's
-request and response are stored as zlib-compressed JSON BLOBs (:func:`pack_llm_json`; rows of
-stores older than schema 9 hold JSON text): :meth:`Store.get_llm_call` and
-:func:`unpack_llm_json` read either form.
+request and response are stored as zlib-compressed JSON BLOBs (:func:`pack_json`; rows of
+stores older than schema 9 hold JSON text), and so are a score's predictions (schema 10 on):
+the store's readers and :func:`unpack_json` read either form.
 
 The schema is versioned with ``PRAGMA user_version``: ``MIGRATIONS[i]`` takes a store from version
 ``i`` to ``i + 1``. Opening an older store for writing migrates it forward; opening it read-only
@@ -336,9 +336,12 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     # instead of counting millions (see ``_counted``)
     _counter_migration(),
     # 9: the request and response of ``llm_calls`` (and the request payloads of
-    # ``llm_batch_requests``) are written as zlib-compressed JSON BLOBs (:func:`pack_llm_json`),
+    # ``llm_batch_requests``) are written as zlib-compressed JSON BLOBs (:func:`pack_json`),
     # about 5x smaller; rows written before keep their JSON text and are read as they are. No
     # statement: the version alone makes an older autointerp refuse a store it would misread
+    (),
+    # 10: a score's ``predictions`` are written the same way (~15x smaller: 3.0 KB -> 0.2 KB
+    # per score in economy mode); older rows keep their JSON text. No statement, as for 9
     (),
 )
 
@@ -485,29 +488,31 @@ def _dumps(value: Any, what: str, *, fast: bool = False) -> str:
         raise StoreError(f"cannot store {what}: not JSON-serializable ({exc})") from exc
 
 
-#: zlib level of stored LLM requests and responses: level 1 keeps ~93 % of level 6's saving on
-#: a run's calls (2.5 vs 2.7 KB from 13.4 KB of JSON) for less CPU per call (benchmarks/RESULTS.md)
-LLM_JSON_LEVEL = 1
+#: zlib level of stored LLM requests and responses and score predictions: level 1 keeps ~93 % of
+#: level 6's saving on a run's calls (2.5 vs 2.7 KB from 13.4 KB of JSON) for less CPU per call
+#: (benchmarks/RESULTS.md)
+JSON_LEVEL = 1
 
 
-def pack_llm_json(value: Any, what: str = "LLM request") -> bytes:
-    """How the store writes an LLM request or response (schema 9 on): its compact JSON
-    (:func:`autointerp.fastjson.dumps`), UTF-8, zlib-compressed (``zlib.compress``, with the zlib
-    header), stored as a BLOB. :func:`unpack_llm_json` reads it back."""
-    return zlib.compress(_dumps(value, what, fast=True).encode("utf-8"), LLM_JSON_LEVEL)
+def pack_json(value: Any, what: str = "LLM request") -> bytes:
+    """How the store writes an LLM request or response (schema 9 on) and a score's predictions
+    (schema 10 on): compact JSON (:func:`autointerp.fastjson.dumps`), UTF-8, zlib-compressed
+    (``zlib.compress``, with the zlib header), stored as a BLOB. :func:`unpack_json` reads it
+    back."""
+    return zlib.compress(_dumps(value, what, fast=True).encode("utf-8"), JSON_LEVEL)
 
 
-def unpack_llm_json(column: bytes | str) -> Any:
-    """The JSON value of a stored LLM request or response column, in either form: a BLOB
-    (zlib-compressed JSON, schema 9 on) or JSON text (rows written by older versions). For a
-    plain ``sqlite3`` connection: ``json.loads(zlib.decompress(blob))`` does the same on a
-    BLOB."""
+def unpack_json(column: bytes | str, what: str = "LLM call") -> Any:
+    """The JSON value of a stored column written by :func:`pack_json` (LLM requests and
+    responses, score predictions), in either form: a BLOB (zlib-compressed JSON) or JSON text
+    (rows written by older versions). For a plain ``sqlite3`` connection:
+    ``json.loads(zlib.decompress(blob))`` does the same on a BLOB."""
     if isinstance(column, bytes):
         try:
             column = zlib.decompress(column)
         except zlib.error as exc:
             raise StoreError(
-                f"corrupt LLM call in results store: not zlib-compressed JSON ({exc})"
+                f"corrupt {what} in results store: not zlib-compressed JSON ({exc})"
             ) from exc
     return fastjson.loads(column)
 
@@ -1211,7 +1216,7 @@ class Store:
             s.scorer,
             value,
             _dumps(s.metrics, f"metrics of score {s.latent}"),
-            _dumps(predictions, f"predictions of score {s.latent}"),
+            pack_json(predictions, f"predictions of score {s.latent}"),
             s.n_failures,
             _dumps(s.meta, f"meta of score {s.latent}"),
             time.time(),
@@ -1374,7 +1379,7 @@ class Store:
             return None
         r = rows[0]
         try:
-            request, response = unpack_llm_json(r["request"]), unpack_llm_json(r["response"])
+            request, response = unpack_json(r["request"]), unpack_json(r["response"])
         except StoreError as exc:
             raise StoreError(f"LLM call {request_hash[:12]}... in {self.path}: {exc}") from None
         return LLMCall(
@@ -1506,7 +1511,7 @@ class Store:
                 "INSERT OR REPLACE INTO llm_batch_requests (batch_id, request_hash, request, "
                 "stage, component) VALUES (?, ?, ?, ?, ?)",
                 [
-                    (batch.id, h, pack_llm_json(dict(p)), *payers.get(h, ("", "")))
+                    (batch.id, h, pack_json(dict(p)), *payers.get(h, ("", "")))
                     for h, p in requests.items()
                 ],
             )
@@ -1571,7 +1576,7 @@ class Store:
         rows = self._query(
             "SELECT request_hash, request FROM llm_batch_requests WHERE batch_id = ?", (batch_id,)
         )
-        return {r[0]: (unpack_llm_json(r[1]) if r[1] is not None else None) for r in rows}
+        return {r[0]: (unpack_json(r[1]) if r[1] is not None else None) for r in rows}
 
     def llm_batch_payers(self, batch_id: str) -> dict[str, tuple[str, str]]:
         """``{request hash: (stage, component)}``: who asked for each request of a batch."""
@@ -1608,7 +1613,7 @@ class Store:
 
 def _packed_call(call: LLMCall) -> tuple[bytes, bytes]:
     """The ``llm_calls`` columns of a paid call's request and response."""
-    return pack_llm_json(call.request, "LLM request"), pack_llm_json(call.response, "LLM response")
+    return pack_json(call.request, "LLM request"), pack_json(call.response, "LLM response")
 
 
 def _insert_llm_call(
@@ -1839,7 +1844,9 @@ def _score(r: sqlite3.Row) -> Score:
         explainer=r["explainer"],
         value=r["value"],
         metrics=json.loads(r["metrics"]),
-        predictions=tuple(Prediction(**p) for p in json.loads(r["predictions"])),
+        predictions=tuple(
+            Prediction(**p) for p in unpack_json(r["predictions"], "score's predictions")
+        ),
         n_failures=r["n_failures"],
         meta=json.loads(r["meta"]),
         provenance=_provenance(r),

@@ -21,7 +21,7 @@ from autointerp_report.render import write_report
 from autointerp_report.runs import RunInputError
 
 from autointerp.errors import StoreError
-from autointerp.store import Store
+from autointerp.store import Store, unpack_json
 from autointerp.types import Example, Explanation, LatentRef, LLMCall, Prediction, Score
 
 FIXTURE = Path(__file__).parents[3] / "tests" / "fixtures" / "run-before-contracts"
@@ -137,7 +137,7 @@ def test_accuracy_per_quantile_from_stored_examples(tmp_path: Path, autointerp_c
             "SELECT source, idx, predictions FROM scores WHERE scorer = 'detection'"
         )
         for source, idx, text in rows.fetchall():
-            preds = json.loads(text)
+            preds = unpack_json(text)  # a compressed BLOB, written back as text (older form)
             for p in preds[:4]:
                 p["quantile"] = 7  # every held-out prediction in quantile 7
             conn.execute(

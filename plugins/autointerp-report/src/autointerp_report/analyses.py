@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from autointerp.store import unpack_json
 from autointerp.types import Example, LatentRef
 from autointerp_report import figures
 from autointerp_report.plots import write
@@ -166,7 +167,7 @@ def accuracy_by_quantile(run: OpenRun, explainer: str | None = None) -> dict[str
         for source, idx, expl, scorer, text in rows:
             tally = tallies.setdefault(_key(scorer, expl, several), _Tally({}, {}, {}))
             known = quantiles.get(LatentRef(source, idx), [])
-            for p in json.loads(text):
+            for p in unpack_json(text, "score's predictions"):
                 q = p.get("quantile", "missing")
                 if q == "missing":
                     eid = p.get("example_id", -1)
