@@ -1321,6 +1321,16 @@ class Store:
         """``(latent, scorer, explainer, value)`` of a run's scores (of one scorer / explainer if
         given), ordered by latent, explainer and scorer: the headline values alone, without
         decoding metrics, predictions or provenance (what comparisons and plots need)."""
+        return [
+            (LatentRef(src, idx), sc, ex, v)
+            for src, idx, sc, ex, v in self.iter_score_values(run_id, scorer, explainer)
+        ]
+
+    def iter_score_values(
+        self, run_id: int, scorer: str | None = None, explainer: str | None = None
+    ) -> Iterator[tuple[str, int, str, str, float | None]]:
+        """:meth:`score_values` as plain ``(source, idx, scorer, explainer, value)`` tuples from
+        the cursor, a page at a time: a reader of a million scores keeps what it needs only."""
         sql = "SELECT source, idx, scorer, explainer, value FROM scores WHERE run_id = ?"
         params: list[Any] = [run_id]
         if scorer is not None:
@@ -1333,8 +1343,8 @@ class Store:
         with self._lock:
             cur = self._conn.execute(sql, params)
             cur.row_factory = None  # plain tuples: no Row objects for 100k+ rows
-            rows = cur.fetchall()
-        return [(LatentRef(src, idx), sc, ex, v) for src, idx, sc, ex, v in rows]
+        while rows := cur.fetchmany(4096):
+            yield from rows
 
     def score_keys(self, run_id: int) -> list[tuple[str, str]]:
         """The distinct (explainer, scorer) pairs that scored in this run, sorted."""

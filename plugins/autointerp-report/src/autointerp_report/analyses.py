@@ -23,7 +23,6 @@ import html
 import json
 import math
 import re
-from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from autointerp_report import figures
 from autointerp_report.plots import write
 from autointerp_report.readonly import OpenRun, open_readonly, open_runs
 from autointerp_report.runs import RunInputError
-from autointerp_report.stats import agreement_arrays
+from autointerp_report.stats import Column, ScoreColumns, agreement_arrays
 
 #: scores read per query (predictions decoded per page)
 PAGE = 2000
@@ -270,17 +269,12 @@ def _pct(cell: dict[str, Any]) -> str:
 # -- score distributions -----------------------------------------------------------------------
 
 
-#: one scorer key's values: latent codes (sorted, see :func:`score_values`) and the values
-Column = tuple[np.ndarray, np.ndarray]
-
-
 def score_values(
     run: OpenRun, explainer: str | None = None, metric: str | None = None
 ) -> tuple[dict[str, Column], dict[str, int]]:
     """``{scorer key: (latent codes, values)}`` (the headline value, or ``metric`` from each
-    score's metrics) and the number of scores without one per key. A latent's code is
-    ``source number << 40 | index`` (sources numbered in sorted order), the same for every key
-    of the run; rows are read from the cursor into arrays, 16 bytes a score at any run size."""
+    score's metrics; see :class:`autointerp_report.stats.ScoreColumns`) and the number of scores
+    without one per key, read from the cursor into arrays: 16 bytes a score at any run size."""
     _, several = _keys(run, explainer)
     column = "value" if metric is None else "json_extract(metrics, ?)"
     params: list[Any] = [] if metric is None else [f'$."{metric}"']
@@ -289,28 +283,20 @@ def score_values(
     if explainer is not None:
         sql += " AND explainer = ?"
         params.append(explainer)
-    codes: dict[str, array[int]] = {}
-    values: dict[str, array[float]] = {}
-    missing: dict[str, int] = {}
-    sources: dict[str, int] = {}  # rows come in source order: numbered as met
+    columns = ScoreColumns()
     names: dict[tuple[str, str], str] = {}
     for source, idx, scorer, expl, v in run.store.iter_rows(sql + " ORDER BY source, idx", params):
         key = names.get((scorer, expl))
         if key is None:
             key = names[(scorer, expl)] = _key(scorer, expl, several)
-            codes[key], values[key], missing[key] = array("q"), array("d"), 0
-        if isinstance(v, int | float) and math.isfinite(v):
-            codes[key].append(sources.setdefault(source, len(sources)) << 40 | idx)
-            values[key].append(float(v))
-        else:
-            missing[key] += 1
-    if metric is not None and not any(values.values()):
+        columns.add(key, source, idx, v)
+    values = columns.arrays()
+    if metric is not None and not any(len(c) for c, _ in values.values()):
         raise RunInputError(
             f"--metric {metric}: no score of {run.ref.path} has it (look at the metrics of a "
             f"score with `autointerp export {run.ref.path}`)"
         )
-    return {k: (np.asarray(codes[k], dtype=np.int64), np.asarray(values[k], dtype=float))
-            for k in codes}, missing  # fmt: skip
+    return values, columns.missing
 
 
 def analyze_distributions(

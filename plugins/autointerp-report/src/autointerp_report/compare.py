@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from autointerp.types import LatentRef
 from autointerp_report.runs import (
     RunInputError,
     RunRef,
@@ -29,7 +28,9 @@ from autointerp_report.runs import (
     unique_names,
 )
 from autointerp_report.stats import (
-    agreement,
+    Column,
+    ScoreColumns,
+    agreement_arrays,
     bootstrap_ci,
     mann_whitney,
     median_difference_ci,
@@ -42,10 +43,11 @@ HIST_BINS = 10
 
 @dataclass(frozen=True)
 class RunScores:
-    """One run's scores: ``values[key][latent]`` for each scorer key, and None-valued counts."""
+    """One run's scores: ``values[key]`` = (latent codes, values) for each scorer key (arrays,
+    as :func:`autointerp_report.analyses.score_values` gives them), and None-valued counts."""
 
     run: RunRef
-    values: dict[str, dict[LatentRef, float]]
+    values: dict[str, Column]
     missing: dict[str, int]
 
 
@@ -67,22 +69,15 @@ def load_run_scores(arg: str, name: str | None = None, explainer: str | None = N
                 )
             keys = [(e, sc) for e, sc in keys if e == explainer]
         several = explainer is None and len(explainers) > 1
-        values: dict[str, dict[LatentRef, float]] = {}
-        missing: dict[str, int] = {}
-        latents: set[LatentRef] = set()
-        # headline values only: predictions, metrics and provenance are never decoded
-        for ref, scorer, expl, value in store.score_values(run_id, explainer=explainer):
+        columns = ScoreColumns()
+        # headline values only, from the cursor: predictions, metrics and provenance are never
+        # decoded, and a million scores are arrays, not dicts
+        for source, idx, scorer, expl, value in store.iter_score_values(run_id, None, explainer):
             key = f"{scorer}/{expl}" if several else scorer
-            values.setdefault(key, {})
-            missing.setdefault(key, 0)
-            latents.add(ref)
-            if value is None or math.isnan(value):
-                missing[key] += 1
-            else:
-                values[key][ref] = float(value)
-        sources = run_sources(store, run_id, latents)
+            columns.add(key, source, idx, value)
+        sources = run_sources(store, run_id, columns.sources)
     run = RunRef(path, run_id, name or path.resolve().name or str(path), sources)
-    return RunScores(run, values, missing)
+    return RunScores(run, columns.arrays(), columns.missing)
 
 
 def _num(x: float) -> float | None:
@@ -145,7 +140,7 @@ def compare_runs(
         "agreement": [],
     }
     for key in present:
-        samples = [np.fromiter(r.values.get(key, {}).values(), dtype=float) for r in runs]
+        samples = [r.values[key][1] if key in r.values else np.zeros(0) for r in runs]
         pooled = np.concatenate(samples)
         lo, hi = (float(pooled.min()), float(pooled.max())) if len(pooled) else (0.0, 1.0)
         if hi <= lo:
@@ -179,7 +174,8 @@ def compare_runs(
             rows.append(row)
         result["scorers"][key] = {"histogram_range": [lo, hi], "runs": rows}
     for r in runs:
-        names_, rho, n = agreement(r.values)  # every scorer of the run, whatever --scorer says
+        # every scorer of the run, whatever --scorer says
+        names_, rho, n = agreement_arrays(r.values)
         result["agreement"].append(
             {"run": r.run.label, "scorers": names_, "spearman": _matrix(rho), "n": n.tolist()}
         )

@@ -5,14 +5,13 @@ name and feature source."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from autointerp.errors import AutointerpError
 from autointerp.store import RunNotFoundError, Store, open_run
-from autointerp.types import LatentRef
 
 
 class RunInputError(AutointerpError):
@@ -70,10 +69,10 @@ def open_run_input(path: Path, run_id: int | None) -> Iterator[tuple[Store, int]
 HINT = "give a run directory written by `autointerp run`"
 
 
-def run_sources(store: Store, run_id: int, latents: set[LatentRef]) -> tuple[str, ...]:
-    """The feature-source keys of a run: from its latent table, else from its results."""
-    sources = store.latent_sources(run_id) or sorted({r.source for r in latents})
-    return tuple(sources)
+def run_sources(store: Store, run_id: int, found: Iterable[str]) -> tuple[str, ...]:
+    """The feature-source keys of a run: from its latent table, else ``found`` (the sources of
+    its results)."""
+    return tuple(store.latent_sources(run_id) or sorted(set(found)))
 
 
 def unique_names(args: list[str], paths: list[Path]) -> list[str]:

@@ -71,7 +71,7 @@ def load_run_explanations(
                 + ", ".join(explainers)
             )
         chosen = [e for e in explanations if e.explainer == explainer]
-        sources = run_sources(store, run_id, {e.latent for e in chosen})
+        sources = run_sources(store, run_id, {e.latent.source for e in chosen})
     run = RunRef(path, run_id, name or path.resolve().name or str(path), sources)
     return RunExplanations(run, explainer, [e.latent for e in chosen], [e.text for e in chosen])
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from array import array
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -37,6 +38,42 @@ def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -
     return math.nan if denom == 0 else float((ra * rb).sum() / denom)
 
 
+#: one scorer's values over a run's latents: latent codes (sorted, unique) and the values
+Column = tuple[np.ndarray, np.ndarray]
+
+
+class ScoreColumns:
+    """Scores gathered into arrays as they are read, one :data:`Column` per scorer key: a
+    latent's code is ``source number << 40 | index`` (sources numbered as met; rows read in
+    (source, index) order give sorted codes), the same for every key of one run."""
+
+    def __init__(self) -> None:
+        self._codes: dict[str, array[int]] = {}
+        self._values: dict[str, array[float]] = {}
+        self.missing: dict[str, int] = {}  #: scores without a finite value, per key
+        self._sources: dict[str, int] = {}
+
+    @property
+    def sources(self) -> list[str]:
+        """The sources met, sorted."""
+        return sorted(self._sources)
+
+    def add(self, key: str, source: str, index: int, value: Any) -> None:
+        if key not in self._codes:
+            self._codes[key], self._values[key], self.missing[key] = array("q"), array("d"), 0
+        if isinstance(value, int | float) and math.isfinite(value):
+            self._codes[key].append(self._sources.setdefault(source, len(self._sources)) << 40
+                                    | index)  # fmt: skip
+            self._values[key].append(float(value))
+        else:
+            self._sources.setdefault(source, len(self._sources))
+            self.missing[key] += 1
+
+    def arrays(self) -> dict[str, Column]:
+        return {k: (np.asarray(self._codes[k], dtype=np.int64),
+                    np.asarray(self._values[k], dtype=float)) for k in self._codes}  # fmt: skip
+
+
 def agreement(
     scores: Mapping[str, Mapping[Hashable, float | None]],
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -58,7 +95,7 @@ def agreement(
 
 
 def agreement_arrays(
-    scores: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    scores: Mapping[str, Column],
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """:func:`agreement` of scores held as arrays: scorer name -> (latent keys, sorted unique
     integers; their values). A million latents' scores take 16 bytes each, not a dict entry."""
