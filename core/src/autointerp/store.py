@@ -782,13 +782,6 @@ class Store:
         """A run's latents as a compact :class:`LatentIds` (8 bytes a latent, from the cursor)."""
         return self._latent_ids("SELECT source, idx FROM latents WHERE run_id = ?", (run_id,))
 
-    def latent_refs(self, run_id: int) -> list[LatentRef]:
-        """A run's latents, ordered by source and index, without their stats (cheap at any
-        size: no JSON decoded)."""
-        sql = "SELECT source, idx FROM latents WHERE run_id = ? ORDER BY source, idx"
-        with self._lock:  # from the cursor: no list of rows beside the list of refs
-            return [LatentRef(source, idx) for source, idx in self._conn.execute(sql, (run_id,))]
-
     # examples
 
     def put_examples(self, run_id: int, latent: LatentRef, examples: Sequence[Example]) -> None:
@@ -1895,9 +1888,6 @@ class RunStore:
 
     def latents(self, source: str | None = None) -> list[LatentStats]:
         return self.store.latents(self.run_id, source)
-
-    def latent_refs(self) -> list[LatentRef]:
-        return self.store.latent_refs(self.run_id)
 
     def latent_ids(self) -> LatentIds:
         return self.store.latent_ids(self.run_id)
