@@ -17,6 +17,7 @@ import gc
 import json
 import logging
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import (
     AsyncIterator,
@@ -948,15 +949,15 @@ def _latent_work(
     decode = _run_decoder(ctx)
     embeddings = _token_embeddings_file(ctx, model) if _wants_neighbours(settings) else None
     cache_dir = str(_cache(ctx).dir)
-    pending: list[LatentRef] = []
+    pending = array("q")  # indices of the run's source: 8 bytes a latent, not an object each
     for ref in latents:
         if ref in skip:
             yield LatentRequest(ref)  # counted as skipped downstream; nothing built
         else:
-            pending.append(ref)
+            pending.append(ref.index)
     units = (
         ExampleUnit(cache_dir, ctx.source_key, settings,
-                    tuple(r.index for r in pending[i : i + UNIT_LATENTS]), embeddings)
+                    tuple(pending[i : i + UNIT_LATENTS]), embeddings)
         for i in range(0, len(pending), UNIT_LATENTS)
     )  # fmt: skip
     for built in ctx.build("executor").map(build_unit, units):
