@@ -376,8 +376,8 @@ class _Job:
     source_ids: dict[str, int]
 
 
-#: a part: its latents (consecutive in the table), their stats and their failures
-#: the latents of one part, in order, and their failures
+#: a part: its latents (consecutive in the table) and their failures; its stats are read where
+#: it is rendered
 _Part = tuple[list[LatentRef], dict[LatentRef, list[tuple[str, str]]]]
 #: card file bodies, then per latent (table row, [*raw score values, frequency]); a row's
 #: position and card file are numbered by the caller (row[7]: index among this part's bodies)
