@@ -651,6 +651,18 @@ class Store:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
+    def _iter_query(
+        self, sql: str, params: Sequence[Any] = (), page: int = 4096, plain: bool = False
+    ) -> Iterator[Any]:
+        """Rows of a read query from its cursor, ``page`` at a time (memory holds a page);
+        ``plain`` gives tuples instead of Row objects, cheaper for 100k+ rows."""
+        with self._lock:
+            cursor = self._conn.execute(sql, params)
+            if plain:
+                cursor.row_factory = None
+        while rows := cursor.fetchmany(page):
+            yield from rows
+
     # runs
 
     def start_run(self, name: str, config: Mapping[str, Any]) -> int:
@@ -1333,11 +1345,7 @@ class Store:
             sql += " AND explainer = ?"
             params.append(explainer)
         sql += " ORDER BY source, idx, explainer, scorer"
-        with self._lock:
-            cur = self._conn.execute(sql, params)
-            cur.row_factory = None  # plain tuples: no Row objects for 100k+ rows
-        while rows := cur.fetchmany(4096):
-            yield from rows
+        return self._iter_query(sql, params, plain=True)
 
     def score_keys(self, run_id: int) -> list[tuple[str, str]]:
         """The distinct (explainer, scorer) pairs that scored in this run, sorted."""

@@ -7,6 +7,7 @@ Nothing in this module imports torch, so listing plugins stays cheap.
 from __future__ import annotations
 
 import hashlib
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -93,10 +94,7 @@ class LatentIds(AbstractSet[LatentRef]):
     def _set(self, by_source: Mapping[str, Any]) -> None:
         import numpy as np
 
-        kept = {
-            s: np.unique(v if isinstance(v, np.ndarray) else np.fromiter(v, dtype=np.int64))
-            for s, v in by_source.items()
-        }
+        kept = {s: np.unique(_int64s(v)) for s, v in by_source.items()}
         self._by_source: dict[str, np.ndarray] = {s: a for s, a in kept.items() if len(a)}
         self._len = sum(len(a) for a in self._by_source.values())
 
@@ -271,3 +269,14 @@ class LLMCall:
     #: or ``scorer/explainer``) the call was made for; "" when not known
     stage: str = ""
     component: str = ""
+
+
+def _int64s(values: Any) -> Any:
+    """``values`` as an int64 numpy array; an ``array('q')`` is viewed, not copied per element."""
+    import numpy as np
+
+    if isinstance(values, np.ndarray):
+        return values
+    if isinstance(values, array) and values.typecode == "q":
+        return np.frombuffer(values, dtype=np.int64)
+    return np.fromiter(values, dtype=np.int64)

@@ -229,3 +229,23 @@ def test_parquet_is_written_in_batches_and_equals_one_table(tmp_path, monkeypatc
     assert a.num_rows == 23 and a.to_pylist() == b.to_pylist()
     assert b.schema.field("value").type == "double"
     assert pq.ParquetFile(tmp_path / "batched" / "scores.parquet").metadata.num_row_groups > 1
+
+
+def test_neuronpedia_export_reads_stats_a_part_at_a_time(tmp_path, monkeypatch) -> None:
+    """Parts of 2 latents over two sources: every feature keeps its own stats, in latent order."""
+    import autointerp_report.export as export
+
+    monkeypatch.setattr(export, "STATS_PART", 2)
+    run_dir = tmp_path / "run"
+    with Store.open(run_dir) as store:
+        run = store.start_run("r", {"model": {"name": "transformers", "model": "m"}})
+        for src, indices in (("sae/b.1", [7, 2]), ("sae/a.0", [9, 0, 4])):
+            rows = [{"index": i, "frequency": i / 100, "max_activation": float(i)} for i in indices]
+            store.put_latents(run, src, rows)
+    export_run(run_dir, "neuronpedia")
+    data = json.loads((run_dir / "export" / "neuronpedia.json").read_text())
+    got = [(f["autointerp"]["source"], f["index"], f["frac_nonzero"], f["maxActApprox"])
+           for f in data["features"]]  # fmt: skip
+    order = [("sae/a.0", 0), ("sae/a.0", 4), ("sae/a.0", 9), ("sae/b.1", 2), ("sae/b.1", 7)]
+    want = [(s, i, i / 100, float(i)) for s, i in order]
+    assert got == want

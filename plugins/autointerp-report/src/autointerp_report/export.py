@@ -44,11 +44,15 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from autointerp.errors import AutointerpError
-from autointerp.store import RunNotFoundError, Store, open_run
+from autointerp.store import LatentStats, RunNotFoundError, Store, open_run
 from autointerp.types import LatentIds, LatentRef, Prediction
+
+T = TypeVar("T")
+#: latents whose stats the Neuronpedia export reads in one query
+STATS_PART = 1024
 
 Format = Literal["jsonl", "parquet", "neuronpedia"]
 FORMATS = ("jsonl", "parquet", "neuronpedia")
@@ -127,8 +131,8 @@ def _write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> int:
 PARQUET_BATCH = 4096
 
 
-def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _chunks(rows: Iterable[T], size: int) -> Iterator[list[T]]:
+    batch: list[T] = []
     for row in rows:
         batch.append(row)
         if len(batch) == size:
@@ -287,22 +291,26 @@ def _neuronpedia_features(
         return out
 
     def features() -> Iterable[dict[str, Any]]:
-        for ref in latents:
-            st = store.latent_stats(run_id, [ref]).get(ref)
-            yield {
-                "modelId": model,
-                "layer": neuronpedia_layer(ref.source),
-                "index": ref.index,
-                "frac_nonzero": st.frequency if st else None,
-                "maxActApprox": st.max_activation if st else None,
-                "activations": [_activation(ex) for ex in store.examples(run_id, ref)],
-                "explanations": explanations(ref),
-                "autointerp": {
-                    "source": ref.source,
-                    "stats": dict(st.extra) if st else {},
-                    "failures": failures.get(ref, []),
-                },
-            }
+        for part in _chunks(latents, STATS_PART):
+            stats = store.latent_stats(run_id, part)
+            for ref in part:
+                yield feature(ref, stats.get(ref))
+
+    def feature(ref: LatentRef, st: LatentStats | None) -> dict[str, Any]:
+        return {
+            "modelId": model,
+            "layer": neuronpedia_layer(ref.source),
+            "index": ref.index,
+            "frac_nonzero": st.frequency if st else None,
+            "maxActApprox": st.max_activation if st else None,
+            "activations": [_activation(ex) for ex in store.examples(run_id, ref)],
+            "explanations": explanations(ref),
+            "autointerp": {
+                "source": ref.source,
+                "stats": dict(st.extra) if st else {},
+                "failures": failures.get(ref, []),
+            },
+        }
 
     return model, features(), len(latents)
 

@@ -79,10 +79,7 @@ class ReadOnlyStore(Store):
 
     def iter_rows(self, sql: str, params: Sequence[Any] = (), page: int = 4096) -> Iterator[Any]:
         """Rows of a read query from its cursor, ``page`` at a time: memory holds a page."""
-        with self._lock:
-            cursor = self._conn.execute(sql, params)
-        while rows := cursor.fetchmany(page):
-            yield from rows
+        return self._iter_query(sql, params, page)
 
 
 @dataclass

@@ -61,12 +61,11 @@ class ScoreColumns:
     def add(self, key: str, source: str, index: int, value: Any) -> None:
         if key not in self._codes:
             self._codes[key], self._values[key], self.missing[key] = array("q"), array("d"), 0
+        number = self._sources.setdefault(source, len(self._sources))
         if isinstance(value, int | float) and math.isfinite(value):
-            self._codes[key].append(self._sources.setdefault(source, len(self._sources)) << 40
-                                    | index)  # fmt: skip
+            self._codes[key].append(number << 40 | index)
             self._values[key].append(float(value))
         else:
-            self._sources.setdefault(source, len(self._sources))
             self.missing[key] += 1
 
     def arrays(self) -> dict[str, Column]:
