@@ -231,3 +231,82 @@ def test_ctrl_c_or_sigterm_marks_the_run_interrupted_and_a_rerun_resumes(
     assert rerun.wait(240) == 0, (tmp_path / "second.err").read_text(errors="replace")
     assert seen_while_running == ["running"]
     check_resumed(run_dir, server, first, second, sent_before)
+
+
+UNPARSEABLE = "{}"  # "it looks like JSON": the explainer re-asks
+
+
+class ReaskEveryExplanation:
+    """Answers every first explanation request with :data:`UNPARSEABLE` and everything else
+    properly; ``hang_reasks``: the re-asks hang, so a kill lands with first answers cached and
+    their explanations not stored."""
+
+    def __init__(self, hang_reasks: bool) -> None:
+        self.hang_reasks = hang_reasks
+        self.answered = self.hung = 0
+        self.lock = threading.Lock()
+
+    def __call__(self, request: RecordedRequest):
+        reask = any(m.get("content") == UNPARSEABLE for m in request.messages)
+        with self.lock:
+            if reask and self.hang_reasks:
+                self.hung += 1
+                return hang(600)
+            self.answered += 1
+        if "You explain what a neuron" in request.prompt_text and not reask:
+            return reply(UNPARSEABLE)
+        return reply(respond_text(request))
+
+
+def test_an_interrupted_run_exports_what_an_uninterrupted_run_exports(
+    autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
+) -> None:
+    """Killed after a latent's first answer reached the cache but before its explanation was
+    stored, the resumed run takes that answer from the cache: its export must not show it (no
+    ``from_cache`` in the meta; ``cost_usd`` is what the answers cost, whoever paid)."""
+    server = autointerp_llm_server
+    priced = "backoff_base_s = 0.01\nprice_prompt_per_mtok = 1.0\nprice_completion_per_mtok = 2.0"
+    exports = {}
+    for name in ("whole", "killed"):
+        run_dir = tmp_path / name
+        config = write_run_config(
+            tmp_path / f"{name}.toml", base_url=server.openai_base_url, model="smollm2-135m",
+            name="interrupt", run_dir=run_dir, concurrency=2, top="threads = 1", top_k=16,
+            n_latents=N_LATENTS,
+        )  # fmt: skip
+        config.write_text(config.read_text().replace("backoff_base_s = 0.01", priced))
+        if name == "killed":
+            first = ReaskEveryExplanation(hang_reasks=True)
+            server.responder = first
+            process = start(config, tmp_path, "first")
+            deadline = time.monotonic() + 240
+            while not (first.hung >= 1 and committed_calls(run_dir) == first.answered):
+                assert process.poll() is None and time.monotonic() < deadline, "no kill point"
+                time.sleep(0.05)
+            process.send_signal(signal.SIGKILL)
+            process.wait(30)
+            with Store.open(run_dir) as store:
+                (run,) = store.runs()
+                assert len(store.explanations(run.id)) < N_LATENTS
+        server.responder = ReaskEveryExplanation(hang_reasks=False)
+        rerun = start(config, tmp_path, name)
+        assert rerun.wait(240) == 0, (tmp_path / f"{name}.err").read_text(errors="replace")
+        out = tmp_path / f"{name}-export"
+        exported = autointerp_cli("export", str(run_dir), "--out", str(out))
+        assert exported.exit_code == 0, exported.stderr
+        exports[name] = {p.name: p.read_text() for p in sorted(out.iterdir())}
+    whole, killed = exports["whole"], exports["killed"]
+    metas = [json.loads(line)["meta"] for line in whole["explanations.jsonl"].splitlines()]
+    assert metas and all(m["reasks"] == 1 and m["cost_usd"] > 0 for m in metas)  # priced answers
+    # the results are the same bytes; the cost file says what each run paid: the same calls and
+    # dollars, the resumed one counting the cache hits that gave it the answers paid before the kill
+    assert {k: v for k, v in killed.items() if k != "cost.jsonl"} == {
+        k: v for k, v in whole.items() if k != "cost.jsonl"
+    }
+    hits = {}
+    for name, files in exports.items():
+        rows = [json.loads(line) for line in files["cost.jsonl"].splitlines()]
+        hits[name] = {(r["stage"], r["component"]): r.pop("cache_hits") for r in rows}
+        exports[name] = rows
+    assert exports["killed"] == exports["whole"]
+    assert hits["killed"][("explain", "default")] >= 1 and not any(hits["whole"].values())

@@ -113,6 +113,7 @@ def test_a_repeated_request_is_served_from_the_cache_and_costs_nothing() -> None
     assert not first.from_cache and second.from_cache
     assert first.cost_usd == pytest.approx((10 * 1.0 + 5 * 2.0) / 1e6)
     assert second.cost_usd == 0.0
+    assert second.price_usd == first.price_usd == first.cost_usd  # what the answer cost, once
     assert client.stats.calls == 1 and client.stats.cache_hits == 1
 
 
@@ -140,6 +141,8 @@ def test_identical_requests_in_flight_share_one_call() -> None:
     assert backend.calls == 1
     assert all(isinstance(a, ChatResponse) and a.text == "echo: same" for a in answers)
     assert client.stats.shared == 9
+    assert sum(a.cost_usd for a in answers) == answers[0].price_usd > 0  # paid once
+    assert {a.price_usd for a in answers} == {answers[0].price_usd}
 
 
 def test_sampling_parameters_and_seed_are_part_of_the_cache_key() -> None:

@@ -487,7 +487,9 @@ class TokenLogprob(NamedTuple):
 
 @dataclass(frozen=True)
 class ChatResponse:
-    """A completed request. ``from_cache``: served from the store; such a response cost nothing."""
+    """A completed request. ``from_cache``: served from the store (or shared with an identical
+    request in flight); such a response cost this request nothing (``cost_usd`` 0.0), and
+    :attr:`price_usd` says what it cost when it was paid for."""
 
     text: str
     model: str = ""
@@ -500,10 +502,19 @@ class ChatResponse:
     logprobs: tuple[TokenLogprob, ...] | None = None
     from_cache: bool = False
     request_hash: str = ""
+    #: the cost of the paid request whose answer this one reuses (None: this one was paid)
+    paid_usd: float | None = None
+
+    @property
+    def price_usd(self) -> float:
+        """What the answer cost, once: by this request or by the one the cache kept. A result's
+        cost is the sum of its answers' prices, the same whether a run was resumed or not."""
+        return self.cost_usd if self.paid_usd is None else self.paid_usd
 
     def to_dict(self) -> dict[str, Any]:
         data = {name: getattr(self, name) for name in _field_names(type(self))}
-        del data["from_cache"], data["request_hash"]
+        del data["from_cache"], data["request_hash"], data["paid_usd"]
+        data["cost_usd"] = self.price_usd
         if self.logprobs is not None:
             data["logprobs"] = [[t, lp, list(map(list, top))] for t, lp, top in self.logprobs]
         return data
@@ -1113,7 +1124,12 @@ class LLMClient:
                 stage, component = _PAYER.get()
                 await self._commit(replace(hit, stage=stage, component=component), cached=True)
                 return ChatResponse.from_dict(
-                    hit.response, from_cache=True, request_hash=key, cost_usd=0.0, latency_s=0.0
+                    hit.response,
+                    from_cache=True,
+                    request_hash=key,
+                    cost_usd=0.0,
+                    paid_usd=float(hit.response.get("cost_usd", 0.0)),
+                    latency_s=0.0,
                 )
             shared = self._in_flight.get(key)
             if shared is not None:
@@ -1125,7 +1141,9 @@ class LLMClient:
                     if shared.cancelled() and task is not None and not task.cancelling():
                         return await self.chat(msgs, params)  # the owner was cancelled, not us
                     raise
-                return replace(answer, from_cache=True, cost_usd=0.0, latency_s=0.0)
+                return replace(
+                    answer, from_cache=True, cost_usd=0.0, paid_usd=answer.price_usd, latency_s=0.0
+                )
         future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         if use_cache:
             self._in_flight[key] = future

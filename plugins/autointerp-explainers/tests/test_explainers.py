@@ -47,16 +47,16 @@ EXAMPLES = [
 NEGATIVES = [ex("the cat sat on the mat", "-"), ex("prices rose again this year", "-")]
 
 
-def client_for(server: ScriptedLLMServer, store: Any = None) -> LLMClient:
+def client_for(server: ScriptedLLMServer, store: Any = None, **options: Any) -> LLMClient:
     config = OpenAICompatibleConfig(
-        base_url=server.openai_base_url, backoff_base_s=0.01, backoff_max_s=0.05
+        base_url=server.openai_base_url, backoff_base_s=0.01, backoff_max_s=0.05, **options
     )
     return LLMClient(OpenAIClient(config), store=store, scheduler=Scheduler())
 
 
 def explain(explainer: Any, server: ScriptedLLMServer, **kwargs: Any) -> Explanation:
     async def go() -> Explanation:
-        client = client_for(server, kwargs.pop("store", None))
+        client = client_for(server, kwargs.pop("store", None), **kwargs.pop("client", {}))
         try:
             return await explainer.explain(
                 LATENT, kwargs.pop("examples", EXAMPLES), client, **kwargs
@@ -202,11 +202,14 @@ def test_a_transport_failure_is_an_explanation_failure_too(
 def test_a_rerun_explains_from_the_cache(
     autointerp_llm_server: ScriptedLLMServer, tmp_path: Path
 ) -> None:
+    priced = {"price_prompt_per_mtok": 1.0, "price_completion_per_mtok": 2.0}
     with Store.open(tmp_path) as store:
-        first = explain(build("default"), autointerp_llm_server, store=store)
-        again = explain(build("default"), autointerp_llm_server, store=store)
+        first = explain(build("default"), autointerp_llm_server, store=store, client=priced)
+        again = explain(build("default"), autointerp_llm_server, store=store, client=priced)
+        assert store.usage().calls == 1 and store.usage().cache_hits == 1  # the ledger knows
     assert first.text == again.text and autointerp_llm_server.count() == 1
-    assert again.meta["from_cache"] and again.meta["cost_usd"] == 0.0
+    # the result is the same either way: its meta says what its answers cost, not who paid
+    assert again.meta == first.meta and first.meta["cost_usd"] > 0
 
 
 def test_the_contrastive_explainer_shows_negatives_and_excludes_them_from_scoring(

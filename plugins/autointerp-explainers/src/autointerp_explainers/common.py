@@ -192,13 +192,14 @@ def _is_json(text: str) -> bool:
 
 
 def usage_meta(responses: Sequence[ChatResponse]) -> dict[str, Any]:
+    """Calls, re-asks, tokens and the answers' price: what the result holds, not how this run got
+    it (whether from the cache is the ledger's to say), so a resumed run's meta is the same."""
     return {
         "llm_calls": [r.request_hash for r in responses],
         "reasks": len(responses) - 1,
         "prompt_tokens": sum(r.prompt_tokens for r in responses),
         "completion_tokens": sum(r.completion_tokens for r in responses),
-        "cost_usd": sum(r.cost_usd for r in responses),
-        "from_cache": all(r.from_cache for r in responses),
+        "cost_usd": sum(r.price_usd for r in responses),
     }
 
 

@@ -257,8 +257,9 @@ def keyed_schema(n: int) -> dict[str, Any]:
 
 
 def usage_meta(responses: Sequence[ChatResponse], prompts: int, failed_attempts: int = 0) -> dict:
-    """Calls, re-asks, tokens and cost of a score's answered prompts (``failed_attempts``: the
-    requests of prompts that ended unparseable, whose responses are not kept)."""
+    """Calls, re-asks, tokens and the answers' price of a score's answered prompts
+    (``failed_attempts``: the requests of prompts that ended unparseable, whose responses are not
+    kept); like the explainers', the same for a resumed run as for an uninterrupted one."""
     requests = len(responses) + failed_attempts
     return {
         "llm_calls": [r.request_hash for r in responses],
@@ -266,8 +267,7 @@ def usage_meta(responses: Sequence[ChatResponse], prompts: int, failed_attempts:
         "reasks": requests - prompts,
         "prompt_tokens": sum(r.prompt_tokens for r in responses),
         "completion_tokens": sum(r.completion_tokens for r in responses),
-        "cost_usd": sum(r.cost_usd for r in responses),
-        "from_cache": bool(responses) and all(r.from_cache for r in responses),
+        "cost_usd": sum(r.price_usd for r in responses),
     }
 
 
