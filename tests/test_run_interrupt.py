@@ -54,6 +54,13 @@ class Gate:
             self.answered.append(request_key(request))
         return reply(respond_text(request))
 
+    def at_kill_point(self, run_dir: Path) -> bool:
+        """Every answered request is committed and at least one more is hanging."""
+        with self.lock:
+            answered, hung = len(self.answered), self.hung
+        done = answered == self.answer_first and hung >= 1
+        return done and committed_calls(run_dir) == answered
+
 
 def write_config(tmp_path: Path, server: ScriptedLLMServer) -> Path:
     return write_run_config(
@@ -96,17 +103,16 @@ def committed_calls(run_dir: Path) -> int:
 
 
 def wait_mid_stage(
-    process: subprocess.Popen[bytes], gate: Gate, run_dir: Path, tmp_path: Path
-) -> None:
-    """Until every answered request is committed and at least one more is hanging."""
+    process: subprocess.Popen[bytes], gate: Gate | ReaskEveryExplanation, run_dir: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """Until ``gate`` is at its kill point; kills the run and fails if it never gets there."""
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if process.poll() is not None:
             err = (tmp_path / "first.err").read_text(errors="replace")
             pytest.fail(f"the run ended before the interruption (rc {process.returncode}): {err}")
-        with gate.lock:
-            answered, hung = len(gate.answered), gate.hung
-        if answered == gate.answer_first and hung >= 1 and committed_calls(run_dir) == answered:
+        if gate.at_kill_point(run_dir):
             return
         time.sleep(0.05)
     process.kill()
@@ -257,6 +263,12 @@ class ReaskEveryExplanation:
             return reply(UNPARSEABLE)
         return reply(respond_text(request))
 
+    def at_kill_point(self, run_dir: Path) -> bool:
+        """A re-ask hangs and every answered request is committed."""
+        with self.lock:
+            answered, hung = self.answered, self.hung
+        return hung >= 1 and committed_calls(run_dir) == answered
+
 
 def test_an_interrupted_run_exports_what_an_uninterrupted_run_exports(
     autointerp_llm_server: ScriptedLLMServer, autointerp_cli, tmp_path: Path
@@ -279,10 +291,7 @@ def test_an_interrupted_run_exports_what_an_uninterrupted_run_exports(
             first = ReaskEveryExplanation(hang_reasks=True)
             server.responder = first
             process = start(config, tmp_path, "first")
-            deadline = time.monotonic() + 240
-            while not (first.hung >= 1 and committed_calls(run_dir) == first.answered):
-                assert process.poll() is None and time.monotonic() < deadline, "no kill point"
-                time.sleep(0.05)
+            wait_mid_stage(process, first, run_dir, tmp_path)
             process.send_signal(signal.SIGKILL)
             process.wait(30)
             with Store.open(run_dir) as store:
